@@ -11,9 +11,9 @@
 namespace tripod::bench {
 
 struct Term {
-  std::string peer;       // "" for tripod's own value
-  std::string run_name;   // e.g. "BM_ConnTableLookup/10000000/real_time"
-  std::string counter;    // counter name in that run
+  std::string peer;      // "" for tripod's own value
+  std::string run_name;  // e.g. "BM_ConnTableLookup/10000000/real_time"
+  std::string counter;   // counter name in that run
 };
 
 struct Figure {
@@ -30,6 +30,6 @@ int declare_figure(Figure f);
 
 #define TRIPOD_FIGURE_CAT2_(a, b) a##b
 #define TRIPOD_FIGURE_CAT_(a, b) TRIPOD_FIGURE_CAT2_(a, b)
-#define TRIPOD_FIGURE(...)                                                             \
+#define TRIPOD_FIGURE(...)                                                            \
   [[maybe_unused]] static const int TRIPOD_FIGURE_CAT_(tripod_figure_, __COUNTER__) = \
       ::tripod::bench::declare_figure(::tripod::bench::Figure __VA_ARGS__)

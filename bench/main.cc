@@ -24,7 +24,8 @@ class CollectingReporter : public benchmark::ConsoleReporter {
     ConsoleReporter::ReportRuns(runs);
     for (const auto& r : runs) {
       if (r.error_occurred) continue;
-      for (const auto& [name, c] : r.counters) values_[r.benchmark_name()][name] = c.value;
+      for (const auto& [name, c] : r.counters)
+        values_[r.benchmark_name()][name] = c.value;
     }
   }
   bool find(const Term& t, double* v) const {
@@ -79,6 +80,7 @@ int main(int argc, char** argv) {
       ++missing;
     }
   }
-  if (missing > 0) std::printf("(%d figure(s) not printed: their benchmarks did not run)\n", missing);
+  if (missing > 0)
+    std::printf("(%d figure(s) not printed: their benchmarks did not run)\n", missing);
   return 0;
 }

@@ -10,7 +10,8 @@
 
 namespace tripod {
 
-static_assert(std::endian::native == std::endian::little || std::endian::native == std::endian::big);
+static_assert(std::endian::native == std::endian::little ||
+              std::endian::native == std::endian::big);
 
 template <typename T>
 inline T bswap(T v) {
@@ -65,9 +66,17 @@ inline T load_host(const uint8_t* p) {
   return v;
 }
 
-inline uint16_t load_be16(const uint8_t* p) { return load_be<uint16_t>(p); }
-inline uint32_t load_be32(const uint8_t* p) { return load_be<uint32_t>(p); }
-inline void store_be16(uint8_t* p, uint16_t v) { store_be<uint16_t>(p, v); }
-inline void store_be32(uint8_t* p, uint32_t v) { store_be<uint32_t>(p, v); }
+inline uint16_t load_be16(const uint8_t* p) {
+  return load_be<uint16_t>(p);
+}
+inline uint32_t load_be32(const uint8_t* p) {
+  return load_be<uint32_t>(p);
+}
+inline void store_be16(uint8_t* p, uint16_t v) {
+  store_be<uint16_t>(p, v);
+}
+inline void store_be32(uint8_t* p, uint32_t v) {
+  store_be<uint32_t>(p, v);
+}
 
 }  // namespace tripod

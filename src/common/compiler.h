@@ -10,7 +10,11 @@ namespace tripod {
 inline constexpr unsigned kCacheLine = 64;
 
 // Read prefetch into all cache levels; used a burst ahead of the access.
-TRIPOD_ALWAYS_INLINE void prefetch(const void* p) { __builtin_prefetch(p, 0, 3); }
-TRIPOD_ALWAYS_INLINE void prefetch_write(const void* p) { __builtin_prefetch(p, 1, 3); }
+TRIPOD_ALWAYS_INLINE void prefetch(const void* p) {
+  __builtin_prefetch(p, 0, 3);
+}
+TRIPOD_ALWAYS_INLINE void prefetch_write(const void* p) {
+  __builtin_prefetch(p, 1, 3);
+}
 
 }  // namespace tripod

@@ -36,9 +36,7 @@ class CounterSet {
 // Declares `enum class NAME : uint8_t { ... , kCount }`, a names table and
 // `to_string(NAME)`. LIST is an X-macro taking X(identifier, "metric_name").
 #define TRIPOD_DECLARE_REASONS(NAME, LIST)                                          \
-  enum class NAME : uint8_t {                                                       \
-    LIST(TRIPOD_REASON_ENUM_) kCount                                                \
-  };                                                                                \
+  enum class NAME : uint8_t { LIST(TRIPOD_REASON_ENUM_) kCount };                   \
   inline constexpr std::string_view k##NAME##Names[] = {LIST(TRIPOD_REASON_NAME_)}; \
   inline constexpr std::string_view to_string(NAME e) {                             \
     return k##NAME##Names[static_cast<size_t>(e)];                                  \

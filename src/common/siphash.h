@@ -26,12 +26,17 @@ struct SipKey {
 
 namespace internal {
 
-TRIPOD_ALWAYS_INLINE uint64_t rotl(uint64_t x, int b) { return (x << b) | (x >> (64 - b)); }
+TRIPOD_ALWAYS_INLINE uint64_t rotl(uint64_t x, int b) {
+  return (x << b) | (x >> (64 - b));
+}
 
 struct SipState {
   uint64_t v0, v1, v2, v3;
   TRIPOD_ALWAYS_INLINE void round() {
-    v0 += v1; v1 = rotl(v1, 13); v1 ^= v0; v0 = rotl(v0, 32);  // clang-format off
+    v0 += v1;
+    v1 = rotl(v1, 13);
+    v1 ^= v0;
+    v0 = rotl(v0, 32);  // clang-format off
     v2 += v3; v3 = rotl(v3, 16); v3 ^= v2;
     v0 += v3; v3 = rotl(v3, 21); v3 ^= v0;
     v2 += v1; v1 = rotl(v1, 17); v1 ^= v2; v2 = rotl(v2, 32);  // clang-format on
@@ -49,16 +54,20 @@ TRIPOD_ALWAYS_INLINE uint64_t siphash(const SipKey& key, const uint8_t* data, si
   for (size_t i = 0; i < whole; i += 8) {
     const uint64_t m = load_le<uint64_t>(data + i);
     s.v3 ^= m;
-    for (int r = 0; r < C; ++r) s.round();
+    for (int r = 0; r < C; ++r)
+      s.round();
     s.v0 ^= m;
   }
   uint64_t b = static_cast<uint64_t>(len) << 56;
-  for (size_t i = 0; i < (len & 7); ++i) b |= static_cast<uint64_t>(data[whole + i]) << (8 * i);
+  for (size_t i = 0; i < (len & 7); ++i)
+    b |= static_cast<uint64_t>(data[whole + i]) << (8 * i);
   s.v3 ^= b;
-  for (int r = 0; r < C; ++r) s.round();
+  for (int r = 0; r < C; ++r)
+    s.round();
   s.v0 ^= b;
   s.v2 ^= 0xff;
-  for (int r = 0; r < D; ++r) s.round();
+  for (int r = 0; r < D; ++r)
+    s.round();
   return s.v0 ^ s.v1 ^ s.v2 ^ s.v3;
 }
 

@@ -18,23 +18,27 @@ TEST(SipHash, MatchesLibsodiumSipHash24) {
   SplitMix64 rng(7);
   for (size_t len = 0; len < 80; ++len) {
     unsigned char k[crypto_shorthash_KEYBYTES];
-    for (auto& b : k) b = static_cast<unsigned char>(rng.next());
+    for (auto& b : k)
+      b = static_cast<unsigned char>(rng.next());
     std::vector<uint8_t> msg(len);
-    for (auto& b : msg) b = static_cast<uint8_t>(rng.next());
+    for (auto& b : msg)
+      b = static_cast<uint8_t>(rng.next());
     uint64_t expect = 0;
     crypto_shorthash(reinterpret_cast<unsigned char*>(&expect), msg.data(), len, k);
     SipKey key{load_le<uint64_t>(k), load_le<uint64_t>(k + 8)};
-    EXPECT_EQ(siphash<2, 4>(key, msg.data(), len), expect) << "len=" << len;
+    EXPECT_EQ((siphash<2, 4>(key, msg.data(), len)), expect) << "len=" << len;
   }
 }
 
 // Published test vector: key 00..0f, message 00..0e (15 bytes), SipHash-2-4.
 TEST(SipHash, PaperVector) {
   uint8_t k[16], m[15];
-  for (int i = 0; i < 16; ++i) k[i] = static_cast<uint8_t>(i);
-  for (int i = 0; i < 15; ++i) m[i] = static_cast<uint8_t>(i);
+  for (int i = 0; i < 16; ++i)
+    k[i] = static_cast<uint8_t>(i);
+  for (int i = 0; i < 15; ++i)
+    m[i] = static_cast<uint8_t>(i);
   SipKey key{load_le<uint64_t>(k), load_le<uint64_t>(k + 8)};
-  EXPECT_EQ(siphash<2, 4>(key, m, sizeof m), 0xa129ca6149be45e5ULL);
+  EXPECT_EQ((siphash<2, 4>(key, m, sizeof m)), 0xa129ca6149be45e5ULL);
 }
 
 TEST(SipHash, KeyChangesOutput) {

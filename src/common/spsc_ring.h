@@ -21,7 +21,8 @@ class SpscRing {
   // Capacity is rounded up to a power of two.
   explicit SpscRing(uint32_t capacity) {
     cap_ = 1;
-    while (cap_ < capacity) cap_ <<= 1;
+    while (cap_ < capacity)
+      cap_ <<= 1;
     mask_ = cap_ - 1;
     items_ = std::make_unique<T[]>(cap_);
   }
@@ -34,7 +35,8 @@ class SpscRing {
     }
     const uint32_t room = cap_ - (tail - prod_.cached_head);
     if (n > room) n = room;
-    for (uint32_t i = 0; i < n; ++i) items_[(tail + i) & mask_] = in[i];
+    for (uint32_t i = 0; i < n; ++i)
+      items_[(tail + i) & mask_] = in[i];
     prod_.tail.store(tail + n, std::memory_order_release);
     return n;
   }
@@ -47,7 +49,8 @@ class SpscRing {
     }
     const uint32_t avail = cons_.cached_tail - head;
     if (n > avail) n = avail;
-    for (uint32_t i = 0; i < n; ++i) out[i] = items_[(head + i) & mask_];
+    for (uint32_t i = 0; i < n; ++i)
+      out[i] = items_[(head + i) & mask_];
     cons_.head.store(head + n, std::memory_order_release);
     return n;
   }

@@ -37,9 +37,8 @@ TEST(BucketWheel, FiresEachBucketAtItsEarliestDue) {
   const uint32_t end = w.now() + (1u << 24) + 10;
   while (w.now() != end) {
     const uint32_t step = 1 + static_cast<uint32_t>(rng.below(5000));
-    const uint32_t to = static_cast<int32_t>(end - w.now()) < static_cast<int32_t>(step)
-                            ? end
-                            : w.now() + step;
+    const uint32_t to =
+        static_cast<int32_t>(end - w.now()) < static_cast<int32_t>(step) ? end : w.now() + step;
     w.advance(to, [&](uint32_t b, uint32_t t) {
       EXPECT_EQ(fired[b], BucketWheel::kNone) << "bucket fired twice";
       fired[b] = t;
@@ -47,7 +46,8 @@ TEST(BucketWheel, FiresEachBucketAtItsEarliestDue) {
     });
   }
   EXPECT_EQ(count, kBuckets);
-  for (uint32_t b = 0; b < kBuckets; ++b) EXPECT_EQ(fired[b], want[b]) << "bucket " << b;
+  for (uint32_t b = 0; b < kBuckets; ++b)
+    EXPECT_EQ(fired[b], want[b]) << "bucket " << b;
   EXPECT_EQ(w.scheduled(), 0u);
 }
 

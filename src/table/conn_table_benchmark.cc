@@ -70,7 +70,8 @@ const Dataset& dataset(size_t n) {
     d = std::make_unique<Dataset>();
     SplitMix64 rng(n);
     d->live.reserve(n);
-    for (size_t i = 0; i < n; ++i) d->live.push_back(random_key(rng));
+    for (size_t i = 0; i < n; ++i)
+      d->live.push_back(random_key(rng));
     SplitMix64 other(n ^ 0xabcdef);
     for (size_t i = 0; i < kQueries; ++i) {
       d->hit_queries.push_back(d->live[rng.below(n)]);
@@ -108,7 +109,8 @@ std::unique_ptr<T> build(const Dataset& d) {
   } else {
     auto t = std::make_unique<T>();
     t->reserve(n);
-    for (size_t i = 0; i < n; ++i) t->emplace(d.live[i], Value64{{i}});
+    for (size_t i = 0; i < n; ++i)
+      t->emplace(d.live[i], Value64{{i}});
     return t;
   }
 }
@@ -128,7 +130,8 @@ void BM_Insert(benchmark::State& state) {
     state.ResumeTiming();
   }
   const double raw = static_cast<double>(n) * (sizeof(FlowKey) + sizeof(Value64));
-  state.counters["Mops"] = benchmark::Counter(static_cast<double>(n) * 1e-6, benchmark::Counter::kIsRate);
+  state.counters["Mops"] =
+      benchmark::Counter(static_cast<double>(n) * 1e-6, benchmark::Counter::kIsRate);
   state.counters["bytes_per_entry"] = static_cast<double>(bytes) / static_cast<double>(n);
   state.counters["overhead_pct"] = (static_cast<double>(bytes) - raw) / raw * 100.0;
 }
@@ -155,8 +158,8 @@ void BM_Lookup(benchmark::State& state) {
     if constexpr (std::is_same_v<T, Ours>) {
       uint64_t hashes[kBurst];
       Ours::Ref refs[kBurst];
-      for (uint32_t i = 0; i < kBurst; ++i) hashes[i] = hash_flow_key(keys[i], kKey);
-      t.lookup_bulk(keys, hashes, kBurst, refs);
+      t.hash_lookup_bulk(
+          keys, kBurst, [](const FlowKey& k) { return hash_flow_key(k, kKey); }, hashes, refs);
       for (uint32_t i = 0; i < kBurst; ++i) {
         if (refs[i].found()) {
           ++found;
@@ -179,22 +182,29 @@ void BM_Lookup(benchmark::State& state) {
   state.counters["Mops"] = benchmark::Counter(lookups * 1e-6, benchmark::Counter::kIsRate);
 }
 
-#define TRIPOD_TABLE_BENCH(T)                                                       \
-  BENCHMARK_TEMPLATE(BM_Insert, T)->Arg(1'000'000)->Arg(10'000'000)->Iterations(1) \
-      ->Unit(benchmark::kMillisecond);                                              \
-  BENCHMARK_TEMPLATE(BM_Lookup, T)                                                  \
-      ->Args({1'000'000, 1})->Args({1'000'000, 0})                                  \
-      ->Args({10'000'000, 1})->Args({10'000'000, 0})                                \
+#define TRIPOD_TABLE_BENCH(T)          \
+  BENCHMARK_TEMPLATE(BM_Insert, T)     \
+      ->Arg(1'000'000)                 \
+      ->Arg(10'000'000)                \
+      ->Iterations(1)                  \
+      ->Unit(benchmark::kMillisecond); \
+  BENCHMARK_TEMPLATE(BM_Lookup, T)     \
+      ->Args({1'000'000, 1})           \
+      ->Args({1'000'000, 0})           \
+      ->Args({10'000'000, 1})          \
+      ->Args({10'000'000, 0})          \
       ->MinTime(1.0)
 TRIPOD_TABLE_BENCH(Ours);
 TRIPOD_TABLE_BENCH(Absl);
 TRIPOD_TABLE_BENCH(Std);
 
 #define TRIPOD_RUN(kind, T, args) #kind "<" #T ">/" args
-#define TRIPOD_TABLE_FIGURE(fig, kind, args, counter, unit)                            \
-  TRIPOD_FIGURE({fig, unit, 1,                                                         \
-                 {{"", TRIPOD_RUN(kind, Ours, args), counter},                         \
-                  {"absl::flat_hash_map", TRIPOD_RUN(kind, Absl, args), counter},      \
+#define TRIPOD_TABLE_FIGURE(fig, kind, args, counter, unit)                       \
+  TRIPOD_FIGURE({fig,                                                             \
+                 unit,                                                            \
+                 1,                                                               \
+                 {{"", TRIPOD_RUN(kind, Ours, args), counter},                    \
+                  {"absl::flat_hash_map", TRIPOD_RUN(kind, Absl, args), counter}, \
                   {"std::unordered_map", TRIPOD_RUN(kind, Std, args), counter}}})
 TRIPOD_TABLE_FIGURE("conntable.lookup.10M", BM_Lookup, "10000000/1/min_time:1.000", "Mops", "Mops");
 TRIPOD_TABLE_FIGURE("conntable.lookup.1M", BM_Lookup, "1000000/1/min_time:1.000", "Mops", "Mops");
@@ -202,9 +212,12 @@ TRIPOD_TABLE_FIGURE("conntable.miss.10M", BM_Lookup, "10000000/0/min_time:1.000"
 TRIPOD_TABLE_FIGURE("conntable.miss.1M", BM_Lookup, "1000000/0/min_time:1.000", "Mops", "Mops");
 TRIPOD_TABLE_FIGURE("conntable.insert.10M", BM_Insert, "10000000/iterations:1", "Mops", "Mops");
 TRIPOD_TABLE_FIGURE("conntable.insert.1M", BM_Insert, "1000000/iterations:1", "Mops", "Mops");
-TRIPOD_TABLE_FIGURE("conntable.overhead.10M", BM_Insert, "10000000/iterations:1", "overhead_pct", "%");
-TRIPOD_TABLE_FIGURE("conntable.overhead.1M", BM_Insert, "1000000/iterations:1", "overhead_pct", "%");
-TRIPOD_TABLE_FIGURE("conntable.bytes_per_entry.10M", BM_Insert, "10000000/iterations:1", "bytes_per_entry", "B");
+TRIPOD_TABLE_FIGURE("conntable.overhead.10M", BM_Insert, "10000000/iterations:1", "overhead_pct",
+                    "%");
+TRIPOD_TABLE_FIGURE("conntable.overhead.1M", BM_Insert, "1000000/iterations:1", "overhead_pct",
+                    "%");
+TRIPOD_TABLE_FIGURE("conntable.bytes_per_entry.10M", BM_Insert, "10000000/iterations:1",
+                    "bytes_per_entry", "B");
 
 }  // namespace
 }  // namespace tripod

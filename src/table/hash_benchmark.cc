@@ -22,8 +22,10 @@ std::vector<FlowKey> keys(Family f) {
   std::vector<FlowKey> v;
   for (int i = 0; i < 1024; ++i) {
     uint8_t a[16], b[16];
-    for (auto& x : a) x = static_cast<uint8_t>(rng.next());
-    for (auto& x : b) x = static_cast<uint8_t>(rng.next());
+    for (auto& x : a)
+      x = static_cast<uint8_t>(rng.next());
+    for (auto& x : b)
+      x = static_cast<uint8_t>(rng.next());
     v.push_back(make_flow_key(f, kProtoTcp, a, b, static_cast<uint16_t>(rng.next()),
                               static_cast<uint16_t>(rng.next()), true));
   }
@@ -39,11 +41,14 @@ void run(benchmark::State& state, Family fam, F&& hash) {
     acc += hash(ks[i++ & 1023]);
   }
   benchmark::DoNotOptimize(acc);
-  state.counters["ns_per_key"] = benchmark::Counter(static_cast<double>(state.iterations()) * 1e-9,
-                                                    benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  state.counters["ns_per_key"] =
+      benchmark::Counter(static_cast<double>(state.iterations()) * 1e-9,
+                         benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
 
-Family fam(const benchmark::State& s) { return s.range(0) == 6 ? Family::kIpv6 : Family::kIpv4; }
+Family fam(const benchmark::State& s) {
+  return s.range(0) == 6 ? Family::kIpv6 : Family::kIpv4;
+}
 
 void BM_HashSip13(benchmark::State& state) {
   SipKey k;
@@ -79,11 +84,13 @@ BENCHMARK(BM_HashSodiumSip24)->Arg(4)->Arg(6);
 BENCHMARK(BM_HashXxh3Secret)->Arg(4)->Arg(6);
 BENCHMARK(BM_HashAbsl)->Arg(4)->Arg(6);
 
-#define TRIPOD_HASH_FIGURE(name, arg)                                              \
-  TRIPOD_FIGURE({name, "ns", 2,                                                    \
-                 {{"", "BM_HashSip13/" arg, "ns_per_key"},                         \
+#define TRIPOD_HASH_FIGURE(name, arg)                                               \
+  TRIPOD_FIGURE({name,                                                              \
+                 "ns",                                                              \
+                 2,                                                                 \
+                 {{"", "BM_HashSip13/" arg, "ns_per_key"},                          \
                   {"libsodium_siphash24", "BM_HashSodiumSip24/" arg, "ns_per_key"}, \
-                  {"xxh3_secret", "BM_HashXxh3Secret/" arg, "ns_per_key"},         \
+                  {"xxh3_secret", "BM_HashXxh3Secret/" arg, "ns_per_key"},          \
                   {"absl::Hash", "BM_HashAbsl/" arg, "ns_per_key"}}})
 TRIPOD_HASH_FIGURE("hash.flowkey_v4", "4");
 TRIPOD_HASH_FIGURE("hash.flowkey_v6", "6");

@@ -2,6 +2,8 @@
 // in CI): producers hand operations to shard owners through SPSC rings, owners
 // mutate their tables and expire entries, a monitor reads counters the whole
 // time. The final contents must equal the per-key last operation.
+#include "table/shard.h"
+
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -13,7 +15,6 @@
 #include "common/siphash.h"
 #include "common/spsc_ring.h"
 #include "table/conn_table.h"
-#include "table/shard.h"
 
 namespace tripod {
 namespace {
@@ -55,7 +56,8 @@ TEST(ShardedTables, OwnersHandoffAndConcurrentReaders) {
   // rings[p][s]: producer p -> shard owner s.
   std::vector<std::vector<std::unique_ptr<SpscRing<Op>>>> rings(kProducers);
   for (auto& r : rings) {
-    for (uint32_t s = 0; s < kShards; ++s) r.push_back(std::make_unique<SpscRing<Op>>(1024));
+    for (uint32_t s = 0; s < kShards; ++s)
+      r.push_back(std::make_unique<SpscRing<Op>>(1024));
   }
   // Expected final state, computed by the producers (each key belongs to one
   // producer, so its operations arrive in order through one ring).
@@ -67,7 +69,8 @@ TEST(ShardedTables, OwnersHandoffAndConcurrentReaders) {
     threads.emplace_back([&, p] {
       SplitMix64 rng(100 + p);
       auto send = [&](uint32_t s, const Op& op) {
-        while (rings[p][s]->push(&op, 1) == 0) std::this_thread::yield();
+        while (rings[p][s]->push(&op, 1) == 0)
+          std::this_thread::yield();
       };
       for (uint64_t i = 0; i < kOpsPerProducer; ++i) {
         const uint64_t k = rng.below(kKeysPerProducer);
@@ -137,12 +140,14 @@ TEST(ShardedTables, OwnersHandoffAndConcurrentReaders) {
   std::thread monitor([&] {
     uint64_t seen = 0;
     while (!done.load(std::memory_order_acquire)) {
-      for (const auto& t : tables) seen += t->counters().get(ConnTableCounter::kInserted);
+      for (const auto& t : tables)
+        seen += t->counters().get(ConnTableCounter::kInserted);
       std::this_thread::yield();
     }
     EXPECT_GT(seen, 0u);
   });
-  for (auto& th : threads) th.join();
+  for (auto& th : threads)
+    th.join();
   done.store(true, std::memory_order_release);
   monitor.join();
 
@@ -157,9 +162,11 @@ TEST(ShardedTables, OwnersHandoffAndConcurrentReaders) {
     }
   }
   uint64_t live = 0;
-  for (const auto& t : tables) live += t->size();
+  for (const auto& t : tables)
+    live += t->size();
   EXPECT_EQ(live, expected_live);
-  for (const auto& t : tables) EXPECT_EQ(t->counters().get(ConnTableCounter::kExpired), 0u);
+  for (const auto& t : tables)
+    EXPECT_EQ(t->counters().get(ConnTableCounter::kExpired), 0u);
 }
 
 }  // namespace

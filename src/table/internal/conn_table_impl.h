@@ -23,7 +23,7 @@ ConnTable<K, V>::ConnTable(const ConnTableConfig& cfg)
       }()),
       buckets_(nbuckets_, cfg.huge_pages),
       entries_(capacity_, cfg.huge_pages),
-      wheel_(nbuckets_) {}
+      wheel_((nbuckets_ + kTimerGroup - 1) / kTimerGroup) {}
 
 template <typename K, typename V>
 typename ConnTable<K, V>::Ref ConnTable<K, V>::find_in(uint32_t b, uint32_t tag,
@@ -31,7 +31,7 @@ typename ConnTable<K, V>::Ref ConnTable<K, V>::find_in(uint32_t b, uint32_t tag,
   for (uint32_t m = match(buckets_[b], tag); m != 0; m &= m - 1) {
     const uint32_t w = static_cast<uint32_t>(__builtin_ctz(m));
     const uint32_t idx = unpack_idx(buckets_[b].slot[w]);
-    if (std::memcmp(&entries_[idx].key, &key, sizeof(K)) == 0) return Ref{idx, b * kWays + w};
+    if (key_equal(entries_[idx].key, key)) return Ref{idx, b * kWays + w};
   }
   return Ref{};
 }
@@ -47,45 +47,60 @@ typename ConnTable<K, V>::Ref ConnTable<K, V>::lookup(const K& key, uint64_t has
 }
 
 template <typename K, typename V>
+void ConnTable<K, V>::prefetch_key(uint32_t b, uint32_t way) const {
+  const auto* e = reinterpret_cast<const char*>(&entries_[unpack_idx(buckets_[b].slot[way])]);
+  prefetch(e);
+  prefetch(e + sizeof(K) - 1);  // the key may straddle a line; the value is read later
+}
+
+// Inserts fill the primary bucket first, so most keys are found there: the
+// secondary bucket is only fetched for keys without a primary tag match.
+// Each stage issues the burst's next memory accesses before using any, so
+// their cache misses overlap.
+template <typename K, typename V>
 void ConnTable<K, V>::lookup_bulk(const K* keys, const uint64_t* hashes, uint32_t n,
                                   Ref* out) const {
   uint32_t b1[kMaxBurst], b2[kMaxBurst], tags[kMaxBurst], m1[kMaxBurst], m2[kMaxBurst];
   if (n > kMaxBurst) n = kMaxBurst;
-  // Stage 1: bucket indices and prefetch of both candidate buckets.
+  // Stage 1: primary buckets.
   for (uint32_t i = 0; i < n; ++i) {
     tags[i] = tag_of(hashes[i]);
     b1[i] = primary(hashes[i]);
-    b2[i] = alt(b1[i], tags[i]);
     prefetch(&buckets_[b1[i]]);
-    prefetch(&buckets_[b2[i]]);
   }
-  // Stage 2: tag matches; prefetch the first candidate entry (both of its
-  // lines: a key + value straddles cache lines).
+  // Stage 2: primary tag matches -> prefetch the candidate's key; no match ->
+  // prefetch the secondary bucket.
   for (uint32_t i = 0; i < n; ++i) {
     m1[i] = match(buckets_[b1[i]], tags[i]);
-    m2[i] = b2[i] == b1[i] ? 0 : match(buckets_[b2[i]], tags[i]);
-    const uint32_t b = m1[i] ? b1[i] : b2[i];
-    const uint32_t m = m1[i] ? m1[i] : m2[i];
-    if (m != 0) {
-      const auto* e = &entries_[unpack_idx(buckets_[b].slot[__builtin_ctz(m)])];
-      prefetch(e);
-      prefetch(reinterpret_cast<const char*>(e) + sizeof(Entry) - 1);
+    b2[i] = alt(b1[i], tags[i]);
+    m2[i] = 0;
+    if (m1[i] != 0) {
+      prefetch_key(b1[i], static_cast<uint32_t>(__builtin_ctz(m1[i])));
+    } else {
+      prefetch(&buckets_[b2[i]]);
     }
   }
-  // Stage 3: key comparison.
+  // Stage 3: secondary tag matches for the rest.
+  for (uint32_t i = 0; i < n; ++i) {
+    if (m1[i] == 0 && b2[i] != b1[i]) {
+      m2[i] = match(buckets_[b2[i]], tags[i]);
+      if (m2[i] != 0) prefetch_key(b2[i], static_cast<uint32_t>(__builtin_ctz(m2[i])));
+    }
+  }
+  // Stage 4: key comparison. A primary tag match that was a false positive
+  // (~1 in 1000) still has to look at the secondary bucket.
   for (uint32_t i = 0; i < n; ++i) {
     Ref r;
-    for (uint32_t pass = 0; pass < 2 && !r.found(); ++pass) {
-      const uint32_t b = pass == 0 ? b1[i] : b2[i];
-      for (uint32_t m = pass == 0 ? m1[i] : m2[i]; m != 0; m &= m - 1) {
-        const uint32_t w = static_cast<uint32_t>(__builtin_ctz(m));
-        const uint32_t idx = unpack_idx(buckets_[b].slot[w]);
-        if (std::memcmp(&entries_[idx].key, &keys[i], sizeof(K)) == 0) {
-          r = Ref{idx, b * kWays + w};
-          break;
-        }
+    const uint32_t b = m1[i] != 0 ? b1[i] : b2[i];
+    for (uint32_t m = m1[i] != 0 ? m1[i] : m2[i]; m != 0; m &= m - 1) {
+      const uint32_t w = static_cast<uint32_t>(__builtin_ctz(m));
+      const uint32_t idx = unpack_idx(buckets_[b].slot[w]);
+      if (key_equal(entries_[idx].key, keys[i])) {
+        r = Ref{idx, b * kWays + w};
+        break;
       }
     }
+    if (!r.found() && m1[i] != 0 && b2[i] != b1[i]) r = find_in(b2[i], tags[i], keys[i]);
     out[i] = r;
   }
 }
@@ -158,7 +173,7 @@ bool ConnTable<K, V>::make_room(uint32_t b1, uint32_t b2, uint32_t* pos) {
           }
           slot(dst_pos) = moving;
           slot(src_pos) = 0;
-          wheel_.schedule(dst_pos / kWays, unpack_deadline(moving));
+          schedule(dst_pos / kWays, unpack_deadline(moving));
           counters_.inc(ConnTableCounter::kCuckooMoves);
           const Node& nd = q[node];
           if (nd.parent < 0) {
@@ -193,15 +208,15 @@ typename ConnTable<K, V>::InsertResult ConnTable<K, V>::insert(const K& key, uin
     counters_.inc(ConnTableCounter::kInsertTableFull);
     return {Ref{}, InsertStatus::kTableFull};
   }
-  // The emptier bucket keeps both balanced, which is what lets 2-choice
-  // hashing run this full.
+  // Primary first (lookups fetch the secondary bucket only when needed);
+  // cuckoo displacement still balances the two when the primary is full.
   const uint32_t e1 = empties(buckets_[b1]);
   const uint32_t e2 = b2 == b1 ? 0 : empties(buckets_[b2]);
   uint32_t pos;
-  if (e1 != 0 || e2 != 0) {
-    const bool use1 = __builtin_popcount(e1) >= __builtin_popcount(e2);
-    pos = use1 ? b1 * kWays + static_cast<uint32_t>(__builtin_ctz(e1))
-               : b2 * kWays + static_cast<uint32_t>(__builtin_ctz(e2));
+  if (e1 != 0) {
+    pos = b1 * kWays + static_cast<uint32_t>(__builtin_ctz(e1));
+  } else if (e2 != 0) {
+    pos = b2 * kWays + static_cast<uint32_t>(__builtin_ctz(e2));
   } else if (!make_room(b1, b2, &pos) && !make_room(b1, b2, &pos)) {
     free_entry(idx);
     counters_.inc(ConnTableCounter::kInsertNoCuckooPath);
@@ -211,7 +226,7 @@ typename ConnTable<K, V>::InsertResult ConnTable<K, V>::insert(const K& key, uin
   entries_[idx].key = key;
   entries_[idx].value = V{};
   slot(pos) = pack(tag, idx, deadline);
-  wheel_.schedule(pos / kWays, deadline);
+  schedule(pos / kWays, deadline);
   ++size_;
   counters_.inc(ConnTableCounter::kInserted);
   return {Ref{idx, pos}, InsertStatus::kInserted};
@@ -239,40 +254,43 @@ void ConnTable<K, V>::set_deadline(Ref ref, Tick deadline) {
   deadline = clamp_deadline(deadline);
   uint64_t& s = slot(ref.pos);
   s = pack(unpack_tag(s), unpack_idx(s), deadline);
-  wheel_.schedule(ref.pos / kWays, deadline);  // no-op unless earlier than the bucket's due
+  schedule(ref.pos / kWays, deadline);  // no-op unless earlier than the group's due
 }
 
 template <typename K, typename V>
-void ConnTable<K, V>::visit_bucket(uint32_t b, Tick t, auto& on_expire) {
+void ConnTable<K, V>::visit_group(uint32_t g, Tick t, auto& on_expire) {
   Tick next = 0;
   bool any = false;
-  for (uint32_t w = 0; w < kWays; ++w) {
-    const uint64_t s = buckets_[b].slot[w];
-    if (s == 0) continue;
-    const Tick d = unpack_deadline(s);
-    if (static_cast<int32_t>(d - t) <= 0) {
-      const uint32_t idx = unpack_idx(s);
-      on_expire(idx, static_cast<const K&>(entries_[idx].key), entries_[idx].value);
-      // on_expire may have erased entries, this one included.
-      if (buckets_[b].slot[w] == s) {
-        buckets_[b].slot[w] = 0;
-        free_entry(idx);
-        --size_;
-        counters_.inc(ConnTableCounter::kExpired);
+  const uint32_t end = std::min(nbuckets_, (g + 1) * kTimerGroup);
+  for (uint32_t b = g * kTimerGroup; b < end; ++b) {
+    for (uint32_t w = 0; w < kWays; ++w) {
+      const uint64_t s = buckets_[b].slot[w];
+      if (s == 0) continue;
+      const Tick d = unpack_deadline(s);
+      if (static_cast<int32_t>(d - t) <= 0) {
+        const uint32_t idx = unpack_idx(s);
+        on_expire(idx, static_cast<const K&>(entries_[idx].key), entries_[idx].value);
+        // on_expire may have erased entries, this one included.
+        if (buckets_[b].slot[w] == s) {
+          buckets_[b].slot[w] = 0;
+          free_entry(idx);
+          --size_;
+          counters_.inc(ConnTableCounter::kExpired);
+        }
+      } else if (!any || static_cast<int32_t>(d - next) < 0) {
+        next = d;
+        any = true;
       }
-    } else if (!any || static_cast<int32_t>(d - next) < 0) {
-      next = d;
-      any = true;
     }
   }
-  if (any) wheel_.schedule(b, next);
+  if (any) wheel_.schedule(g, next);
 }
 
 template <typename K, typename V>
 template <typename OnExpire>
 uint64_t ConnTable<K, V>::advance(Tick now, OnExpire&& on_expire) {
   const uint64_t before = counters_.get(ConnTableCounter::kExpired);
-  wheel_.advance(now, [&](uint32_t b, Tick t) { visit_bucket(b, t, on_expire); });
+  wheel_.advance(now, [&](uint32_t g, Tick t) { visit_group(g, t, on_expire); });
   return counters_.get(ConnTableCounter::kExpired) - before;
 }
 

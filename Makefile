@@ -1,0 +1,50 @@
+# The README's commands. Each installs its Debian packages and builds first.
+.PHONY: deps demo test bench asan tsan fuzz format tidy clean
+
+JOBS ?= $(shell nproc)
+FUZZ_SECONDS ?= 60
+
+deps:
+	@scripts/install-deps.sh
+
+build/release/build.ninja: CMakeLists.txt CMakePresets.json | deps
+	cmake --preset release >/dev/null
+build/dev/build.ninja: CMakeLists.txt CMakePresets.json | deps
+	cmake --preset dev >/dev/null
+
+demo: deps build/release/build.ninja
+	cmake --build --preset release --target tripod -j $(JOBS)
+	./build/release/src/cmd/tripod demo
+
+test: deps build/dev/build.ninja
+	cmake --build --preset dev -j $(JOBS)
+	ctest --preset dev -j $(JOBS)
+
+bench: deps build/release/build.ninja
+	cmake --build --preset release --target tripod_bench -j $(JOBS)
+	./build/release/bench/tripod_bench --benchmark_counters_tabular=true
+
+# Sanitizer and fuzz runs (CI runs all of them).
+asan: deps
+	cmake --preset asan >/dev/null
+	cmake --build --preset asan -j $(JOBS)
+	ctest --preset asan -j $(JOBS)
+
+tsan: deps
+	cmake --preset tsan >/dev/null
+	cmake --build --preset tsan -j $(JOBS) --target table_shard_test
+	ctest --preset tsan -L threads
+
+fuzz: deps
+	cmake --preset fuzz >/dev/null
+	cmake --build --preset fuzz -j $(JOBS)
+	scripts/run-fuzzers.sh $(FUZZ_SECONDS)
+
+format:
+	git ls-files '*.cc' '*.h' | xargs clang-format -i
+
+tidy: build/dev/build.ninja
+	git ls-files 'src/*.cc' | xargs clang-tidy -p build/dev --quiet
+
+clean:
+	rm -rf build

@@ -1,0 +1,74 @@
+// An I/O port moves bursts of packets in and out of the pipeline. AF_XDP is
+// the production port (issue 4); the pcap and memory ports feed tests, the
+// demo and benchmarks through the very same pipeline code.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "io/frame_pool.h"
+#include "io/packet.h"
+
+namespace tripod {
+
+class PcapReader;
+class PcapWriter;
+
+class Port {
+ public:
+  virtual ~Port() = default;
+  // Receives up to `max` packets into pkts; 0 means nothing (or end of input).
+  virtual uint32_t rx_burst(Packet* pkts, uint32_t max) = 0;
+  // Transmits n packets and takes their frames back.
+  virtual void tx_burst(const Packet* pkts, uint32_t n) = 0;
+  // Takes back the frames of dropped packets.
+  virtual void release(const Packet* pkts, uint32_t n) = 0;
+  // True once an input-driven port (pcap, memory) has nothing left.
+  virtual bool exhausted() const { return false; }
+};
+
+// Reads frames from a pcap file; writes transmitted frames to another (or
+// discards them when no output path is given).
+class PcapPort final : public Port {
+ public:
+  // Throws std::runtime_error naming the file when it cannot be opened.
+  PcapPort(const std::string& in_path, const std::string& out_path);
+  ~PcapPort() override;
+
+  uint32_t rx_burst(Packet* pkts, uint32_t max) override;
+  void tx_burst(const Packet* pkts, uint32_t n) override;
+  void release(const Packet* pkts, uint32_t n) override;
+  bool exhausted() const override { return eof_; }
+  uint64_t oversize_drops() const { return oversize_; }
+
+ private:
+  FramePool pool_;
+  std::unique_ptr<PcapReader> in_;
+  std::unique_ptr<PcapWriter> out_;
+  bool eof_ = false;
+  uint64_t oversize_ = 0;
+};
+
+// In-memory port for tests: frames in, frames out.
+class MemoryPort final : public Port {
+ public:
+  explicit MemoryPort(std::vector<std::vector<uint8_t>> input, uint64_t ts_step_ns = 1000);
+  uint32_t rx_burst(Packet* pkts, uint32_t max) override;
+  void tx_burst(const Packet* pkts, uint32_t n) override;
+  void release(const Packet* pkts, uint32_t n) override;
+  bool exhausted() const override { return next_ == input_.size(); }
+  const std::vector<std::vector<uint8_t>>& output() const { return output_; }
+  uint64_t oversize_drops() const { return oversize_; }
+
+ private:
+  FramePool pool_;
+  std::vector<std::vector<uint8_t>> input_, output_;
+  size_t next_ = 0;
+  uint64_t oversize_ = 0;
+  uint64_t ts_step_ns_;
+};
+
+}  // namespace tripod

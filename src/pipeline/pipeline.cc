@@ -1,0 +1,42 @@
+#include "pipeline/pipeline.h"
+
+namespace tripod {
+
+uint32_t Pipeline::run_once(Port& port, const Clock* clock, RunStats* stats) {
+  Burst& b = burst_;
+  b.n = port.rx_burst(b.pkts, kBurstSize);
+  if (b.n == 0) return 0;
+  if (clock != nullptr) {
+    b.now_ns = clock->now_ns();
+  } else {
+    for (uint32_t i = 0; i < b.n; ++i)
+      b.now_ns = std::max(b.now_ns, b.pkts[i].ts_ns);
+  }
+  for (uint32_t i = 0; i < b.n; ++i)
+    b.verdict[i] = Verdict::kForward;
+  for (auto& s : stages_)
+    s->process(b);
+
+  Packet out[kBurstSize], drop[kBurstSize];
+  uint32_t n_out = 0, n_drop = 0;
+  for (uint32_t i = 0; i < b.n; ++i) {
+    (b.verdict[i] == Verdict::kForward ? out[n_out++] : drop[n_drop++]) = b.pkts[i];
+  }
+  port.tx_burst(out, n_out);
+  port.release(drop, n_drop);
+  stats->bursts++;
+  stats->rx += b.n;
+  stats->tx += n_out;
+  stats->dropped += n_drop;
+  stats->last_ts_ns = b.now_ns;
+  return b.n;
+}
+
+RunStats Pipeline::run_to_end(Port& port, const Clock* clock) {
+  RunStats stats;
+  while (!port.exhausted())
+    run_once(port, clock, &stats);
+  return stats;
+}
+
+}  // namespace tripod
