@@ -12,7 +12,7 @@
 //
 // Lists are circular, doubly linked, by index: nodes [0, n) are buckets and
 // nodes [n, n + kLists) are the list heads, so unlink needs no list id.
-// Memory: 12 bytes per bucket (next, prev, due).
+// Memory: 12 bytes per node (next, prev, due), kept together.
 #pragma once
 
 #include <cstdint>
@@ -32,19 +32,21 @@ class BucketWheel {
   Tick now() const { return now_; }
   void set_now(Tick t) { now_ = t; }  // only while nothing is scheduled
   uint32_t scheduled() const { return scheduled_; }
-  Tick due(uint32_t b) const { return due_[b]; }
-  bool is_scheduled(uint32_t b) const { return due_[b] != kNone; }
+  Tick due(uint32_t b) const { return d_at(b); }
+  bool is_scheduled(uint32_t b) const { return d_at(b) != kNone; }
+
+  void prefetch(uint32_t b) const { __builtin_prefetch(&nodes_[b], 1, 3); }
 
   // Makes bucket `b` fire no later than `due` (clamped to (now, now + kMaxAhead]).
   void schedule(uint32_t b, Tick due) {
     // Ticks wrap: compare by signed difference.
     if (static_cast<int32_t>(due - now_) <= 0) due = now_ + 1;
     if (due - now_ > kMaxAhead) due = now_ + kMaxAhead;
-    if (due_[b] != kNone) {
-      if (static_cast<int32_t>(due_[b] - due) <= 0) return;
+    if (d_at(b) != kNone) {
+      if (static_cast<int32_t>(d_at(b) - due) <= 0) return;
       unlink(b);
     }
-    due_[b] = due;
+    d_at(b) = due;
     link(b, list_for(due));
   }
 
@@ -77,10 +79,10 @@ class BucketWheel {
       const uint32_t slot = t & 0xff;
       l0_bits_[slot / 64] &= ~(uint64_t{1} << (slot % 64));
       const uint32_t head = n_ + slot;
-      while (next_[head] != head) {
-        const uint32_t b = next_[head];
+      while (n_at(head) != head) {
+        const uint32_t b = n_at(head);
         unlink(b);
-        due_[b] = kNone;
+        d_at(b) = kNone;
         visit(b, t);
         ++visited;
       }
@@ -115,25 +117,27 @@ class BucketWheel {
   void link(uint32_t b, uint32_t list) {
     if (list < kL1) l0_bits_[list / 64] |= uint64_t{1} << (list % 64);  // may be stale-set
     const uint32_t head = n_ + list;
-    next_[b] = next_[head];
-    prev_[b] = head;
-    prev_[next_[head]] = b;
-    next_[head] = b;
+    Node& h = nodes_[head];
+    nodes_[b].next = h.next;
+    nodes_[b].prev = head;
+    nodes_[h.next].prev = b;
+    h.next = b;
     ++scheduled_;
   }
   void unlink(uint32_t b) {
-    next_[prev_[b]] = next_[b];
-    prev_[next_[b]] = prev_[b];
+    const Node& n = nodes_[b];
+    nodes_[n.prev].next = n.next;
+    nodes_[n.next].prev = n.prev;
     --scheduled_;
   }
   // Re-places every bucket of a higher-level list by its due: each lands in a
   // lower level (or the L0 slot fired this very tick).
   void cascade(uint32_t list) {
     const uint32_t head = n_ + list;
-    while (next_[head] != head) {
-      const uint32_t b = next_[head];
+    while (n_at(head) != head) {
+      const uint32_t b = n_at(head);
       unlink(b);
-      link(b, list_for(static_cast<int32_t>(due_[b] - now_) <= 0 ? now_ : due_[b]));
+      link(b, list_for(static_cast<int32_t>(d_at(b) - now_) <= 0 ? now_ : d_at(b)));
     }
   }
 
@@ -141,7 +145,15 @@ class BucketWheel {
   Tick now_ = 0;
   uint32_t scheduled_ = 0;
   uint64_t l0_bits_[4] = {};  // L0 slots that may be non-empty
-  std::unique_ptr<uint32_t[]> next_, prev_, due_;
+  // One 12-byte node per bucket group, so scheduling touches one line.
+  struct Node {
+    uint32_t next, prev, due;
+  };
+  uint32_t& n_at(uint32_t i) { return nodes_[i].next; }
+  uint32_t& d_at(uint32_t i) { return nodes_[i].due; }
+  uint32_t n_at(uint32_t i) const { return nodes_[i].next; }
+  uint32_t d_at(uint32_t i) const { return nodes_[i].due; }
+  std::unique_ptr<Node[]> nodes_;
 };
 
 }  // namespace tripod::internal

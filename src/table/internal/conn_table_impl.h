@@ -152,10 +152,17 @@ bool ConnTable<K, V>::make_room(uint32_t b1, uint32_t b2, uint32_t* pos) {
   while (head < tail) {
     const uint32_t qi = head++;
     const uint32_t b = q[qi].bucket;
+    // Fetch all eight alternate buckets at once: at high load this search is
+    // what an insert waits on.
+    uint32_t alts[kWays];
+    for (uint32_t w = 0; w < kWays; ++w) {
+      alts[w] = alt(b, unpack_tag(buckets_[b].slot[w]));
+      prefetch(&buckets_[alts[w]]);
+    }
     for (uint32_t w = 0; w < kWays; ++w) {
       const uint64_t s = buckets_[b].slot[w];
       if (s == 0) continue;  // cannot happen for full buckets; harmless
-      const uint32_t a = alt(b, unpack_tag(s));
+      const uint32_t a = alts[w];
       if (a == b) continue;
       const uint32_t e = empties(buckets_[a]);
       if (e != 0) {
@@ -197,6 +204,10 @@ typename ConnTable<K, V>::InsertResult ConnTable<K, V>::insert(const K& key, uin
   const uint32_t tag = tag_of(hash);
   const uint32_t b1 = primary(hash);
   const uint32_t b2 = alt(b1, tag);
+  // Start every miss this insert may take before waiting on the first.
+  prefetch_write(&buckets_[b1]);
+  prefetch_write(&buckets_[b2]);
+  wheel_.prefetch(b1 / kTimerGroup);
   Ref existing = find_in(b1, tag, key);
   if (!existing.found() && b2 != b1) existing = find_in(b2, tag, key);
   if (existing.found()) {
