@@ -11,6 +11,11 @@ add_library(tripod_options INTERFACE)
 target_compile_features(tripod_options INTERFACE cxx_std_20)
 target_compile_options(tripod_options INTERFACE ${TRIPOD_WARNINGS})
 target_include_directories(tripod_options INTERFACE ${PROJECT_SOURCE_DIR}/src)
+if(TRIPOD_FUZZ)
+  # libFuzzer is guided by coverage of the code under test: every library is
+  # instrumented, not only the harness (which links with -fsanitize=fuzzer).
+  target_compile_options(tripod_options INTERFACE -fsanitize=fuzzer-no-link)
+endif()
 if(TRIPOD_SANITIZE)
   target_compile_options(tripod_options INTERFACE -fsanitize=${TRIPOD_SANITIZE} -fno-omit-frame-pointer
                                                   -fno-sanitize-recover=all)

@@ -34,8 +34,8 @@ void fix_checksums(uint8_t* frame, const PacketMeta& meta);
 
 // RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m'). One 16-bit field changed.
 inline uint16_t csum_update16(uint16_t hc, uint16_t old_v, uint16_t new_v) {
-  uint32_t s = static_cast<uint16_t>(~hc) + static_cast<uint32_t>(static_cast<uint16_t>(~old_v)) +
-               new_v;
+  uint32_t s =
+      static_cast<uint16_t>(~hc) + static_cast<uint32_t>(static_cast<uint16_t>(~old_v)) + new_v;
   s = (s & 0xffff) + (s >> 16);
   s = (s & 0xffff) + (s >> 16);
   return static_cast<uint16_t>(~s);

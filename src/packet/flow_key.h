@@ -49,13 +49,16 @@ static_assert(std::has_unique_object_representations_v<FlowKey>);
 FlowKey make_flow_key(Family family, uint8_t proto, const uint8_t* src, const uint8_t* dst,
                       uint16_t sport, uint16_t dport, bool canonical, bool* reversed = nullptr);
 
-// Key of a parsed packet. Packets without ports (non-first fragments, ICMP
-// other than echo) get ports 0. For ICMP errors this is the key of the error
-// packet itself; use flow_key_of_quote for the flow the error is about.
+// Key of a parsed packet. Packets without ports (ICMP other than echo) get
+// ports 0, and so do all fragments, the first included: every piece of a
+// datagram must map to the same key, and only the first carries the ports.
+// For ICMP errors this is the key of the error packet itself; use
+// flow_key_of_quote for the flow the error is about. Non-IP: the zero key.
 FlowKey flow_key_of(const uint8_t* frame, const PacketMeta& meta, bool canonical,
                     bool* reversed = nullptr);
 
-// Key of the flow quoted in an ICMP error (meta must have kMetaIcmpError).
+// Key of the flow quoted in an ICMP error (meta must have kMetaIcmpError,
+// else the zero key). Equal to flow_key_of() of the quoted packet.
 FlowKey flow_key_of_quote(const uint8_t* frame, const PacketMeta& meta, bool canonical,
                           bool* reversed = nullptr);
 
