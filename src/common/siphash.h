@@ -32,15 +32,14 @@ TRIPOD_ALWAYS_INLINE uint64_t rotl(uint64_t x, int b) {
 
 struct SipState {
   uint64_t v0, v1, v2, v3;
+  // clang-format off
   TRIPOD_ALWAYS_INLINE void round() {
-    v0 += v1;
-    v1 = rotl(v1, 13);
-    v1 ^= v0;
-    v0 = rotl(v0, 32);  // clang-format off
+    v0 += v1; v1 = rotl(v1, 13); v1 ^= v0; v0 = rotl(v0, 32);
     v2 += v3; v3 = rotl(v3, 16); v3 ^= v2;
     v0 += v3; v3 = rotl(v3, 21); v3 ^= v0;
-    v2 += v1; v1 = rotl(v1, 17); v1 ^= v2; v2 = rotl(v2, 32);  // clang-format on
+    v2 += v1; v1 = rotl(v1, 17); v1 ^= v2; v2 = rotl(v2, 32);
   }
+  // clang-format on
 };
 
 }  // namespace internal
