@@ -21,8 +21,10 @@ ConnTable<K, V>::ConnTable(const ConnTableConfig& cfg)
         // At least two buckets, so that most keys have two distinct choices.
         return std::max<uint32_t>(2, static_cast<uint32_t>(std::ceil(slots / kWays)));
       }()),
-      buckets_(nbuckets_, cfg.huge_pages),
-      entries_(capacity_, cfg.huge_pages),
+      buckets_(nbuckets_, cfg.huge_pages, /*zero=*/true),
+      // Every page is faulted in now, at creation: the packet path must never
+      // stall on a page fault (or, with THP, on compaction) when flows arrive.
+      entries_(capacity_, cfg.huge_pages, /*zero=*/true),
       wheel_((nbuckets_ + kTimerGroup - 1) / kTimerGroup) {}
 
 template <typename K, typename V>

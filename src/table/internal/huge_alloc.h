@@ -1,4 +1,4 @@
-// Large zero-initialised arrays for tables, 2 MiB-aligned and advised to use
+// Large arrays for tables (zero-filled on request), 2 MiB-aligned and advised to use
 // transparent huge pages: a 10M-entry table is ~1 GB of random accesses, and
 // with 4 KiB pages nearly every lookup would also miss the TLB.
 // Allocated with aligned_alloc so malloc statistics (the benchmark's memory
@@ -17,13 +17,15 @@ namespace tripod::internal {
 template <typename T>
 class HugeArray {
  public:
-  HugeArray(size_t n, bool huge_pages) : n_(n) {
+  // zero: fill with zeros now (and so fault every page in); otherwise pages
+  // are faulted in on first write, as any allocator's are.
+  HugeArray(size_t n, bool huge_pages, bool zero) : n_(n) {
     constexpr size_t kAlign = size_t{2} << 20;
     bytes_ = (n * sizeof(T) + kAlign - 1) / kAlign * kAlign;
     void* p = std::aligned_alloc(kAlign, bytes_);
     if (p == nullptr) throw std::bad_alloc();
     if (huge_pages) madvise(p, bytes_, MADV_HUGEPAGE);  // advisory: ignore failure
-    std::memset(p, 0, bytes_);
+    if (zero) std::memset(p, 0, bytes_);
     p_ = static_cast<T*>(p);
   }
   ~HugeArray() { std::free(p_); }
