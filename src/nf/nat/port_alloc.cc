@@ -1,0 +1,78 @@
+#include "nf/nat/port_alloc.h"
+
+#include <stdexcept>
+#include <string>
+
+namespace tripod {
+
+SnatPortAllocator::SnatPortAllocator(SnatPoolConfig cfg) : cfg_(std::move(cfg)) {
+  if (cfg_.addresses.empty()) throw std::invalid_argument("snat pool: no addresses");
+  if (cfg_.port_lo > cfg_.port_hi) {
+    throw std::invalid_argument("snat pool: port range " + std::to_string(cfg_.port_lo) + "-" +
+                                std::to_string(cfg_.port_hi) + " is empty");
+  }
+  for (const auto& a : cfg_.addresses) {
+    if (a.family != cfg_.addresses[0].family) {
+      throw std::invalid_argument("snat pool: addresses of both families in one pool");
+    }
+  }
+  range_ = uint32_t{cfg_.port_hi} - cfg_.port_lo + 1;
+  if (cfg_.partitions == 0 || cfg_.partitions > range_) {
+    throw std::invalid_argument("snat pool: partitions must be in [1, ports in range]");
+  }
+  stacks_.resize(cfg_.addresses.size() * cfg_.partitions);
+  for (uint32_t a = 0; a < cfg_.addresses.size(); ++a) {
+    for (uint32_t p = 0; p < cfg_.partitions; ++p) {
+      Stack& s = stack(a, p);
+      const uint32_t n = (range_ - p + cfg_.partitions - 1) / cfg_.partitions;
+      s.ports = std::make_unique<uint16_t[]>(n);
+      // Highest first, so the lowest port of the partition is handed out first.
+      for (uint32_t i = 0; i < n; ++i) {
+        s.ports[i] = static_cast<uint16_t>(cfg_.port_lo + p + (n - 1 - i) * cfg_.partitions);
+      }
+      s.top = n;
+    }
+  }
+  in_use_.assign((size_t{range_} * cfg_.addresses.size() + 63) / 64, 0);
+}
+
+bool SnatPortAllocator::alloc(uint32_t partition, uint32_t hint, SnatLease* out) {
+  if (partition >= cfg_.partitions) return false;
+  const uint32_t n = num_addresses();
+  for (uint32_t i = 0; i < n; ++i) {
+    const uint32_t a = (hint + i) % n;
+    Stack& s = stack(a, partition);
+    if (s.top == 0) continue;
+    const uint16_t port = s.ports[--s.top];
+    const size_t bit = size_t{a} * range_ + (port - cfg_.port_lo);
+    in_use_[bit / 64] |= uint64_t{1} << (bit % 64);
+    *out = SnatLease{a, port};
+    return true;
+  }
+  return false;
+}
+
+void SnatPortAllocator::free(const SnatLease& lease) {
+  if (lease.address >= num_addresses() || !in_range(lease.port)) {
+    ++bad_frees_;
+    return;
+  }
+  const size_t bit = size_t{lease.address} * range_ + (lease.port - cfg_.port_lo);
+  const uint64_t mask = uint64_t{1} << (bit % 64);
+  if ((in_use_[bit / 64] & mask) == 0) {  // not leased: a double free
+    ++bad_frees_;
+    return;
+  }
+  in_use_[bit / 64] &= ~mask;
+  Stack& s = stack(lease.address, partition_of(lease.port));
+  s.ports[s.top++] = lease.port;
+}
+
+uint32_t SnatPortAllocator::free_ports(uint32_t partition) const {
+  uint32_t n = 0;
+  for (uint32_t a = 0; a < num_addresses(); ++a)
+    n += stack(a, partition).top;
+  return n;
+}
+
+}  // namespace tripod

@@ -1,0 +1,92 @@
+// SNAT port allocation: O(1), never hands out a port that is in a live
+// mapping, and laid out so that a reply tuple names the shard that owns the
+// flow (DESIGN.md §2: the reply side of a FullNAT flow must resolve to the
+// same owner as its client side).
+//
+// Layout: each SNAT address's port range [lo, hi] is cut into `partitions`
+// interleaved classes: port p belongs to partition (p - lo) % partitions. A
+// flow owned by shard s (worker today, node + worker with the cluster) takes
+// its port from partition s, so `partition_of(reply_dport)` = s: the reply
+// is steered to the owner from its bytes alone, with no lookup and no
+// broadcast. Interleaving (rather than contiguous blocks) keeps every
+// partition's ports spread over the whole range.
+//
+// Each (address, partition) keeps a stack of free ports: alloc pops, free
+// pushes; both O(1), no allocation after construction. A port is returned to
+// the stack only by free(), which the owner calls when the mapping's
+// connection ends, so a live mapping's port is never handed out twice.
+// One port per mapping per address (no per-destination port sharing): simple
+// and collision-free; per-destination sharing (VPP's NAT44-ED) can come later
+// if port exhaustion bites.
+//
+// Threading: partition s is used only by the owner of shard s; with one
+// allocator per worker holding only its own partitions, no locks are needed.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "packet/packet_meta.h"
+
+namespace tripod {
+
+struct SnatAddress {
+  Family family = Family::kIpv4;
+  uint8_t addr[16] = {};  // network order; IPv4 in the first 4 bytes
+};
+
+struct SnatPoolConfig {
+  std::vector<SnatAddress> addresses;
+  uint16_t port_lo = 1024;
+  uint16_t port_hi = 65535;
+  uint32_t partitions = 1;  // shards that own flows
+};
+
+struct SnatLease {
+  uint32_t address = 0;  // index into SnatPoolConfig::addresses
+  uint16_t port = 0;
+};
+
+class SnatPortAllocator {
+ public:
+  // Throws std::invalid_argument for an empty pool, lo > hi, mixed address
+  // families, or more partitions than ports.
+  explicit SnatPortAllocator(SnatPoolConfig cfg);
+
+  // Allocates a port of `partition`, trying addresses from `hint` onwards so
+  // that flows spread over addresses. False when the partition is exhausted
+  // on every address (the caller counts the drop).
+  bool alloc(uint32_t partition, uint32_t hint, SnatLease* out);
+  // Returns a port. Double frees and foreign ports are ignored and counted.
+  void free(const SnatLease& lease);
+
+  uint32_t partition_of(uint16_t port) const {
+    return static_cast<uint32_t>(port - cfg_.port_lo) % cfg_.partitions;
+  }
+  bool in_range(uint16_t port) const { return port >= cfg_.port_lo && port <= cfg_.port_hi; }
+  const SnatAddress& address(uint32_t i) const { return cfg_.addresses[i]; }
+  uint32_t num_addresses() const { return static_cast<uint32_t>(cfg_.addresses.size()); }
+  uint32_t free_ports(uint32_t partition) const;
+  uint64_t bad_frees() const { return bad_frees_; }
+
+ private:
+  struct Stack {
+    std::unique_ptr<uint16_t[]> ports;
+    uint32_t top = 0;
+  };
+  Stack& stack(uint32_t address, uint32_t partition) {
+    return stacks_[size_t{address} * cfg_.partitions + partition];
+  }
+  const Stack& stack(uint32_t address, uint32_t partition) const {
+    return stacks_[size_t{address} * cfg_.partitions + partition];
+  }
+
+  SnatPoolConfig cfg_;
+  std::vector<Stack> stacks_;
+  std::vector<uint64_t> in_use_;  // bitmap per address over [lo, hi]: catches double frees
+  uint32_t range_ = 0;
+  uint64_t bad_frees_ = 0;
+};
+
+}  // namespace tripod
