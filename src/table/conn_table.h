@@ -126,7 +126,10 @@ class ConnTable {
 
   // Expires every entry whose deadline is <= `now`, calling
   // on_expire(idx, const Key&, Value&) before the entry is freed. on_expire
-  // may erase other entries but must not insert. Returns entries expired.
+  // may erase other entries but must not insert. If on_expire returns a Tick
+  // later than the expiry tick, the entry is kept and re-armed until then
+  // instead (a connection's second key follows the connection's deadline
+  // without being refreshed on every packet). Returns entries expired.
   template <typename OnExpire>
   uint64_t advance(Tick now, OnExpire&& on_expire);
   uint64_t advance(Tick now) {

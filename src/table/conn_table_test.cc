@@ -256,6 +256,30 @@ TEST(ConnTable, OnExpireMayErasePartner) {
   EXPECT_EQ(t.advance(100), 0u);  // the partner's bucket fires and finds nothing
 }
 
+// A connection's second (reply) key is not refreshed per packet: at its
+// deadline the callback answers with the connection's real deadline and the
+// entry is re-armed instead of freed.
+TEST(ConnTable, OnExpireCanKeepAndRearm) {
+  Table t(small(100));
+  auto r = t.insert(key_n(1), hash_of(key_n(1)), 10);
+  ASSERT_EQ(r.status, InsertStatus::kInserted);
+  uint32_t connection_deadline = 25;
+  std::vector<uint32_t> calls;
+  auto cb = [&](uint32_t, const TestKey&, TestValue&) -> uint32_t {
+    calls.push_back(t.now());
+    return connection_deadline;  // keep while the connection lives
+  };
+  EXPECT_EQ(t.advance(10, cb), 0u);
+  EXPECT_TRUE(t.lookup(key_n(1), hash_of(key_n(1))).found());
+  EXPECT_EQ(t.deadline(t.lookup(key_n(1), hash_of(key_n(1)))), 25u);
+  EXPECT_EQ(t.advance(24, cb), 0u);
+  EXPECT_EQ(calls.size(), 1u) << "re-armed entry must not fire before its new deadline";
+  connection_deadline = 0;  // the connection is over
+  EXPECT_EQ(t.advance(25, cb), 1u);
+  EXPECT_EQ(calls.size(), 2u);
+  EXPECT_FALSE(t.lookup(key_n(1), hash_of(key_n(1))).found());
+}
+
 TEST(ConnTable, RejectsBadConfig) {
   ConnTableConfig c = small(0);
   EXPECT_THROW(Table{c}, std::invalid_argument);

@@ -282,7 +282,21 @@ void ConnTable<K, V>::visit_group(uint32_t g, Tick t, auto& on_expire) {
       const Tick d = unpack_deadline(s);
       if (static_cast<int32_t>(d - t) <= 0) {
         const uint32_t idx = unpack_idx(s);
-        on_expire(idx, static_cast<const K&>(entries_[idx].key), entries_[idx].value);
+        const K& key = entries_[idx].key;
+        if constexpr (std::is_void_v<decltype(on_expire(idx, key, entries_[idx].value))>) {
+          on_expire(idx, key, entries_[idx].value);
+        } else {
+          const Tick keep = on_expire(idx, key, entries_[idx].value);
+          if (static_cast<int32_t>(keep - t) > 0 && buckets_[b].slot[w] == s) {
+            const Tick d2 = clamp_deadline(keep);
+            buckets_[b].slot[w] = pack(unpack_tag(s), idx, d2);
+            if (!any || static_cast<int32_t>(d2 - next) < 0) {
+              next = d2;
+              any = true;
+            }
+            continue;
+          }
+        }
         // on_expire may have erased entries, this one included.
         if (buckets_[b].slot[w] == s) {
           buckets_[b].slot[w] = 0;
