@@ -1,0 +1,67 @@
+#include "nf/synproxy/internal/tcp_frame.h"
+
+#include <cstring>
+
+namespace tripod::internal {
+
+uint32_t write_tcp_frame(const TcpFrameSpec& s, uint8_t* out, uint32_t cap) {
+  const bool v4 = s.family == Family::kIpv4;
+  const uint32_t alen = v4 ? 4 : 16;
+  const uint32_t ip_len = v4 ? 20 : 40;
+  const uint32_t opt_len = s.opts != nullptr ? s.opts->size() : 0;
+  const uint32_t tcp_len = 20 + opt_len;
+  const uint32_t len = s.l2_len + ip_len + tcp_len;
+  if (len > cap || (opt_len & 3) != 0) return 0;
+
+  std::memcpy(out, s.l2, s.l2_len);
+  if (s.swap_macs) {
+    std::memcpy(out, s.l2 + 6, 6);
+    std::memcpy(out + 6, s.l2, 6);
+  }
+
+  uint8_t* ip = out + s.l2_len;
+  const uint8_t tos = s.dscp_tos & 0xFC;  // SYN and pure ACKs are Not-ECT (RFC 3168 6.1.1)
+  if (v4) {
+    ip[0] = 0x45;
+    ip[1] = tos;
+    store_be16(ip + 2, static_cast<uint16_t>(ip_len + tcp_len));
+    store_be16(ip + 4, 0);       // id: atomic datagram (RFC 6864)
+    store_be16(ip + 6, 0x4000);  // DF
+    ip[8] = s.ttl;
+    ip[9] = kProtoTcp;
+    store_be16(ip + 10, 0);
+    std::memcpy(ip + 12, s.src, 4);
+    std::memcpy(ip + 16, s.dst, 4);
+    store_be16(ip + 10, ipv4_header_checksum(ip, 20));
+  } else {
+    store_be32(ip, 6u << 28 | static_cast<uint32_t>(tos) << 20 | (s.flow_label & 0xFFFFF));
+    store_be16(ip + 4, static_cast<uint16_t>(tcp_len));
+    ip[6] = kProtoTcp;
+    ip[7] = s.ttl;
+    std::memcpy(ip + 8, s.src, 16);
+    std::memcpy(ip + 24, s.dst, 16);
+  }
+
+  uint8_t* tcp = ip + ip_len;
+  store_be16(tcp, s.sport);
+  store_be16(tcp + 2, s.dport);
+  store_be32(tcp + 4, s.seq);
+  store_be32(tcp + 8, s.ack);
+  tcp[12] = static_cast<uint8_t>(tcp_len / 4 << 4);
+  tcp[13] = s.flags;
+  store_be16(tcp + 14, s.window);
+  store_be32(tcp + 16, 0);  // checksum, urgent pointer
+  if (opt_len != 0) std::memcpy(tcp + 20, s.opts->data(), opt_len);
+
+  // RFC 9293 3.1 / RFC 8200 8.1 pseudo-header.
+  uint64_t sum = csum_add_bytes(0, s.src, alen);
+  sum = csum_add_bytes(sum, s.dst, alen);
+  uint8_t tail[4] = {0, kProtoTcp, 0, 0};
+  store_be16(tail + 2, static_cast<uint16_t>(tcp_len));
+  sum = csum_add_bytes(sum, tail, 4);
+  sum = csum_add_bytes(sum, tcp, tcp_len);
+  store_be16(tcp + 16, csum_finish(sum));
+  return len;
+}
+
+}  // namespace tripod::internal
