@@ -15,10 +15,10 @@ namespace tripod {
 namespace {
 
 Bytes seed(uint8_t mode, const SynProxyState& st, const Bytes& frame) {
-  Bytes out(1 + sizeof st);
+  Bytes out(1 + sizeof st + frame.size());
   out[0] = mode;
   std::memcpy(out.data() + 1, &st, sizeof st);
-  out.insert(out.end(), frame.begin(), frame.end());
+  if (!frame.empty()) std::memcpy(out.data() + 1 + sizeof st, frame.data(), frame.size());
   return out;
 }
 

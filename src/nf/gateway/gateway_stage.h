@@ -1,0 +1,186 @@
+// The gateway stage: firewall + SYN proxy + L4 LB + FullNAT composed over one
+// connection table per worker (src/nf/README.md "How they compose").
+//
+// - One ConnRecord per connection, by index in a fixed pool (free list, no
+//   allocation after construction).
+// - Keys are directional FlowKeys mapping to ConnLink{record, direction}. A
+//   FullNAT connection (to a VIP) has two keys: original (client -> VIP) and
+//   reply (DIP -> SNAT:port). A connection without NAT has one canonical key.
+// - Each packet refreshes its own key and the record's deadline. When a key
+//   expires, its callback re-arms it from the record's deadline if that is
+//   still ahead, else frees the record (SNAT lease, LB reference) and erases
+//   the partner key.
+//
+// Threading: one GatewayStage per worker; not thread-safe. SNAT ports come
+// from partition 0 (single worker for now).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "common/counters.h"
+#include "common/siphash.h"
+#include "nf/firewall/conntrack.h"
+#include "nf/lb/lb.h"
+#include "nf/nat/port_alloc.h"
+#include "nf/synproxy/handshake.h"
+#include "pipeline/burst.h"
+#include "table/conn_table.h"
+#include "table/internal/huge_alloc.h"
+
+namespace tripod {
+
+// ConnRecord::flags
+inline constexpr uint8_t kRecLive = 1u << 0;
+inline constexpr uint8_t kRecNat = 1u << 1;       // FullNAT: two directional keys
+inline constexpr uint8_t kRecSynProxy = 1u << 2;  // sp is in use
+
+struct ConnRecord {
+  FwConnState fw;           // 48
+  SynProxyState sp;         // 16
+  LbConn lb;                // 12
+  SnatLease lease;          // 8
+  uint8_t client_addr[16];  // original source (network order)
+  uint8_t vip_addr[16];     // original destination
+  uint8_t dip_addr[16];     // backend the LB chose
+  uint16_t client_port;     // host order
+  uint16_t vip_port;
+  uint16_t dip_port;
+  uint8_t flags;  // kRec*
+  Family family;
+  uint8_t proto;
+  uint8_t reserved[3];
+  uint32_t deadline;  // tick: the connection's deadline, followed by both keys
+};
+static_assert(sizeof(ConnRecord) == 148);
+static_assert(std::is_trivially_copyable_v<ConnRecord>);
+
+inline constexpr uint8_t kLinkOriginal = 0;
+inline constexpr uint8_t kLinkReply = 1;
+inline constexpr uint8_t kLinkCanonical = 2;  // no NAT: the one canonical key
+
+struct ConnLink {
+  uint32_t record;
+  uint8_t direction;  // kLink*
+  uint8_t reserved[3];
+};
+static_assert(sizeof(ConnLink) == 8);
+
+#define TRIPOD_GATEWAY_COUNTERS(X)                                                    \
+  X(kPackets, "packets")                                                              \
+  X(kHits, "hits")                                                                    \
+  X(kNotIp, "not_ip")                                                                 \
+  X(kConnsCreated, "conns_created")                                                   \
+  X(kConnsCreatedNat, "conns_created_nat")                                            \
+  X(kConnsFreed, "conns_freed")                                                       \
+  X(kKeysRearmed, "keys_rearmed")                                                     \
+  X(kUntracked, "untracked")                                                          \
+  X(kIcmpTranslated, "icmp_translated")                                               \
+  X(kMssClamped, "mss_clamped")                                                       \
+  X(kSynProxySynAck, "synproxy_synack_sent")                                          \
+  X(kSynProxyBackendSyn, "synproxy_backend_syn")                                      \
+  X(kSynProxyBackendAck, "synproxy_backend_ack")                                      \
+  X(kDropFirewall, "drop_firewall")              /* reason in fw_* */                 \
+  X(kDropNoBackend, "drop_no_backend")           /* VIP without a usable pool */      \
+  X(kDropBackendKilled, "drop_backend_killed")   /* recorded DIP was killed */        \
+  X(kDropUnknownBackend, "drop_unknown_backend") /* recorded version gone */          \
+  X(kDropSnatExhausted, "drop_snat_exhausted")                                        \
+  X(kDropRecordPoolFull, "drop_record_pool_full")                                     \
+  X(kDropTableFull, "drop_table_full")                                                \
+  X(kDropKeyCollision, "drop_key_collision")     /* reply key already taken */        \
+  X(kDropNatUnsupported, "drop_nat_unsupported") /* fragments */                      \
+  X(kDropIcmpNoConn, "drop_icmp_no_conn")        /* ICMP error about no connection */ \
+  X(kDropSynProxy, "drop_synproxy")              /* reason in synproxy_* */
+
+TRIPOD_DECLARE_REASONS(GatewayCounter, TRIPOD_GATEWAY_COUNTERS)
+
+struct GatewayVipConfig {
+  VipKey key;
+  PoolSpec pool;
+  uint16_t mss_clamp = 0;  // 0: off; else SYN / SYN-ACK MSS lowered to this
+  bool synproxy = false;
+  SynProxyVip synproxy_options;
+};
+
+struct GatewayConfig {
+  FirewallConfig firewall;
+  std::vector<GatewayVipConfig> vips;
+  SnatPoolConfig snat;
+  uint32_t max_connections = 1 << 16;  // records; the table holds twice as many keys
+  bool huge_pages = true;
+  TrafficDir non_vip_dir = TrafficDir::kOut;  // ACL direction of traffic not to a VIP
+  SipKey table_hash_key{1, 2};                // per-process secret of the table
+  SipKey lb_hash_key{3, 4};                   // cluster-wide secret of Maglev's flow hash
+  SipKey synproxy_master{5, 6};
+  CookieConfig cookies;
+};
+
+class GatewayStage final : public Stage {
+ public:
+  using Table = ConnTable<FlowKey, ConnLink>;
+  using Tick = Table::Tick;
+  static constexpr uint64_t kTickNs = 100'000'000;  // 100 ms
+
+  // Throws std::invalid_argument on a bad configuration.
+  GatewayStage(const GatewayConfig& cfg, uint64_t now_ns);
+  const char* name() const override { return "gateway"; }
+  void process(Burst& burst) override;
+  void export_counters(const CounterFn& fn) const override;
+
+  // Expires connections up to `now_ns` (also done by process()).
+  void advance_to(uint64_t now_ns);
+
+  Lb& lb() { return lb_; }
+  const Firewall& firewall() const { return fw_; }
+  const SnatPortAllocator& snat() const { return snat_; }
+  const Table& table() const { return table_; }
+  const SynProxy& synproxy() const { return proxy_; }
+  uint32_t live_connections() const { return live_; }
+  uint64_t count(GatewayCounter c) const { return counters_.get(c); }
+  VipId vip_id(const VipKey& k) const { return lb_.find_vip(k); }
+
+ private:
+  static Tick to_ticks(uint64_t ns) { return static_cast<Tick>(ns / kTickNs); }
+  static Tick timeout_ticks(uint32_t s) {
+    const uint64_t t = uint64_t{s} * (1'000'000'000 / kTickNs);
+    return t > Table::kMaxTimeout ? Table::kMaxTimeout : static_cast<Tick>(t);
+  }
+  uint64_t hash(const FlowKey& k) const { return hash_flow_key(k, hash_key_); }
+  FlowKey original_key(const ConnRecord& r) const;
+  FlowKey reply_key(const ConnRecord& r) const;
+  Tick on_expire(Tick now, const FlowKey& key, ConnLink& link);
+  void free_record(uint32_t idx);
+  uint32_t alloc_record();
+
+  // Per-packet paths; return false to drop (counted).
+  bool on_hit(Burst& b, uint32_t i, Table::Ref ref, Tick now);
+  bool on_miss(Burst& b, uint32_t i, const FlowKey& dkey, uint64_t dhash, Tick now, bool* mutated);
+  bool on_icmp_error(Burst& b, uint32_t i);
+  bool create(Burst& b, uint32_t i, const FlowKey& dkey, uint64_t dhash, VipId vip, Tick now,
+              const SynProxyState* sp);
+  bool nat_forward(uint8_t* frame, PacketMeta& m, const ConnRecord& r, uint8_t dir);
+  void maybe_clamp(uint8_t* frame, const PacketMeta& m, const ConnRecord& r);
+  bool drop(GatewayCounter c) {
+    counters_.inc(c);
+    return false;
+  }
+
+  Firewall fw_;
+  Lb lb_;
+  SnatPortAllocator snat_;
+  SynProxy proxy_;
+  std::vector<GatewayVipConfig> vip_cfg_;  // by VipId (only options used)
+  Table table_;
+  uint32_t capacity_ = 0;
+  internal::HugeArray<ConnRecord> records_;
+  internal::HugeArray<uint32_t> free_list_;
+  uint32_t free_top_ = 0;
+  uint32_t live_ = 0;
+  TrafficDir non_vip_dir_;
+  SipKey hash_key_;
+  SipKey lb_hash_key_;
+  CounterSet<GatewayCounter, size_t(GatewayCounter::kCount)> counters_;
+};
+
+}  // namespace tripod

@@ -1,0 +1,409 @@
+// Packet-level tests of the gateway stage: ParseStage + GatewayStage over the
+// memory port, frames in, exact frames (or counted drops) out.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <string>
+
+#include "common/clock.h"
+#include "nf/gateway/gateway_stage.h"
+#include "packet/builder.h"
+#include "packet/parser.h"
+#include "pipeline/parse_stage.h"
+#include "pipeline/pipeline.h"
+
+namespace tripod {
+namespace {
+
+constexpr const char* kClient = "198.51.100.7";
+constexpr const char* kVip = "192.0.2.10";
+constexpr const char* kProxyVip = "192.0.2.20";
+constexpr const char* kSnat = "10.0.0.100";
+constexpr const char* kDip1 = "10.1.0.1";
+constexpr const char* kDip2 = "10.1.0.2";
+constexpr const char* kDip3 = "10.1.0.3";
+constexpr uint16_t kCport = 40000;
+constexpr uint16_t kBport = 8080;
+constexpr uint64_t kSec = 1'000'000'000;
+
+struct Seg {
+  const char* src;
+  const char* dst;
+  uint16_t sport, dport;
+  uint8_t flags;
+  uint32_t seq = 0, ack = 0;
+  std::string payload = {};
+};
+
+PacketBuilder seg_builder(const Seg& s) {
+  PacketBuilder b;
+  b.ipv4(s.src, s.dst).dont_fragment().tcp(s.sport, s.dport).flags(s.flags).seq(s.seq);
+  if (s.flags & kTcpAck) b.ack_seq(s.ack);
+  b.window(65535);
+  if (!s.payload.empty()) b.payload(s.payload);
+  return b;
+}
+Bytes seg(const Seg& s) {
+  return seg_builder(s).build();
+}
+
+Backend backend(const char* ip, uint16_t port = kBport) {
+  Backend b;
+  b.addr = IpAddress::parse(ip);
+  b.port = port;
+  return b;
+}
+
+VipKey vip_key(const char* ip, uint16_t port) {
+  return VipKey{IpAddress::parse(ip), kProtoTcp, port};
+}
+
+GatewayConfig test_config() {
+  GatewayConfig c;
+  c.firewall.acl = parse_rules("deny in tcp from 203.0.113.0/24\ndefault allow");
+  GatewayVipConfig v;
+  v.key = vip_key(kVip, 80);
+  v.pool.backends = {backend(kDip1), backend(kDip2)};
+  v.mss_clamp = 1400;
+  c.vips.push_back(v);
+  GatewayVipConfig p;
+  p.key = vip_key(kProxyVip, 443);
+  p.pool.backends = {backend(kDip1, 8443)};
+  p.synproxy = true;
+  p.synproxy_options.timestamps = false;
+  c.vips.push_back(p);
+  SnatAddress a;
+  a.family = Family::kIpv4;
+  const IpAddress s = IpAddress::parse(kSnat);
+  std::memcpy(a.addr, s.bytes, 4);
+  c.snat.addresses = {a};
+  c.snat.port_lo = 5000;
+  c.snat.port_hi = 5099;
+  c.max_connections = 256;
+  c.huge_pages = false;
+  return c;
+}
+
+class Harness {
+ public:
+  Harness() : clock_(1000 * kSec) {
+    p_.add(std::make_unique<ParseStage>());
+    auto gw = std::make_unique<GatewayStage>(test_config(), clock_.now_ns());
+    gw_ = gw.get();
+    p_.add(std::move(gw));
+  }
+  std::vector<Bytes> send(std::vector<Bytes> in) {
+    MemoryPort port(std::move(in));
+    p_.run_to_end(port, &clock_);
+    return port.output();
+  }
+  // One packet; the frame it became, or an empty frame if dropped.
+  Bytes one(const Bytes& in) {
+    auto out = send({in});
+    return out.empty() ? Bytes{} : out[0];
+  }
+  std::map<std::string, uint64_t> counters() const {
+    std::map<std::string, uint64_t> m;
+    gw_->export_counters([&](std::string_view n, uint64_t v) { m[std::string(n)] = v; });
+    return m;
+  }
+  GatewayStage& gw() { return *gw_; }
+  ManualClock& clock() { return clock_; }
+
+ private:
+  ManualClock clock_;
+  Pipeline p_;
+  GatewayStage* gw_;
+};
+
+struct Endpoints {
+  std::string dst;
+  uint16_t sport = 0;
+};
+// Destination address and source port of a translated frame.
+Endpoints endpoints_of(const Bytes& f) {
+  PacketMeta m;
+  EXPECT_EQ(parse_packet(f.data(), static_cast<uint32_t>(f.size()), &m), ParseError::kOk);
+  return {IpAddress::from_bytes(m.family, f.data() + m.dst_off).to_string(), m.sport};
+}
+
+// Opens a FullNAT connection from kClient:cport; returns (DIP, SNAT port).
+Endpoints open_conn(Harness& h, uint16_t cport) {
+  const Bytes syn_out = h.one(seg({kClient, kVip, cport, 80, kTcpSyn, 1000}));
+  EXPECT_FALSE(syn_out.empty());
+  if (syn_out.empty()) return {};
+  const Endpoints e = endpoints_of(syn_out);
+  EXPECT_EQ(syn_out, seg({kSnat, e.dst.c_str(), e.sport, kBport, kTcpSyn, 1000}));
+  const Bytes synack = seg({e.dst.c_str(), kSnat, kBport, e.sport, kTcpSyn | kTcpAck, 5000, 1001});
+  EXPECT_EQ(h.one(synack), seg({kVip, kClient, 80, cport, kTcpSyn | kTcpAck, 5000, 1001}));
+  EXPECT_EQ(h.one(seg({kClient, kVip, cport, 80, kTcpAck, 1001, 5001})),
+            seg({kSnat, e.dst.c_str(), e.sport, kBport, kTcpAck, 1001, 5001}));
+  return e;
+}
+
+TEST(Gateway, FullNatHandshakeAndDataBothWays) {
+  Harness h;
+  const Endpoints e = open_conn(h, kCport);
+  EXPECT_TRUE(e.dst == kDip1 || e.dst == kDip2) << e.dst;
+  EXPECT_GE(e.sport, 5000);
+  EXPECT_LE(e.sport, 5099);
+  const char* dip = e.dst.c_str();
+  // Data both ways, table-driven: input -> expected output.
+  const struct {
+    Seg in, out;
+  } cases[] = {
+      {{kClient, kVip, kCport, 80, kTcpAck | kTcpPsh, 1001, 5001, "hello"},
+       {kSnat, dip, e.sport, kBport, kTcpAck | kTcpPsh, 1001, 5001, "hello"}},
+      {{dip, kSnat, kBport, e.sport, kTcpAck | kTcpPsh, 5001, 1006, "world!"},
+       {kVip, kClient, 80, kCport, kTcpAck | kTcpPsh, 5001, 1006, "world!"}},
+      {{kClient, kVip, kCport, 80, kTcpAck, 1006, 5007},
+       {kSnat, dip, e.sport, kBport, kTcpAck, 1006, 5007}},
+  };
+  for (const auto& c : cases)
+    EXPECT_EQ(h.one(seg(c.in)), seg(c.out));
+  auto c = h.counters();
+  EXPECT_EQ(c["conns_created"], 1u);
+  EXPECT_EQ(c["conns_created_nat"], 1u);
+  EXPECT_EQ(c["conns_live"], 1u);
+  EXPECT_EQ(c["hits"], 5u);
+  EXPECT_EQ(c["lb_connections_live"], 1u);
+  EXPECT_EQ(h.gw().table().size(), 2u);
+  EXPECT_EQ(h.gw().snat().free_ports(0), 99u);
+}
+
+TEST(Gateway, ClampsTheMssOfSynsToTheVip) {
+  Harness h;
+  const Bytes out =
+      h.one(seg_builder({kClient, kVip, kCport, 80, kTcpSyn, 1000}).mss(1460).build());
+  ASSERT_FALSE(out.empty());
+  const Endpoints e = endpoints_of(out);
+  EXPECT_EQ(out,
+            seg_builder({kSnat, e.dst.c_str(), e.sport, kBport, kTcpSyn, 1000}).mss(1400).build());
+  EXPECT_EQ(h.counters()["mss_clamped"], 1u);
+}
+
+TEST(Gateway, DropsAreCounted) {
+  Harness h;
+  const struct {
+    Bytes in;
+    const char* counter;
+  } cases[] = {
+      {seg({"203.0.113.9", kVip, 1234, 80, kTcpSyn, 1}), "fw_deny_rule"},
+      {seg({kClient, kVip, 4321, 80, kTcpAck, 1, 1}), "fw_drop_stray_ack"},
+      {seg({kClient, "192.0.2.99", 4321, 80, kTcpAck, 1, 1}), "fw_drop_stray_ack"},
+  };
+  for (const auto& c : cases) {
+    const auto before = h.counters();
+    EXPECT_TRUE(h.one(c.in).empty()) << c.counter;
+    auto after = h.counters();
+    EXPECT_EQ(after[c.counter], before.at(c.counter) + 1) << c.counter;
+    EXPECT_EQ(after["drop_firewall"], before.at("drop_firewall") + 1) << c.counter;
+  }
+  auto c = h.counters();
+  EXPECT_EQ(c["conns_live"], 0u);
+  EXPECT_EQ(h.gw().table().size(), 0u);
+  EXPECT_EQ(h.gw().snat().free_ports(0), 100u);
+}
+
+TEST(Gateway, PoolChangeKeepsConnectionsOnTheirBackend) {
+  Harness h;
+  const Endpoints e = open_conn(h, kCport);
+  const VipId vip = h.gw().vip_id(vip_key(kVip, 80));
+  PoolSpec next;
+  next.backends = {backend(kDip3)};
+  h.gw().lb().commit(vip, h.gw().lb().prepare(vip, next));
+  // The old connection stays on its DIP.
+  EXPECT_EQ(h.one(seg({kClient, kVip, kCport, 80, kTcpAck | kTcpPsh, 1001, 5001, "x"})),
+            seg({kSnat, e.dst.c_str(), e.sport, kBport, kTcpAck | kTcpPsh, 1001, 5001, "x"}));
+  // New ones use the new pool.
+  for (uint16_t p = 41000; p < 41005; ++p) {
+    const Bytes out = h.one(seg({kClient, kVip, p, 80, kTcpSyn, 7}));
+    ASSERT_FALSE(out.empty());
+    EXPECT_EQ(endpoints_of(out).dst, kDip3);
+  }
+  EXPECT_EQ(h.counters()["conns_live"], 6u);
+}
+
+TEST(Gateway, KilledBackendDropsItsConnections) {
+  Harness h;
+  const Endpoints e = open_conn(h, kCport);
+  const VipId vip = h.gw().vip_id(vip_key(kVip, 80));
+  PoolSpec next;  // the backend leaves the pool first, then is killed
+  next.backends = {backend(e.dst == kDip1 ? kDip2 : kDip1)};
+  h.gw().lb().commit(vip, h.gw().lb().prepare(vip, next));
+  EXPECT_EQ(h.gw().lb().kill_backend(vip, IpAddress::parse(e.dst), kBport), 1u);
+  EXPECT_TRUE(h.one(seg({kClient, kVip, kCport, 80, kTcpAck, 1001, 5001})).empty());
+  EXPECT_EQ(h.counters()["drop_backend_killed"], 1u);
+}
+
+TEST(Gateway, ExpiryFreesSnatPortAndBothKeys) {
+  Harness h;
+  ASSERT_FALSE(h.one(seg({kClient, kVip, kCport, 80, kTcpSyn, 1000})).empty());
+  EXPECT_EQ(h.gw().snat().free_ports(0), 99u);
+  EXPECT_EQ(h.gw().table().size(), 2u);
+  // A retransmitted SYN extends the record's deadline only; both keys are
+  // re-armed from the record when their own (first) deadline comes.
+  h.clock().advance_ns(100 * kSec);
+  ASSERT_FALSE(h.one(seg({kClient, kVip, kCport, 80, kTcpSyn, 1000})).empty());
+  h.clock().advance_ns(50 * kSec);  // 150 s: past the keys' first deadline
+  h.gw().advance_to(h.clock().now_ns());
+  auto c = h.counters();
+  EXPECT_EQ(c["keys_rearmed"], 2u);
+  EXPECT_EQ(c["conns_live"], 1u);
+  EXPECT_EQ(h.gw().table().size(), 2u);
+  h.clock().advance_ns(71 * kSec);  // 221 s: 120 s after the last SYN
+  h.gw().advance_to(h.clock().now_ns());
+  c = h.counters();
+  EXPECT_EQ(c["conns_freed"], 1u);
+  EXPECT_EQ(c["conns_live"], 0u);
+  EXPECT_EQ(c["lb_connections_live"], 0u);
+  EXPECT_EQ(c["snat_bad_frees"], 0u);
+  EXPECT_EQ(h.gw().table().size(), 0u);
+  EXPECT_EQ(h.gw().snat().free_ports(0), 100u);
+}
+
+TEST(Gateway, ResetShortensTheConnectionsLife) {
+  Harness h;
+  const Endpoints e = open_conn(h, kCport);
+  h.clock().advance_ns(1000 * kSec);  // established: far from expiry
+  h.gw().advance_to(h.clock().now_ns());
+  EXPECT_EQ(h.counters()["conns_live"], 1u);
+  EXPECT_EQ(h.one(seg({e.dst.c_str(), kSnat, kBport, e.sport, kTcpRst, 5001})),
+            seg({kVip, kClient, 80, kCport, kTcpRst, 5001}));
+  h.clock().advance_ns(11 * kSec);  // tcp_close: 10 s
+  h.gw().advance_to(h.clock().now_ns());
+  auto c = h.counters();
+  EXPECT_EQ(c["conns_live"], 0u);
+  EXPECT_EQ(c["conns_freed"], 1u);
+  EXPECT_EQ(h.gw().table().size(), 0u);
+  EXPECT_EQ(h.gw().snat().free_ports(0), 100u);
+}
+
+TEST(Gateway, IcmpFragNeededIsTranslatedBothWays) {
+  Harness h;
+  const Endpoints e = open_conn(h, kCport);
+  const char* dip = e.dst.c_str();
+  const Seg sent{kSnat, dip, e.sport, kBport, kTcpAck | kTcpPsh, 1001, 5001, "hello"};
+  const Seg orig{kClient, kVip, kCport, 80, kTcpAck | kTcpPsh, 1001, 5001, "hello"};
+  const Bytes quoted = seg_builder(sent).build_l3();
+  const Bytes expect_quoted = seg_builder(orig).build_l3();
+  const Bytes icmp = PacketBuilder().ipv4(dip, kSnat).icmp_error(3, 4, quoted, 1400).build();
+  const Bytes want =
+      PacketBuilder().ipv4(dip, kClient).icmp_error(3, 4, expect_quoted, 1400).build();
+  EXPECT_EQ(h.one(icmp), want);
+  EXPECT_EQ(h.counters()["icmp_translated"], 1u);
+  // And from the client side, about a reply: reaches the backend as an
+  // error about the packet it sent.
+  const Seg reply_out{kVip, kClient, 80, kCport, kTcpAck, 5001, 1006};
+  const Seg reply_in{dip, kSnat, kBport, e.sport, kTcpAck, 5001, 1006};
+  const Bytes icmp2 = PacketBuilder()
+                          .ipv4("198.51.100.1", kVip)
+                          .icmp_error(3, 4, seg_builder(reply_out).build_l3(), 1280)
+                          .build();
+  EXPECT_EQ(h.one(icmp2), PacketBuilder()
+                              .ipv4("198.51.100.1", dip)
+                              .icmp_error(3, 4, seg_builder(reply_in).build_l3(), 1280)
+                              .build());
+  EXPECT_EQ(h.counters()["icmp_translated"], 2u);
+  // An error about no connection is dropped.
+  const Bytes stray =
+      PacketBuilder()
+          .ipv4(dip, kSnat)
+          .icmp_error(3, 4, seg_builder({kSnat, dip, 5555, kBport, kTcpAck, 1, 1}).build_l3(), 1400)
+          .build();
+  EXPECT_TRUE(h.one(stray).empty());
+  EXPECT_EQ(h.counters()["drop_icmp_no_conn"], 1u);
+}
+
+TEST(Gateway, NonVipTrafficPassesTheFirewallUntranslated) {
+  Harness h;
+  const Bytes q = PacketBuilder().ipv4("10.2.0.5", "8.8.8.8").udp(5353, 53).payload("q").build();
+  const Bytes r = PacketBuilder().ipv4("8.8.8.8", "10.2.0.5").udp(53, 5353).payload("r").build();
+  EXPECT_EQ(h.send({q, r, q}), (std::vector<Bytes>{q, r, q}));
+  auto c = h.counters();
+  EXPECT_EQ(c["conns_created"], 1u);
+  EXPECT_EQ(c["conns_created_nat"], 0u);
+  EXPECT_EQ(c["hits"], 2u);
+  EXPECT_EQ(c["fw_created"], 1u);
+  EXPECT_EQ(h.gw().table().size(), 1u);
+  EXPECT_EQ(h.gw().snat().free_ports(0), 100u);
+}
+
+TEST(Gateway, SynProxyAnswersWithCookieAndOpensTheBackend) {
+  Harness h;
+  const Bytes syn = seg_builder({kClient, kProxyVip, kCport, 443, kTcpSyn, 1000}).mss(1460).build();
+  const Bytes synack = h.one(syn);
+  ASSERT_FALSE(synack.empty());
+  PacketMeta m;
+  ASSERT_EQ(parse_packet(synack.data(), static_cast<uint32_t>(synack.size()), &m), ParseError::kOk);
+  EXPECT_EQ(m.tcp_flags, kTcpSyn | kTcpAck);
+  EXPECT_EQ(m.tcp_ack, 1001u);
+  EXPECT_EQ(IpAddress::from_bytes(m.family, synack.data() + m.dst_off).to_string(), kClient);
+  EXPECT_EQ(m.sport, 443);
+  auto c = h.counters();
+  EXPECT_EQ(c["synproxy_syn_cookies_sent"], 1u);
+  EXPECT_EQ(c["conns_live"], 0u);
+  EXPECT_EQ(h.gw().table().size(), 0u);
+  const uint32_t cookie = m.tcp_seq;
+
+  // A forged ACK is dropped; the right one opens the backend.
+  EXPECT_TRUE(h.one(seg({kClient, kProxyVip, kCport, 443, kTcpAck, 1001, cookie + 7})).empty());
+  EXPECT_EQ(h.counters()["drop_synproxy"], 1u);
+  const Bytes bsyn = h.one(seg({kClient, kProxyVip, kCport, 443, kTcpAck, 1001, cookie + 1}));
+  ASSERT_FALSE(bsyn.empty());
+  ASSERT_EQ(parse_packet(bsyn.data(), static_cast<uint32_t>(bsyn.size()), &m), ParseError::kOk);
+  EXPECT_EQ(m.tcp_flags, kTcpSyn);
+  EXPECT_EQ(m.tcp_seq, 1000u);
+  EXPECT_EQ(m.dport, 8443);
+  EXPECT_EQ(IpAddress::from_bytes(m.family, bsyn.data() + m.dst_off).to_string(), kDip1);
+  EXPECT_EQ(IpAddress::from_bytes(m.family, bsyn.data() + m.src_off).to_string(), kSnat);
+  const uint16_t sport = m.sport;
+  c = h.counters();
+  EXPECT_EQ(c["conns_live"], 1u);
+  EXPECT_EQ(h.gw().table().size(), 2u);
+
+  // The backend's SYN-ACK becomes our ACK to it.
+  const Bytes back = h.one(seg({kDip1, kSnat, 8443, sport, kTcpSyn | kTcpAck, 7000, 1001}));
+  ASSERT_FALSE(back.empty());
+  ASSERT_EQ(parse_packet(back.data(), static_cast<uint32_t>(back.size()), &m), ParseError::kOk);
+  EXPECT_EQ(m.tcp_flags, kTcpAck);
+  EXPECT_EQ(m.tcp_seq, 1001u);
+  EXPECT_EQ(m.tcp_ack, 7001u);
+  EXPECT_EQ(IpAddress::from_bytes(m.family, back.data() + m.dst_off).to_string(), kDip1);
+  EXPECT_EQ(m.dport, 8443);
+  EXPECT_EQ(m.sport, sport);
+
+  // Data both ways, sequence numbers translated.
+  const Bytes up =
+      h.one(seg({kClient, kProxyVip, kCport, 443, kTcpAck | kTcpPsh, 1001, cookie + 1, "GET"}));
+  ASSERT_FALSE(up.empty());
+  ASSERT_EQ(parse_packet(up.data(), static_cast<uint32_t>(up.size()), &m), ParseError::kOk);
+  EXPECT_EQ(m.tcp_ack, 7001u);
+  EXPECT_EQ(m.dport, 8443);
+  const Bytes down = h.one(seg({kDip1, kSnat, 8443, sport, kTcpAck | kTcpPsh, 7001, 1004, "200"}));
+  ASSERT_FALSE(down.empty());
+  ASSERT_EQ(parse_packet(down.data(), static_cast<uint32_t>(down.size()), &m), ParseError::kOk);
+  EXPECT_EQ(m.tcp_seq, cookie + 1);
+  EXPECT_EQ(m.sport, 443);
+  EXPECT_EQ(IpAddress::from_bytes(m.family, down.data() + m.dst_off).to_string(), kClient);
+  EXPECT_EQ(h.counters()["drop_synproxy"], 1u);
+}
+
+TEST(Gateway, RejectsABadConfiguration) {
+  GatewayConfig c = test_config();
+  c.max_connections = 0;
+  EXPECT_THROW(GatewayStage(c, 0), std::invalid_argument);
+  c = test_config();
+  c.snat.addresses.clear();
+  EXPECT_THROW(GatewayStage(c, 0), std::invalid_argument);
+}
+
+TEST(Gateway, EveryDropHasACounter) {
+  Harness h;
+  std::map<std::string, uint64_t> c = h.counters();
+  for (size_t i = 0; i < size_t(GatewayCounter::kCount); ++i)
+    EXPECT_EQ(c.count(std::string(kGatewayCounterNames[i])), 1u);
+}
+
+}  // namespace
+}  // namespace tripod
