@@ -37,7 +37,11 @@ struct Seg {
 
 PacketBuilder seg_builder(const Seg& s) {
   PacketBuilder b;
-  b.ipv4(s.src, s.dst).dont_fragment().tcp(s.sport, s.dport).flags(s.flags).seq(s.seq);
+  if (std::string(s.src).find(':') != std::string::npos) {
+    b.ipv6(s.src, s.dst).tcp(s.sport, s.dport).flags(s.flags).seq(s.seq);
+  } else {
+    b.ipv4(s.src, s.dst).dont_fragment().tcp(s.sport, s.dport).flags(s.flags).seq(s.seq);
+  }
   if (s.flags & kTcpAck) b.ack_seq(s.ack);
   b.window(65535);
   if (!s.payload.empty()) b.payload(s.payload);
@@ -86,9 +90,9 @@ GatewayConfig test_config() {
 
 class Harness {
  public:
-  Harness() : clock_(1000 * kSec) {
+  explicit Harness(const GatewayConfig& cfg = test_config()) : clock_(1000 * kSec) {
     p_.add(std::make_unique<ParseStage>());
-    auto gw = std::make_unique<GatewayStage>(test_config(), clock_.now_ns());
+    auto gw = std::make_unique<GatewayStage>(cfg, clock_.now_ns());
     gw_ = gw.get();
     p_.add(std::move(gw));
   }
@@ -169,6 +173,51 @@ TEST(Gateway, FullNatHandshakeAndDataBothWays) {
   EXPECT_EQ(c["lb_connections_live"], 1u);
   EXPECT_EQ(h.gw().table().size(), 2u);
   EXPECT_EQ(h.gw().snat().free_ports(0), 99u);
+}
+
+// The same FullNAT connection over IPv6: an IPv6 VIP, backend and SNAT pool.
+TEST(Gateway, FullNatOverIpv6) {
+  constexpr const char* kClient6 = "2001:db8:c::7";
+  constexpr const char* kVip6 = "2001:db8:f::10";
+  constexpr const char* kSnat6 = "fd00:1::1";
+  constexpr const char* kDip6 = "fd00:2::5";
+  GatewayConfig c = test_config();
+  c.vips.clear();
+  GatewayVipConfig v;
+  v.key = vip_key(kVip6, 80);
+  v.pool.backends = {backend(kDip6)};
+  c.vips.push_back(v);
+  SnatAddress a;
+  a.family = Family::kIpv6;
+  std::memcpy(a.addr, IpAddress::parse(kSnat6).bytes, 16);
+  c.snat.addresses = {a};
+  Harness h(c);
+
+  const Bytes syn_out = h.one(seg({kClient6, kVip6, kCport, 80, kTcpSyn, 1000}));
+  ASSERT_FALSE(syn_out.empty());
+  const Endpoints e = endpoints_of(syn_out);
+  EXPECT_EQ(e.dst, kDip6);
+  EXPECT_GE(e.sport, 5000);
+  EXPECT_LE(e.sport, 5099);
+  const struct {
+    Seg in, out;
+  } cases[] = {
+      {{kDip6, kSnat6, kBport, e.sport, kTcpSyn | kTcpAck, 5000, 1001},
+       {kVip6, kClient6, 80, kCport, kTcpSyn | kTcpAck, 5000, 1001}},
+      {{kClient6, kVip6, kCport, 80, kTcpAck, 1001, 5001},
+       {kSnat6, kDip6, e.sport, kBport, kTcpAck, 1001, 5001}},
+      {{kClient6, kVip6, kCport, 80, kTcpAck | kTcpPsh, 1001, 5001, "hello"},
+       {kSnat6, kDip6, e.sport, kBport, kTcpAck | kTcpPsh, 1001, 5001, "hello"}},
+      {{kDip6, kSnat6, kBport, e.sport, kTcpAck | kTcpPsh, 5001, 1006, "world!"},
+       {kVip6, kClient6, 80, kCport, kTcpAck | kTcpPsh, 5001, 1006, "world!"}},
+  };
+  EXPECT_EQ(syn_out, seg({kSnat6, kDip6, e.sport, kBport, kTcpSyn, 1000}));
+  for (const auto& tc : cases)
+    EXPECT_EQ(h.one(seg(tc.in)), seg(tc.out));
+  auto ctr = h.counters();
+  EXPECT_EQ(ctr["conns_created_nat"], 1u);
+  EXPECT_EQ(ctr["conns_live"], 1u);
+  EXPECT_EQ(h.gw().table().size(), 2u);
 }
 
 TEST(Gateway, ClampsTheMssOfSynsToTheVip) {
