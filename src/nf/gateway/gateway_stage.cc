@@ -22,6 +22,12 @@ FlowKey swapped(const FlowKey& k) {
   return r;
 }
 
+// The directional key of a packet from its canonical key: the parse stage
+// already built the canonical one, so no second pass over the headers.
+FlowKey directional(const FlowKey& canonical, bool reversed) {
+  return reversed ? swapped(canonical) : canonical;
+}
+
 constexpr uint32_t kScratch = 512;  // handshake frames the SYN proxy builds
 
 // Validates the connection count before anything is allocated for it.
@@ -347,7 +353,9 @@ bool GatewayStage::on_icmp_error(Burst& b, uint32_t i) {
   PacketMeta& m = b.meta[i];
   // The quoted packet is one we sent: its reverse is the key of the
   // direction the error travels (original: from the client side).
-  const FlowKey k = swapped(flow_key_of_quote(frame, m, false));
+  bool qrev = false;
+  const FlowKey c = flow_key_of_quote(frame, m, true, &qrev);
+  const FlowKey k = swapped(directional(c, qrev));
   const Table::Ref ref = table_.lookup(k, hash(k));
   if (ref.found() && table_.value(ref.idx).direction != kLinkCanonical) {
     const ConnLink link = table_.value(ref.idx);
@@ -372,8 +380,6 @@ bool GatewayStage::on_icmp_error(Burst& b, uint32_t i) {
     counters_.inc(GatewayCounter::kIcmpTranslated);
     return true;
   }
-  bool qrev = false;
-  const FlowKey c = flow_key_of_quote(frame, m, true, &qrev);
   const Table::Ref cref = table_.lookup(c, hash(c));
   const ConnRecord* r = cref.found() && table_.value(cref.idx).direction == kLinkCanonical
                             ? &records_[table_.value(cref.idx).record]
@@ -403,7 +409,7 @@ void GatewayStage::process(Burst& b) {
     }
     if (b.meta[i].has(kMetaIcmpError)) continue;  // handled below, one by one
     sel[n] = i;
-    keys[n] = flow_key_of(b.pkts[i].data, b.meta[i], false);
+    keys[n] = directional(b.key[i], b.reversed[i]);
     ++n;
   }
   table_.hash_lookup_bulk(
