@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "common/byte_order.h"
+#include "common/fuzz_check.h"
 #include "packet/checksum.h"
 #include "packet/flow_key.h"
 #include "packet/meta_check.h"
@@ -14,11 +15,6 @@
 
 namespace tripod {
 namespace {
-
-#define FUZZ_CHECK(cond)           \
-  do {                             \
-    if (!(cond)) __builtin_trap(); \
-  } while (0)
 
 void check_key(const FlowKey& k) {
   const auto* raw = reinterpret_cast<const uint8_t*>(&k);

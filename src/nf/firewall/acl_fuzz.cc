@@ -13,15 +13,11 @@
 #include <string_view>
 #include <vector>
 
+#include "common/fuzz_check.h"
 #include "nf/firewall/acl.h"
 
 namespace tripod {
 namespace {
-
-#define FUZZ_CHECK(cond)           \
-  do {                             \
-    if (!(cond)) __builtin_trap(); \
-  } while (0)
 
 struct Side {
   Family family;

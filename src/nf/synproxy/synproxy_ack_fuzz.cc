@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "common/byte_order.h"
+#include "common/fuzz_check.h"
 #include "nf/synproxy/handshake.h"
 #include "nf/synproxy/translate.h"
 #include "packet/checksum.h"
@@ -25,11 +26,6 @@
 
 namespace tripod {
 namespace {
-
-#define FUZZ_CHECK(cond)           \
-  do {                             \
-    if (!(cond)) __builtin_trap(); \
-  } while (0)
 
 constexpr uint64_t kNow = 5'000'000'000'000;  // 5000 s
 constexpr size_t kHeader = 1 + sizeof(SynProxyState);
