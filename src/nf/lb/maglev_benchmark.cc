@@ -10,27 +10,13 @@
 #include "figures.h"
 #include "nf/lb/lb.h"
 #include "nf/lb/maglev.h"
+#include "nf/lb/test_backends.h"
 
 namespace tripod {
 namespace {
 
-Backend be(uint32_t n) {
-  Backend b;
-  b.addr.family = Family::kIpv4;
-  b.addr.bytes[0] = 10;
-  b.addr.bytes[1] = static_cast<uint8_t>(n >> 16);
-  b.addr.bytes[2] = static_cast<uint8_t>(n >> 8);
-  b.addr.bytes[3] = static_cast<uint8_t>(n);
-  b.port = 8080;
-  return b;
-}
-
-std::vector<Backend> pool_of(size_t n) {
-  std::vector<Backend> v;
-  for (uint32_t i = 1; i <= n; ++i)
-    v.push_back(be(i));
-  return v;
-}
+using lb_testing::be;
+using lb_testing::pool_of;
 
 void set_ms_per_iter(benchmark::State& state) {
   state.counters["ms"] =
@@ -39,7 +25,7 @@ void set_ms_per_iter(benchmark::State& state) {
 }
 
 void BM_MaglevRebuild(benchmark::State& state) {
-  const auto bs = pool_of(static_cast<size_t>(state.range(0)));
+  const auto bs = pool_of(static_cast<uint32_t>(state.range(0)));
   const uint32_t m = maglev_table_size(bs.size());
   for (auto _ : state) {
     MaglevTable t = MaglevTable::build(bs, m);
@@ -52,7 +38,7 @@ BENCHMARK(BM_MaglevRebuild)->Arg(100)->Arg(1000)->Arg(4096)->Unit(benchmark::kMi
 
 // Unequal weights (1..4) take the divisor-sequence path with its heap.
 void BM_MaglevRebuildWeighted(benchmark::State& state) {
-  auto bs = pool_of(static_cast<size_t>(state.range(0)));
+  auto bs = pool_of(static_cast<uint32_t>(state.range(0)));
   for (size_t i = 0; i < bs.size(); ++i)
     bs[i].weight = 1 + static_cast<uint32_t>(i % 4);
   const uint32_t m = maglev_table_size(bs.size());
@@ -85,7 +71,7 @@ void moved_run(benchmark::State& state, const std::vector<Backend>& before,
 }
 
 void BM_MaglevMovedRemove(benchmark::State& state) {
-  const auto n = static_cast<size_t>(state.range(0));
+  const auto n = static_cast<uint32_t>(state.range(0));
   const auto before = pool_of(n);
   auto after = before;
   after.erase(after.begin() + static_cast<long>(n / 3));
@@ -94,7 +80,7 @@ void BM_MaglevMovedRemove(benchmark::State& state) {
 BENCHMARK(BM_MaglevMovedRemove)->Arg(100)->Arg(1000)->Unit(benchmark::kMillisecond);
 
 void BM_MaglevMovedAdd(benchmark::State& state) {
-  const auto n = static_cast<size_t>(state.range(0));
+  const auto n = static_cast<uint32_t>(state.range(0));
   const auto before = pool_of(n);
   auto after = before;
   after.insert(after.begin() + static_cast<long>(n / 2), be(50000));
@@ -111,7 +97,7 @@ void BM_MaglevSelect(benchmark::State& state) {
   key.proto = kProtoTcp;
   key.port = 80;
   const VipId vip = lb.add_vip(key);
-  lb.commit(vip, lb.prepare(vip, PoolSpec{pool_of(static_cast<size_t>(state.range(0)))}));
+  lb.commit(vip, lb.prepare(vip, PoolSpec{pool_of(static_cast<uint32_t>(state.range(0)))}));
   SplitMix64 rng(5);
   std::vector<uint64_t> hashes(4096);
   for (auto& h : hashes)

@@ -7,28 +7,13 @@
 #include <stdexcept>
 #include <vector>
 
+#include "nf/lb/test_backends.h"
+
 namespace tripod {
 namespace {
 
-// Backend n: 10.(n>>16).(n>>8).n, port 8080.
-Backend be(uint32_t n, uint32_t weight = 1) {
-  Backend b;
-  b.addr.family = Family::kIpv4;
-  b.addr.bytes[0] = 10;
-  b.addr.bytes[1] = static_cast<uint8_t>(n >> 16);
-  b.addr.bytes[2] = static_cast<uint8_t>(n >> 8);
-  b.addr.bytes[3] = static_cast<uint8_t>(n);
-  b.port = 8080;
-  b.weight = weight;
-  return b;
-}
-
-std::vector<Backend> pool_of(uint32_t n) {
-  std::vector<Backend> v;
-  for (uint32_t i = 1; i <= n; ++i)
-    v.push_back(be(i));
-  return v;
-}
+using lb_testing::be;
+using lb_testing::pool_of;
 
 MaglevTable build(const std::vector<Backend>& bs) {
   return MaglevTable::build(bs, maglev_table_size(bs.size()));
