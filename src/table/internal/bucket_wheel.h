@@ -32,8 +32,6 @@ class BucketWheel {
   Tick now() const { return now_; }
   void set_now(Tick t) { now_ = t; }  // only while nothing is scheduled
   uint32_t scheduled() const { return scheduled_; }
-  Tick due(uint32_t b) const { return d_at(b); }
-  bool is_scheduled(uint32_t b) const { return d_at(b) != kNone; }
 
   void prefetch(uint32_t b) const { __builtin_prefetch(&nodes_[b], 1, 3); }
 
