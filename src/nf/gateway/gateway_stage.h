@@ -17,6 +17,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "common/counters.h"
@@ -95,18 +96,38 @@ static_assert(sizeof(ConnLink) == 8);
 
 TRIPOD_DECLARE_REASONS(GatewayCounter, TRIPOD_GATEWAY_COUNTERS)
 
+// How a VIP's packets reach the backend.
+enum class VipMode : uint8_t {
+  kFullNat,  // client -> VIP becomes SNAT:port -> DIP; replies come back through us
+  kDsr,      // L2 direct server return: only the destination MAC changes (to the
+             // backend's, Backend::mac); the backend owns the VIP and replies directly
+};
+
 struct GatewayVipConfig {
   VipKey key;
+  VipMode mode = VipMode::kFullNat;
   PoolSpec pool;
   uint16_t mss_clamp = 0;  // 0: off; else SYN / SYN-ACK MSS lowered to this
   bool synproxy = false;
   SynProxyVip synproxy_options;
 };
 
+// Egress SNAT: connections that internal hosts open to the outside (not to a
+// VIP) leave with one of the gateway's public addresses as their source.
+struct EgressConfig {
+  // Internal source prefixes, in the ACL's address syntax ("10.0.0.0/8",
+  // "2001:db8::/32", "any"). Empty: egress SNAT off.
+  std::vector<std::string> sources;
+  SnatPoolConfig snat;  // the public addresses (either family or both)
+};
+
 struct GatewayConfig {
   FirewallConfig firewall;
   std::vector<GatewayVipConfig> vips;
+  // FullNAT's source addresses towards the backends. Both families may be
+  // listed; each gets its own allocator (same port range and partitions).
   SnatPoolConfig snat;
+  EgressConfig egress;
   uint32_t max_connections = 1 << 16;  // records; the table holds twice as many keys
   bool huge_pages = true;
   TrafficDir non_vip_dir = TrafficDir::kOut;  // ACL direction of traffic not to a VIP

@@ -65,10 +65,14 @@ struct Backend {
   uint8_t reserved = 0;
   uint16_t port = 0;    // host order; 0: keep the client's destination port
   uint32_t weight = 1;  // 0 = drained: keeps its connections, gets no new ones
+  // DSR VIPs only: the backend's MAC on the gateway's segment (all zero:
+  // not set). Not part of the identity.
+  uint8_t mac[6] = {};
+  uint8_t reserved2[2] = {};
 
   bool same_endpoint(const Backend& o) const { return addr == o.addr && port == o.port; }
 };
-static_assert(sizeof(Backend) == 24);
+static_assert(sizeof(Backend) == 32);
 static_assert(std::is_trivially_copyable_v<Backend>);
 
 // Limits, checked when a pool is built (control plane).
