@@ -19,4 +19,16 @@ struct Packet {
   uint64_t ts_ns = 0;       // receive time
 };
 
+// Where a stage gets a frame for a packet it adds to a burst (a SYN proxy
+// window update, the resets of a killed backend): the port's own pool, so
+// the frame is transmitted and reclaimed like a received one.
+class FrameSource {
+ public:
+  // False when no frame is free (the caller counts it).
+  virtual bool alloc_frame(Packet* p) = 0;
+
+ protected:
+  ~FrameSource() = default;
+};
+
 }  // namespace tripod

@@ -17,9 +17,15 @@ namespace tripod {
 class PcapReader;
 class PcapWriter;
 
-class Port {
+class Port : public FrameSource {
  public:
   virtual ~Port() = default;
+  // A frame for a packet the pipeline creates; ports that cannot give one
+  // (none yet) say no, and the stage counts the packet as not sent.
+  bool alloc_frame(Packet* p) override {
+    (void)p;
+    return false;
+  }
   // Receives up to `max` packets into pkts; 0 means nothing (or end of input).
   virtual uint32_t rx_burst(Packet* pkts, uint32_t max) = 0;
   // Transmits n packets and takes their frames back.
@@ -42,6 +48,7 @@ class PcapPort final : public Port {
   void tx_burst(const Packet* pkts, uint32_t n) override;
   void release(const Packet* pkts, uint32_t n) override;
   bool exhausted() const override { return eof_; }
+  bool alloc_frame(Packet* p) override { return pool_.alloc(p); }
   uint64_t oversize_drops() const { return oversize_; }
 
  private:
@@ -60,6 +67,7 @@ class MemoryPort final : public Port {
   void tx_burst(const Packet* pkts, uint32_t n) override;
   void release(const Packet* pkts, uint32_t n) override;
   bool exhausted() const override { return next_ == input_.size(); }
+  bool alloc_frame(Packet* p) override { return pool_.alloc(p); }
   const std::vector<std::vector<uint8_t>>& output() const { return output_; }
   uint64_t oversize_drops() const { return oversize_; }
 

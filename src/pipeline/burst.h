@@ -15,15 +15,44 @@ namespace tripod {
 
 enum class Verdict : uint8_t { kForward, kDrop };
 
+// What the L2 (next hop) stage does with a forwarded packet's Ethernet
+// header.
+enum class L2Action : uint8_t {
+  kRoute,    // route the destination IP: source MAC and next hop's MAC (default)
+  kKeepDst,  // a stage chose the destination MAC (DSR): set the source MAC only
+  kAsIs,     // a reply on the segment it came from (MACs swapped): leave it
+};
+
+//
+// A stage may append packets it creates (append()): up to kBurstSize of them
+// per burst, after the received ones. Later stages see them like any other
+// packet; the stage that appended them skips them (it knows its input count).
+// Local per-burst arrays of a stage are therefore sized kCapacity.
 struct Burst {
+  static constexpr uint32_t kCapacity = 2 * kBurstSize;
+
   uint32_t n = 0;
-  uint64_t now_ns = 0;  // read once per burst from the injected clock
-  Packet pkts[kBurstSize];
-  PacketMeta meta[kBurstSize];
-  Verdict verdict[kBurstSize];
-  FlowKey key[kBurstSize];
-  uint64_t hash[kBurstSize];  // keyed hash of key[], set by the first table stage
-  bool reversed[kBurstSize];  // packet runs b -> a of its canonical key
+  uint64_t now_ns = 0;            // read once per burst from the injected clock
+  FrameSource* frames = nullptr;  // for append(); set by the pipeline
+  Packet pkts[kCapacity];
+  PacketMeta meta[kCapacity];
+  Verdict verdict[kCapacity];
+  FlowKey key[kCapacity];
+  uint64_t hash[kCapacity];  // keyed hash of key[], set by the first table stage
+  bool reversed[kCapacity];  // packet runs b -> a of its canonical key
+  L2Action l2[kCapacity];    // reset to kRoute for every received packet
+
+  // A new packet slot with a fresh frame (verdict kForward, len 0), or -1
+  // when the burst is full or the port has no free frame: the caller fills
+  // data, len and meta, or counts the packet as not sent.
+  int append(uint64_t ts_ns) {
+    if (n == kCapacity || frames == nullptr || !frames->alloc_frame(&pkts[n])) return -1;
+    pkts[n].ts_ns = ts_ns;
+    verdict[n] = Verdict::kForward;
+    reversed[n] = false;
+    l2[n] = L2Action::kRoute;
+    return static_cast<int>(n++);
+  }
 };
 
 // A stage of the pipeline (firewall, SYN proxy, LB, NAT ... and for now the

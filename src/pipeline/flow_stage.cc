@@ -38,10 +38,10 @@ void FlowStage::process(Burst& b) {
   const uint32_t now = to_ticks(b.now_ns);
 
   // Gather the burst's IP packets and look their flows up in one bulk pass.
-  uint32_t sel[kBurstSize];
-  FlowKey keys[kBurstSize];
-  uint64_t hashes[kBurstSize];
-  Table::Ref refs[kBurstSize];
+  uint32_t sel[Burst::kCapacity];
+  FlowKey keys[Burst::kCapacity];
+  uint64_t hashes[Burst::kCapacity];
+  Table::Ref refs[Burst::kCapacity];
   uint32_t m = 0;
   for (uint32_t i = 0; i < b.n; ++i) {
     if (b.verdict[i] != Verdict::kForward || b.meta[i].has(kMetaNotIp)) continue;

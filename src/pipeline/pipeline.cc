@@ -4,20 +4,24 @@ namespace tripod {
 
 uint32_t Pipeline::run_once(Port& port, const Clock* clock, RunStats* stats) {
   Burst& b = burst_;
+  b.frames = &port;
   b.n = port.rx_burst(b.pkts, kBurstSize);
   if (b.n == 0) return 0;
+  const uint32_t received = b.n;
   if (clock != nullptr) {
     b.now_ns = clock->now_ns();
   } else {
     for (uint32_t i = 0; i < b.n; ++i)
       b.now_ns = std::max(b.now_ns, b.pkts[i].ts_ns);
   }
-  for (uint32_t i = 0; i < b.n; ++i)
+  for (uint32_t i = 0; i < b.n; ++i) {
     b.verdict[i] = Verdict::kForward;
+    b.l2[i] = L2Action::kRoute;
+  }
   for (auto& s : stages_)
     s->process(b);
 
-  Packet out[kBurstSize], drop[kBurstSize];
+  Packet out[Burst::kCapacity], drop[Burst::kCapacity];
   uint32_t n_out = 0, n_drop = 0;
   for (uint32_t i = 0; i < b.n; ++i) {
     (b.verdict[i] == Verdict::kForward ? out[n_out++] : drop[n_drop++]) = b.pkts[i];
@@ -25,11 +29,12 @@ uint32_t Pipeline::run_once(Port& port, const Clock* clock, RunStats* stats) {
   port.tx_burst(out, n_out);
   port.release(drop, n_drop);
   stats->bursts++;
-  stats->rx += b.n;
+  stats->rx += received;
+  stats->created += b.n - received;
   stats->tx += n_out;
   stats->dropped += n_drop;
   stats->last_ts_ns = b.now_ns;
-  return b.n;
+  return received;
 }
 
 RunStats Pipeline::run_to_end(Port& port, const Clock* clock) {

@@ -16,6 +16,7 @@ namespace tripod {
 struct RunStats {
   uint64_t bursts = 0;
   uint64_t rx = 0;
+  uint64_t created = 0;  // packets stages appended (Burst::append)
   uint64_t tx = 0;
   uint64_t dropped = 0;
   uint64_t last_ts_ns = 0;

@@ -7,6 +7,7 @@
 #include "nf/nat/rewrite.h"
 #include "nf/synproxy/translate.h"
 #include "packet/parser.h"
+#include "packet/tcp_frame.h"
 
 namespace tripod {
 namespace {
@@ -39,11 +40,85 @@ ConnTableConfig table_config(const GatewayConfig& cfg) {
   return ConnTableConfig{.capacity = 2 * cfg.max_connections, .huge_pages = cfg.huge_pages};
 }
 
+// The addresses of one family of a pool; nullptr when it has none.
+std::unique_ptr<SnatPortAllocator> family_pool(const SnatPoolConfig& cfg, Family f,
+                                               const char* what) {
+  SnatPoolConfig c = cfg;
+  c.addresses.clear();
+  for (const auto& a : cfg.addresses) {
+    if (a.family != Family::kIpv4 && a.family != Family::kIpv6)
+      throw std::invalid_argument(std::string("gateway: ") + what + ": address without a family");
+    if (a.family == f) c.addresses.push_back(a);
+  }
+  if (c.addresses.empty()) return nullptr;
+  try {
+    return std::make_unique<SnatPortAllocator>(std::move(c));
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(std::string("gateway: ") + what + ": " + e.what());
+  }
+}
+
+// Egress matcher: internal destinations are not egress (deny), internal
+// sources are (allow), the rest is not (default deny).
+std::unique_ptr<Acl> egress_acl(const std::vector<std::string>& sources) {
+  if (sources.empty()) return nullptr;
+  AclConfig c;
+  c.default_action = FwAction::kDeny;
+  for (size_t i = 0; i < sources.size(); ++i) {
+    FwRuleSpec deny_to;
+    deny_to.action = FwAction::kDeny;
+    deny_to.dst = sources[i];
+    try {
+      Acl::validate(deny_to);
+    } catch (const std::invalid_argument& e) {
+      throw std::invalid_argument("gateway: egress source " + std::to_string(i + 1) + ": " +
+                                  e.what());
+    }
+    c.rules.push_back(deny_to);
+  }
+  for (const auto& src : sources) {
+    FwRuleSpec allow_from;
+    allow_from.action = FwAction::kAllow;
+    allow_from.src = src;
+    c.rules.push_back(allow_from);
+  }
+  return std::make_unique<Acl>(c);
+}
+
+bool mac_set(const uint8_t mac[6]) {
+  for (int i = 0; i < 6; ++i)
+    if (mac[i] != 0) return true;
+  return false;
+}
+
+void check_vip(const GatewayVipConfig& v, bool have_snat) {
+  const std::string name =
+      "gateway: VIP " + v.key.addr.to_string() + ":" + std::to_string(v.key.port);
+  if (v.mode == VipMode::kFullNat) {
+    if (!have_snat)
+      throw std::invalid_argument(name + ": FullNAT needs SNAT addresses of the VIP's family");
+    return;
+  }
+  if (v.synproxy)
+    throw std::invalid_argument(name + ": the SYN proxy needs both directions (not with DSR)");
+  for (const auto& b : v.pool.backends) {
+    if (!mac_set(b.mac))
+      throw std::invalid_argument(name + ": DSR backend " + b.addr.to_string() + " has no MAC");
+    if (b.port != 0 && b.port != v.key.port)
+      throw std::invalid_argument(name + ": DSR cannot change the port (backend " +
+                                  b.addr.to_string() + ")");
+  }
+}
+
 }  // namespace
 
 GatewayStage::GatewayStage(const GatewayConfig& cfg, uint64_t now_ns)
     : fw_(cfg.firewall),
-      snat_(cfg.snat),
+      snat_{family_pool(cfg.snat, Family::kIpv4, "snat"),
+            family_pool(cfg.snat, Family::kIpv6, "snat")},
+      egress_{family_pool(cfg.egress.snat, Family::kIpv4, "egress.snat"),
+              family_pool(cfg.egress.snat, Family::kIpv6, "egress.snat")},
+      egress_match_(egress_acl(cfg.egress.sources)),
       proxy_(cfg.synproxy_master, cfg.cookies, now_ns),
       table_(table_config(cfg)),
       capacity_(cfg.max_connections),
@@ -52,6 +127,10 @@ GatewayStage::GatewayStage(const GatewayConfig& cfg, uint64_t now_ns)
       non_vip_dir_(cfg.non_vip_dir),
       hash_key_(cfg.table_hash_key),
       lb_hash_key_(cfg.lb_hash_key) {
+  if (egress_match_ != nullptr && !egress_[0] && !egress_[1])
+    throw std::invalid_argument("gateway: egress sources need egress.snat addresses");
+  for (const auto& v : cfg.vips)
+    check_vip(v, snat_[fam(v.key.addr.family)] != nullptr);
   for (const auto& v : cfg.vips) {
     const VipId id = lb_.add_vip(v.key);
     lb_.commit(id, lb_.prepare(id, v.pool));
@@ -70,7 +149,7 @@ FlowKey GatewayStage::original_key(const ConnRecord& r) const {
 }
 
 FlowKey GatewayStage::reply_key(const ConnRecord& r) const {
-  return make_flow_key(r.family, r.proto, r.dip_addr, snat_.address(r.lease.address).addr,
+  return make_flow_key(r.family, r.proto, r.dip_addr, pool_of(r).address(r.lease.address).addr,
                        r.dip_port, r.lease.port, false);
 }
 
@@ -83,10 +162,9 @@ uint32_t GatewayStage::alloc_record() {
 
 void GatewayStage::free_record(uint32_t idx) {
   ConnRecord& r = records_[idx];
-  if (r.flags & kRecNat) {
-    snat_.free(r.lease);
+  if (r.flags & kRecNat) pool_of(r).free(r.lease);
+  if (r.flags & (kRecNat | kRecDsr) && !(r.flags & kRecEgress))
     lb_.conn_closed(r.lb.vip, r.lb.version);
-  }
   r.flags = 0;
   free_list_[free_top_++] = idx;
   --live_;
@@ -119,15 +197,24 @@ void GatewayStage::advance_to(uint64_t now_ns) {
 }
 
 void GatewayStage::maybe_clamp(uint8_t* frame, const PacketMeta& m, const ConnRecord& r) {
-  if (m.proto != kProtoTcp || (m.tcp_flags & kTcpSyn) == 0 || !(r.flags & kRecNat)) return;
+  if (m.proto != kProtoTcp || (m.tcp_flags & kTcpSyn) == 0 || !(r.flags & (kRecNat | kRecDsr)) ||
+      (r.flags & kRecEgress))
+    return;
   const uint16_t mss = vip_cfg_[r.lb.vip].mss_clamp;
   if (mss != 0 && clamp_mss(frame, m, mss)) counters_.inc(GatewayCounter::kMssClamped);
 }
 
 bool GatewayStage::nat_forward(uint8_t* frame, PacketMeta& m, const ConnRecord& r, uint8_t dir) {
-  NatResult a, c;
-  if (dir == kLinkOriginal) {
-    a = nat_rewrite(frame, m, NatSide::kSource, snat_.address(r.lease.address).addr, r.lease.port);
+  NatResult a, c = NatResult::kOk;
+  if (r.flags & kRecEgress) {
+    // Only the inside host's endpoint changes.
+    a = dir == kLinkOriginal
+            ? nat_rewrite(frame, m, NatSide::kSource, pool_of(r).address(r.lease.address).addr,
+                          r.lease.port)
+            : nat_rewrite(frame, m, NatSide::kDestination, r.client_addr, r.client_port);
+  } else if (dir == kLinkOriginal) {
+    a = nat_rewrite(frame, m, NatSide::kSource, pool_of(r).address(r.lease.address).addr,
+                    r.lease.port);
     c = nat_rewrite(frame, m, NatSide::kDestination, r.dip_addr, r.dip_port);
   } else {
     a = nat_rewrite(frame, m, NatSide::kSource, r.vip_addr, r.vip_port);
@@ -135,6 +222,99 @@ bool GatewayStage::nat_forward(uint8_t* frame, PacketMeta& m, const ConnRecord& 
   }
   if (a != NatResult::kOk || c != NatResult::kOk) return drop(GatewayCounter::kDropNatUnsupported);
   return true;
+}
+
+uint32_t GatewayStage::dsr_timeout(const PacketMeta& m) const {
+  // One direction only: no state machine, the flags the client sends.
+  const FwTimeouts& t = fw_.policy().timeouts;
+  if (m.proto != kProtoTcp) return t.udp_stream;
+  if (m.tcp_flags & kTcpRst) return t.tcp_close;
+  if (m.tcp_flags & kTcpFin) return t.tcp_fin_wait;
+  if (m.tcp_flags & kTcpSyn) return t.tcp_syn_sent;
+  return t.tcp_established;
+}
+
+bool GatewayStage::dsr_forward(Burst& b, uint32_t i, const ConnRecord& r) {
+  const Backend* be = lb_.backend(r.lb.vip, r.lb.version, r.lb.backend);
+  if (be == nullptr) return drop(GatewayCounter::kDropUnknownBackend);
+  set_dst_mac(b.pkts[i].data, be->mac);
+  b.l2[i] = L2Action::kKeepDst;
+  return true;
+}
+
+bool GatewayStage::reset_killed(Burst& b, uint32_t i, Table::Ref ref, ConnRecord& r, uint8_t dir,
+                                Tick now) {
+  uint8_t* frame = b.pkts[i].data;
+  PacketMeta& m = b.meta[i];
+  if (m.proto != kProtoTcp || (m.tcp_flags & kTcpRst) || m.has(kMetaFragment) || !m.has(kMetaHasL4))
+    return drop(GatewayCounter::kDropBackendKilled);
+  // 1. Back to the sender, in its own address space: a new packet.
+  const int k = b.append(b.now_ns);
+  if (k < 0) {
+    counters_.inc(GatewayCounter::kCreatedNoFrame);
+  } else {
+    const auto j = static_cast<uint32_t>(k);
+    const uint32_t len = write_tcp_reset(frame, m, true, b.pkts[j].data, kMaxFrameLen);
+    if (len == 0 || parse_packet(b.pkts[j].data, len, &b.meta[j]) != ParseError::kOk) {
+      b.verdict[j] = Verdict::kDrop;
+      counters_.inc(GatewayCounter::kCreatedNoFrame);
+    } else {
+      b.pkts[j].len = len;
+      b.l2[j] = L2Action::kAsIs;
+    }
+  }
+  // 2. This packet, translated as usual, becomes the reset of the other side.
+  const bool sp = (r.flags & kRecSynProxy) != 0 && r.sp.open();
+  if (sp) {
+    const SynProxyCounter ev = dir == kLinkOriginal ? synproxy_to_backend(r.sp, frame, m)
+                                                    : synproxy_to_client(r.sp, frame, m);
+    if (is_drop(ev)) return drop(GatewayCounter::kDropBackendKilled);
+  }
+  bool ok = true;
+  if (r.flags & kRecDsr) {
+    ok = dsr_forward(b, i, r);
+  } else {
+    ok = nat_forward(frame, m, r, dir);
+  }
+  if (!ok) return false;
+  uint8_t out[kScratch];
+  const uint32_t len = write_tcp_reset(frame, m, false, out, sizeof out);
+  if (len == 0) return drop(GatewayCounter::kDropBackendKilled);
+  std::memcpy(frame, out, len);
+  b.pkts[i].len = len;
+  if (parse_packet(frame, len, &m) != ParseError::kOk)
+    return drop(GatewayCounter::kDropBackendKilled);
+  // The connection ends: its keys expire on the close timeout.
+  r.deadline = now + timeout_ticks(fw_.policy().timeouts.tcp_close);
+  if (static_cast<int32_t>(r.deadline - table_.deadline(ref)) < 0)
+    table_.set_deadline(ref, r.deadline);
+  counters_.inc(GatewayCounter::kBackendKilledResets);
+  return true;
+}
+
+void GatewayStage::send_window_update(Burst& b, uint32_t i, const ConnRecord& r) {
+  const int k = b.append(b.now_ns);
+  if (k < 0) {
+    counters_.inc(GatewayCounter::kCreatedNoFrame);
+    return;
+  }
+  const auto j = static_cast<uint32_t>(k);
+  BuiltFrame f;
+  const SynProxyCounter ev =
+      build_client_window_update(r.sp, b.pkts[i].data, b.meta[i], b.pkts[j].data, kMaxFrameLen, &f);
+  proxy_.count(ev);
+  if (is_drop(ev) || f.len == 0) {
+    b.verdict[j] = Verdict::kDrop;
+    counters_.inc(GatewayCounter::kCreatedNoFrame);
+    return;
+  }
+  b.pkts[j].len = f.len;
+  b.meta[j] = f.meta;
+  if (!nat_forward(b.pkts[j].data, b.meta[j], r, kLinkReply)) {
+    b.verdict[j] = Verdict::kDrop;
+    return;
+  }
+  counters_.inc(GatewayCounter::kSynProxyWindowUpdate);
 }
 
 bool GatewayStage::on_hit(Burst& b, uint32_t i, Table::Ref ref, Tick now) {
@@ -147,12 +327,13 @@ bool GatewayStage::on_hit(Burst& b, uint32_t i, Table::Ref ref, Tick now) {
   // bound (its expiry re-arms it from the record), so it is touched only
   // when the connection's deadline moves earlier. Extending it on every
   // packet would cost a random access to the timer wheel.
-  auto refresh = [&](const FwVerdict& v) {
-    if (v.timeout_s == 0) return;
-    r.deadline = now + timeout_ticks(v.timeout_s);
+  auto refresh_s = [&](uint32_t timeout_s) {
+    if (timeout_s == 0) return;
+    r.deadline = now + timeout_ticks(timeout_s);
     if (static_cast<int32_t>(r.deadline - table_.deadline(ref)) < 0)
       table_.set_deadline(ref, r.deadline);
   };
+  auto refresh = [&](const FwVerdict& v) { refresh_s(v.timeout_s); };
 
   if (link.direction == kLinkCanonical) {
     const FwVerdict v = fw_.track(r.fw, frame, m, b.reversed[i]);
@@ -162,11 +343,18 @@ bool GatewayStage::on_hit(Burst& b, uint32_t i, Table::Ref ref, Tick now) {
   }
 
   const uint8_t dir = link.direction;
-  if (lb_.is_killed(r.lb.vip, r.lb.version, r.lb.backend))
-    return drop(GatewayCounter::kDropBackendKilled);
+  if (!(r.flags & kRecEgress) && lb_.is_killed(r.lb.vip, r.lb.version, r.lb.backend))
+    return reset_killed(b, i, ref, r, dir, now);
+  if (r.flags & kRecDsr) {
+    // Only the client's half passes here: the ACL decided at creation.
+    refresh_s(dsr_timeout(m));
+    maybe_clamp(frame, m, r);
+    return dsr_forward(b, i, r);
+  }
   const bool sp = (r.flags & kRecSynProxy) != 0;
 
-  // The backend's SYN-ACK to our SYN: answer it with the client's ACK.
+  // The backend's SYN-ACK to our SYN: answer it with the client's ACK, and
+  // open the client's window (our cookie SYN-ACK offered zero).
   if (sp && dir == kLinkReply && !r.sp.open() &&
       (m.tcp_flags & (kTcpSyn | kTcpAck)) == (kTcpSyn | kTcpAck)) {
     const FwVerdict v = fw_.track(r.fw, frame, m, true);
@@ -175,6 +363,7 @@ bool GatewayStage::on_hit(Burst& b, uint32_t i, Table::Ref ref, Tick now) {
     SynProxyCounter ev = synproxy_backend_synack(&r.sp, frame, m);
     proxy_.count(ev);
     if (is_drop(ev)) return drop(GatewayCounter::kDropSynProxy);
+    send_window_update(b, i, r);
     uint8_t out[kScratch];
     BuiltFrame f;
     ev = build_backend_ack(r.sp, frame, m, out, sizeof out, &f);
@@ -208,6 +397,26 @@ bool GatewayStage::on_hit(Burst& b, uint32_t i, Table::Ref ref, Tick now) {
   return nat_forward(frame, m, r, dir);
 }
 
+// Inserts the record's original (dkey) and reply keys. On failure nothing
+// is left behind except the record itself (the caller frees it).
+bool GatewayStage::insert_keys(const FlowKey& dkey, uint64_t dhash, uint32_t idx, ConnRecord& r) {
+  auto fail = [&](InsertStatus st) {
+    return drop(st == InsertStatus::kExists ? GatewayCounter::kDropKeyCollision
+                                            : GatewayCounter::kDropTableFull);
+  };
+  const auto ins1 = table_.insert(dkey, dhash, r.deadline);
+  if (ins1.status != InsertStatus::kInserted) return fail(ins1.status);
+  table_.value(ins1.ref.idx) = ConnLink{idx, kLinkOriginal, {}};
+  const FlowKey rkey = reply_key(r);
+  const auto ins2 = table_.insert(rkey, hash(rkey), r.deadline);
+  if (ins2.status != InsertStatus::kInserted) {
+    table_.erase(dkey, dhash);
+    return fail(ins2.status);
+  }
+  table_.value(ins2.ref.idx) = ConnLink{idx, kLinkReply, {}};
+  return true;
+}
+
 bool GatewayStage::create(Burst& b, uint32_t i, const FlowKey& dkey, uint64_t dhash, VipId vip,
                           Tick now, const SynProxyState* sp) {
   uint8_t* frame = b.pkts[i].data;
@@ -224,7 +433,9 @@ bool GatewayStage::create(Burst& b, uint32_t i, const FlowKey& dkey, uint64_t dh
   const uint32_t idx = alloc_record();
   if (idx == UINT32_MAX) return drop(GatewayCounter::kDropRecordPoolFull);
   ConnRecord& r = records_[idx];
-  if (!snat_.alloc(0, static_cast<uint32_t>(dhash), &r.lease)) {
+  r.family = m.family;
+  SnatPortAllocator& pool = pool_of(r);  // the VIP's family has one (checked at construction)
+  if (!pool.alloc(0, static_cast<uint32_t>(dhash), &r.lease)) {
     free_list_[free_top_++] = idx;
     return drop(GatewayCounter::kDropSnatExhausted);
   }
@@ -238,33 +449,115 @@ bool GatewayStage::create(Burst& b, uint32_t i, const FlowKey& dkey, uint64_t dh
   r.client_port = m.sport;
   r.vip_port = m.dport;
   r.dip_port = sel.backend->port != 0 ? sel.backend->port : m.dport;
-  r.family = m.family;
   r.proto = m.proto;
   r.flags = kRecLive | kRecNat | (sp != nullptr ? kRecSynProxy : 0);
   r.deadline = now + timeout_ticks(v.timeout_s);
-
-  auto fail = [&](InsertStatus s) {
-    snat_.free(r.lease);
+  if (!insert_keys(dkey, dhash, idx, r)) {
+    pool.free(r.lease);
     r.flags = 0;
     free_list_[free_top_++] = idx;
-    return drop(s == InsertStatus::kExists ? GatewayCounter::kDropKeyCollision
-                                           : GatewayCounter::kDropTableFull);
-  };
-  const auto ins1 = table_.insert(dkey, dhash, r.deadline);
-  if (ins1.status != InsertStatus::kInserted) return fail(ins1.status);
-  table_.value(ins1.ref.idx) = ConnLink{idx, kLinkOriginal, {}};
-  const FlowKey rkey = reply_key(r);
-  const auto ins2 = table_.insert(rkey, hash(rkey), r.deadline);
-  if (ins2.status != InsertStatus::kInserted) {
-    table_.erase(dkey, dhash);
-    return fail(ins2.status);
+    return false;
   }
-  table_.value(ins2.ref.idx) = ConnLink{idx, kLinkReply, {}};
   lb_.conn_opened(vip, sel.version);
   ++live_;
   counters_.inc(GatewayCounter::kConnsCreated);
   counters_.inc(GatewayCounter::kConnsCreatedNat);
   maybe_clamp(frame, m, r);
+  return nat_forward(frame, m, r, kLinkOriginal);
+}
+
+bool GatewayStage::create_dsr(Burst& b, uint32_t i, const FlowKey& dkey, uint64_t dhash, VipId vip,
+                              Tick now) {
+  uint8_t* frame = b.pkts[i].data;
+  PacketMeta& m = b.meta[i];
+  FwConnState st{};
+  const FwVerdict v = fw_.new_connection(&st, frame, m, TrafficDir::kIn, false);
+  if (!v.accepted()) return drop(GatewayCounter::kDropFirewall);
+  if (v.reason != FwReason::kCreated) {
+    counters_.inc(GatewayCounter::kUntracked);
+    return true;
+  }
+  const Selection sel = lb_.select(vip, hash_flow_key(dkey, lb_hash_key_));
+  if (sel.backend == nullptr) return drop(GatewayCounter::kDropNoBackend);
+  const uint32_t idx = alloc_record();
+  if (idx == UINT32_MAX) return drop(GatewayCounter::kDropRecordPoolFull);
+  ConnRecord& r = records_[idx];
+  const uint32_t alen = m.addr_len();
+  r.fw = st;
+  r.lb = LbConn{vip, sel.version, sel.index, 0};
+  std::memcpy(r.client_addr, frame + m.src_off, alen);
+  std::memcpy(r.vip_addr, frame + m.dst_off, alen);
+  std::memcpy(r.dip_addr, sel.backend->addr.bytes, alen);
+  r.client_port = m.sport;
+  r.vip_port = m.dport;
+  r.dip_port = m.dport;
+  r.family = m.family;
+  r.proto = m.proto;
+  r.flags = kRecLive | kRecDsr;
+  r.deadline = now + timeout_ticks(v.timeout_s);
+  const auto ins = table_.insert(dkey, dhash, r.deadline);
+  if (ins.status != InsertStatus::kInserted) {
+    r.flags = 0;
+    free_list_[free_top_++] = idx;
+    return drop(ins.status == InsertStatus::kExists ? GatewayCounter::kDropKeyCollision
+                                                    : GatewayCounter::kDropTableFull);
+  }
+  table_.value(ins.ref.idx) = ConnLink{idx, kLinkOriginal, {}};
+  lb_.conn_opened(vip, sel.version);
+  ++live_;
+  counters_.inc(GatewayCounter::kConnsCreated);
+  counters_.inc(GatewayCounter::kConnsCreatedDsr);
+  maybe_clamp(frame, m, r);
+  return dsr_forward(b, i, r);
+}
+
+bool GatewayStage::is_egress(const uint8_t* frame, const PacketMeta& m) const {
+  if (egress_match_ == nullptr || !egress_[fam(m.family)] || !m.has(kMetaHasL4) ||
+      m.has(kMetaFragment))
+    return false;
+  // Ports (or the echo id) are what NAT multiplexes on.
+  const bool echo = (m.proto == kProtoIcmp && m.icmp_type == 8) ||
+                    (m.proto == kProtoIcmpv6 && m.icmp_type == 128);
+  if (m.proto != kProtoTcp && m.proto != kProtoUdp && !echo) return false;
+  return egress_match_->match(acl_packet_of(frame, m, TrafficDir::kOut)).action == FwAction::kAllow;
+}
+
+bool GatewayStage::create_egress(Burst& b, uint32_t i, const FlowKey& dkey, uint64_t dhash,
+                                 Tick now, const FwConnState& st, uint32_t timeout_s) {
+  uint8_t* frame = b.pkts[i].data;
+  PacketMeta& m = b.meta[i];
+  const uint32_t idx = alloc_record();
+  if (idx == UINT32_MAX) return drop(GatewayCounter::kDropRecordPoolFull);
+  ConnRecord& r = records_[idx];
+  r.family = m.family;
+  r.flags = kRecEgress;  // pool_of() below
+  SnatPortAllocator& pool = pool_of(r);
+  if (!pool.alloc(0, static_cast<uint32_t>(dhash), &r.lease)) {
+    r.flags = 0;
+    free_list_[free_top_++] = idx;
+    return drop(GatewayCounter::kDropSnatExhausted);
+  }
+  const uint32_t alen = m.addr_len();
+  r.fw = st;
+  std::memcpy(r.client_addr, frame + m.src_off, alen);
+  std::memcpy(r.vip_addr, frame + m.dst_off, alen);
+  std::memcpy(r.dip_addr, frame + m.dst_off, alen);
+  r.client_port = m.sport;
+  r.vip_port = m.dport;
+  // An echo reply carries the (translated) id in both "ports".
+  r.dip_port = m.proto == kProtoTcp || m.proto == kProtoUdp ? m.dport : r.lease.port;
+  r.proto = m.proto;
+  r.flags = kRecLive | kRecNat | kRecEgress;
+  r.deadline = now + timeout_ticks(timeout_s);
+  if (!insert_keys(dkey, dhash, idx, r)) {
+    pool.free(r.lease);
+    r.flags = 0;
+    free_list_[free_top_++] = idx;
+    return false;
+  }
+  ++live_;
+  counters_.inc(GatewayCounter::kConnsCreated);
+  counters_.inc(GatewayCounter::kConnsCreatedEgress);
   return nat_forward(frame, m, r, kLinkOriginal);
 }
 
@@ -283,13 +576,17 @@ bool GatewayStage::on_miss(Burst& b, uint32_t i, const FlowKey& dkey, uint64_t d
       const Table::Ref ref = table_.lookup(ckey, ch);
       if (ref.found()) return on_hit(b, i, ref, now);
     }
+    const bool egress = is_egress(frame, m);
     FwConnState st{};
-    const FwVerdict v = fw_.new_connection(&st, frame, m, non_vip_dir_, b.reversed[i]);
+    const FwVerdict v =
+        fw_.new_connection(&st, frame, m, non_vip_dir_, egress ? false : b.reversed[i]);
     if (!v.accepted()) return drop(GatewayCounter::kDropFirewall);
     if (v.reason != FwReason::kCreated) {
       counters_.inc(GatewayCounter::kUntracked);
       return true;
     }
+    *mutated = true;
+    if (egress) return create_egress(b, i, dkey, dhash, now, st, v.timeout_s);
     const uint32_t idx = alloc_record();
     if (idx == UINT32_MAX) return drop(GatewayCounter::kDropRecordPoolFull);
     ConnRecord& r = records_[idx];
@@ -312,6 +609,10 @@ bool GatewayStage::on_miss(Burst& b, uint32_t i, const FlowKey& dkey, uint64_t d
   }
 
   const GatewayVipConfig& vc = vip_cfg_[vip];
+  if (vc.mode == VipMode::kDsr) {
+    *mutated = true;
+    return create_dsr(b, i, dkey, dhash, vip, now);
+  }
   if (!vc.synproxy || m.proto != kProtoTcp) {
     *mutated = true;
     return create(b, i, dkey, dhash, vip, now, nullptr);
@@ -362,6 +663,7 @@ bool GatewayStage::on_icmp_error(Burst& b, uint32_t i) {
     const ConnRecord& r = records_[link.record];
     const FwVerdict v = fw_.related(&r.fw, frame, m, link.direction == kLinkOriginal);
     if (!v.accepted()) return drop(GatewayCounter::kDropFirewall);
+    if (r.flags & kRecDsr) return dsr_forward(b, i, r);  // about the backend's reply: to it
     NatResult a, q1, q2;
     if (link.direction == kLinkReply) {
       // About SNAT -> DIP: becomes about client -> VIP, sent to the client.
@@ -370,7 +672,7 @@ bool GatewayStage::on_icmp_error(Burst& b, uint32_t i) {
       q2 = nat_rewrite_quote(frame, m, NatSide::kDestination, r.vip_addr, r.vip_port);
     } else {
       // About VIP -> client: becomes about DIP -> SNAT, sent to the backend.
-      const uint8_t* snat = snat_.address(r.lease.address).addr;
+      const uint8_t* snat = pool_of(r).address(r.lease.address).addr;
       a = nat_rewrite(frame, m, NatSide::kDestination, r.dip_addr, 0);
       q1 = nat_rewrite_quote(frame, m, NatSide::kSource, r.dip_addr, r.dip_port);
       q2 = nat_rewrite_quote(frame, m, NatSide::kDestination, snat, r.lease.port);
@@ -395,12 +697,14 @@ void GatewayStage::process(Burst& b) {
   proxy_.advance(b.now_ns);
   const Tick now = to_ticks(b.now_ns);
 
-  uint32_t sel[kBurstSize];
-  FlowKey keys[kBurstSize];
-  uint64_t hashes[kBurstSize] = {};
-  Table::Ref refs[kBurstSize];
+  // Packets this stage appends (resets, window updates) come after these.
+  const uint32_t received = b.n;
+  uint32_t sel[Burst::kCapacity];
+  FlowKey keys[Burst::kCapacity];
+  uint64_t hashes[Burst::kCapacity] = {};
+  Table::Ref refs[Burst::kCapacity];
   uint32_t n = 0;
-  for (uint32_t i = 0; i < b.n; ++i) {
+  for (uint32_t i = 0; i < received; ++i) {
     if (b.verdict[i] != Verdict::kForward) continue;
     counters_.inc(GatewayCounter::kPackets);
     if (b.meta[i].has(kMetaNotIp)) {
@@ -435,7 +739,7 @@ void GatewayStage::process(Burst& b) {
         r.found() ? on_hit(b, i, r, now) : on_miss(b, i, keys[j], hashes[j], now, &mutated);
     if (!ok) b.verdict[i] = Verdict::kDrop;
   }
-  for (uint32_t i = 0; i < b.n; ++i) {
+  for (uint32_t i = 0; i < received; ++i) {
     if (b.verdict[i] != Verdict::kForward || !b.meta[i].has(kMetaIcmpError)) continue;
     if (!on_icmp_error(b, i)) b.verdict[i] = Verdict::kDrop;
   }
@@ -446,8 +750,17 @@ void GatewayStage::export_counters(const CounterFn& fn) const {
     fn(kGatewayCounterNames[i], counters_.get(i));
   fn("conns_live", live_);
   fn("conns_capacity", capacity_);
-  fn("snat_free_ports", snat_.free_ports(0));
-  fn("snat_bad_frees", snat_.bad_frees());
+  static constexpr const char* kFam[2] = {"ipv4", "ipv6"};
+  for (size_t f = 0; f < 2; ++f) {
+    if (snat_[f]) {
+      fn(std::string("snat_free_ports_") + kFam[f], snat_[f]->free_ports(0));
+      fn(std::string("snat_bad_frees_") + kFam[f], snat_[f]->bad_frees());
+    }
+    if (egress_[f]) {
+      fn(std::string("egress_snat_free_ports_") + kFam[f], egress_[f]->free_ports(0));
+      fn(std::string("egress_snat_bad_frees_") + kFam[f], egress_[f]->bad_frees());
+    }
+  }
   fw_.export_counters([&](std::string_view n, uint64_t v) { fn("fw_" + std::string(n), v); });
   lb_.export_counters([&](std::string_view n, uint64_t v) { fn("lb_" + std::string(n), v); });
   const auto& sc = proxy_.counters();

@@ -36,6 +36,8 @@ namespace tripod {
 inline constexpr uint8_t kRecLive = 1u << 0;
 inline constexpr uint8_t kRecNat = 1u << 1;       // FullNAT: two directional keys
 inline constexpr uint8_t kRecSynProxy = 1u << 2;  // sp is in use
+inline constexpr uint8_t kRecEgress = 1u << 3;    // with kRecNat: egress SNAT (source only)
+inline constexpr uint8_t kRecDsr = 1u << 4;       // DSR: one original key, MAC rewrite only
 
 struct ConnRecord {
   FwConnState fw;           // 48
@@ -68,30 +70,35 @@ struct ConnLink {
 };
 static_assert(sizeof(ConnLink) == 8);
 
-#define TRIPOD_GATEWAY_COUNTERS(X)                                                    \
-  X(kPackets, "packets")                                                              \
-  X(kHits, "hits")                                                                    \
-  X(kNotIp, "not_ip")                                                                 \
-  X(kConnsCreated, "conns_created")                                                   \
-  X(kConnsCreatedNat, "conns_created_nat")                                            \
-  X(kConnsFreed, "conns_freed")                                                       \
-  X(kKeysRearmed, "keys_rearmed")                                                     \
-  X(kUntracked, "untracked")                                                          \
-  X(kIcmpTranslated, "icmp_translated")                                               \
-  X(kMssClamped, "mss_clamped")                                                       \
-  X(kSynProxySynAck, "synproxy_synack_sent")                                          \
-  X(kSynProxyBackendSyn, "synproxy_backend_syn")                                      \
-  X(kSynProxyBackendAck, "synproxy_backend_ack")                                      \
-  X(kDropFirewall, "drop_firewall")              /* reason in fw_* */                 \
-  X(kDropNoBackend, "drop_no_backend")           /* VIP without a usable pool */      \
-  X(kDropBackendKilled, "drop_backend_killed")   /* recorded DIP was killed */        \
-  X(kDropUnknownBackend, "drop_unknown_backend") /* recorded version gone */          \
-  X(kDropSnatExhausted, "drop_snat_exhausted")                                        \
-  X(kDropRecordPoolFull, "drop_record_pool_full")                                     \
-  X(kDropTableFull, "drop_table_full")                                                \
-  X(kDropKeyCollision, "drop_key_collision")     /* reply key already taken */        \
-  X(kDropNatUnsupported, "drop_nat_unsupported") /* fragments */                      \
-  X(kDropIcmpNoConn, "drop_icmp_no_conn")        /* ICMP error about no connection */ \
+#define TRIPOD_GATEWAY_COUNTERS(X)                                                            \
+  X(kPackets, "packets")                                                                      \
+  X(kHits, "hits")                                                                            \
+  X(kNotIp, "not_ip")                                                                         \
+  X(kConnsCreated, "conns_created")                                                           \
+  X(kConnsCreatedNat, "conns_created_nat")                                                    \
+  X(kConnsFreed, "conns_freed")                                                               \
+  X(kKeysRearmed, "keys_rearmed")                                                             \
+  X(kUntracked, "untracked")                                                                  \
+  X(kIcmpTranslated, "icmp_translated")                                                       \
+  X(kMssClamped, "mss_clamped")                                                               \
+  X(kSynProxySynAck, "synproxy_synack_sent")                                                  \
+  X(kSynProxyBackendSyn, "synproxy_backend_syn")                                              \
+  X(kSynProxyBackendAck, "synproxy_backend_ack")                                              \
+  X(kSynProxyWindowUpdate, "synproxy_window_update")                                          \
+  X(kConnsCreatedEgress, "conns_created_egress")                                              \
+  X(kConnsCreatedDsr, "conns_created_dsr")                                                    \
+  X(kBackendKilledResets, "backend_killed_resets") /* connections reset both ways */          \
+  X(kCreatedNoFrame, "created_no_frame")           /* a packet we made found no free frame */ \
+  X(kDropFirewall, "drop_firewall")                /* reason in fw_* */                       \
+  X(kDropNoBackend, "drop_no_backend")             /* VIP without a usable pool */            \
+  X(kDropBackendKilled, "drop_backend_killed")     /* killed DIP, not TCP (or a RST) */       \
+  X(kDropUnknownBackend, "drop_unknown_backend")   /* recorded version gone */                \
+  X(kDropSnatExhausted, "drop_snat_exhausted")                                                \
+  X(kDropRecordPoolFull, "drop_record_pool_full")                                             \
+  X(kDropTableFull, "drop_table_full")                                                        \
+  X(kDropKeyCollision, "drop_key_collision")     /* reply key already taken */                \
+  X(kDropNatUnsupported, "drop_nat_unsupported") /* fragments */                              \
+  X(kDropIcmpNoConn, "drop_icmp_no_conn")        /* ICMP error about no connection */         \
   X(kDropSynProxy, "drop_synproxy")              /* reason in synproxy_* */
 
 TRIPOD_DECLARE_REASONS(GatewayCounter, TRIPOD_GATEWAY_COUNTERS)
@@ -154,7 +161,11 @@ class GatewayStage final : public Stage {
 
   Lb& lb() { return lb_; }
   const Firewall& firewall() const { return fw_; }
-  const SnatPortAllocator& snat() const { return snat_; }
+  // The allocator of a family's FullNAT / egress addresses (nullptr: none).
+  const SnatPortAllocator* snat(Family f = Family::kIpv4) const { return snat_[fam(f)].get(); }
+  const SnatPortAllocator* egress_snat(Family f = Family::kIpv4) const {
+    return egress_[fam(f)].get();
+  }
   const Table& table() const { return table_; }
   const SynProxy& synproxy() const { return proxy_; }
   uint32_t live_connections() const { return live_; }
@@ -167,7 +178,11 @@ class GatewayStage final : public Stage {
     const uint64_t t = uint64_t{s} * (1'000'000'000 / kTickNs);
     return t > Table::kMaxTimeout ? Table::kMaxTimeout : static_cast<Tick>(t);
   }
+  static size_t fam(Family f) { return f == Family::kIpv6 ? 1 : 0; }
   uint64_t hash(const FlowKey& k) const { return hash_flow_key(k, hash_key_); }
+  SnatPortAllocator& pool_of(const ConnRecord& r) const {
+    return *((r.flags & kRecEgress) ? egress_ : snat_)[fam(r.family)];
+  }
   FlowKey original_key(const ConnRecord& r) const;
   FlowKey reply_key(const ConnRecord& r) const;
   Tick on_expire(Tick now, const FlowKey& key, ConnLink& link);
@@ -180,7 +195,16 @@ class GatewayStage final : public Stage {
   bool on_icmp_error(Burst& b, uint32_t i);
   bool create(Burst& b, uint32_t i, const FlowKey& dkey, uint64_t dhash, VipId vip, Tick now,
               const SynProxyState* sp);
+  bool create_dsr(Burst& b, uint32_t i, const FlowKey& dkey, uint64_t dhash, VipId vip, Tick now);
+  bool create_egress(Burst& b, uint32_t i, const FlowKey& dkey, uint64_t dhash, Tick now,
+                     const FwConnState& st, uint32_t timeout_s);
+  bool is_egress(const uint8_t* frame, const PacketMeta& m) const;
+  bool insert_keys(const FlowKey& dkey, uint64_t dhash, uint32_t idx, ConnRecord& r);
   bool nat_forward(uint8_t* frame, PacketMeta& m, const ConnRecord& r, uint8_t dir);
+  bool dsr_forward(Burst& b, uint32_t i, const ConnRecord& r);
+  uint32_t dsr_timeout(const PacketMeta& m) const;
+  bool reset_killed(Burst& b, uint32_t i, Table::Ref ref, ConnRecord& r, uint8_t dir, Tick now);
+  void send_window_update(Burst& b, uint32_t i, const ConnRecord& r);
   void maybe_clamp(uint8_t* frame, const PacketMeta& m, const ConnRecord& r);
   bool drop(GatewayCounter c) {
     counters_.inc(c);
@@ -189,7 +213,9 @@ class GatewayStage final : public Stage {
 
   Firewall fw_;
   Lb lb_;
-  SnatPortAllocator snat_;
+  std::unique_ptr<SnatPortAllocator> snat_[2];    // FullNAT, by family (fam())
+  std::unique_ptr<SnatPortAllocator> egress_[2];  // egress SNAT, by family
+  std::unique_ptr<Acl> egress_match_;             // allows egress (internal -> outside) packets
   SynProxy proxy_;
   std::vector<GatewayVipConfig> vip_cfg_;  // by VipId (only options used)
   Table table_;

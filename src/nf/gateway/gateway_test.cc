@@ -172,7 +172,7 @@ TEST(Gateway, FullNatHandshakeAndDataBothWays) {
   EXPECT_EQ(c["hits"], 5u);
   EXPECT_EQ(c["lb_connections_live"], 1u);
   EXPECT_EQ(h.gw().table().size(), 2u);
-  EXPECT_EQ(h.gw().snat().free_ports(0), 99u);
+  EXPECT_EQ(h.gw().snat()->free_ports(0), 99u);
 }
 
 // The same FullNAT connection over IPv6: an IPv6 VIP, backend and SNAT pool.
@@ -251,7 +251,7 @@ TEST(Gateway, DropsAreCounted) {
   auto c = h.counters();
   EXPECT_EQ(c["conns_live"], 0u);
   EXPECT_EQ(h.gw().table().size(), 0u);
-  EXPECT_EQ(h.gw().snat().free_ports(0), 100u);
+  EXPECT_EQ(h.gw().snat()->free_ports(0), 100u);
 }
 
 TEST(Gateway, PoolChangeKeepsConnectionsOnTheirBackend) {
@@ -273,22 +273,55 @@ TEST(Gateway, PoolChangeKeepsConnectionsOnTheirBackend) {
   EXPECT_EQ(h.counters()["conns_live"], 6u);
 }
 
-TEST(Gateway, KilledBackendDropsItsConnections) {
+// Expected control frames (RST, window update) as write_tcp_frame builds them.
+Bytes ctrl(const Seg& s, uint16_t window, bool swapped_macs) {
+  PacketBuilder b = seg_builder(s);
+  b.window(window);
+  if (swapped_macs) b.eth("02:00:00:00:00:02", "02:00:00:00:00:01");
+  if (std::string(s.src).find(':') == std::string::npos) b.dont_fragment();
+  return b.build();
+}
+
+TEST(Gateway, KilledBackendResetsItsConnectionsBothWays) {
   Harness h;
   const Endpoints e = open_conn(h, kCport);
+  const char* dip = e.dst.c_str();
   const VipId vip = h.gw().vip_id(vip_key(kVip, 80));
   PoolSpec next;  // the backend leaves the pool first, then is killed
   next.backends = {backend(e.dst == kDip1 ? kDip2 : kDip1)};
   h.gw().lb().commit(vip, h.gw().lb().prepare(vip, next));
   EXPECT_EQ(h.gw().lb().kill_backend(vip, IpAddress::parse(e.dst), kBport), 1u);
-  EXPECT_TRUE(h.one(seg({kClient, kVip, kCport, 80, kTcpAck, 1001, 5001})).empty());
+
+  // Client data: the packet goes on as the backend's RST (in the backend's
+  // address space), and a RST comes back to the client.
+  auto out = h.send({seg({kClient, kVip, kCport, 80, kTcpAck | kTcpPsh, 1001, 5001, "hi"})});
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0], ctrl({kSnat, dip, e.sport, kBport, kTcpRst | kTcpAck, 1001, 5001}, 0, false));
+  EXPECT_EQ(out[1], ctrl({kVip, kClient, 80, kCport, kTcpRst | kTcpAck, 5001, 1003}, 0, true));
+  // The backend's next packet is answered the same way, from its side.
+  out = h.send({seg({dip, kSnat, kBport, e.sport, kTcpAck | kTcpPsh, 5001, 1003, "late"})});
+  ASSERT_EQ(out.size(), 2u);
+  EXPECT_EQ(out[0], ctrl({kVip, kClient, 80, kCport, kTcpRst | kTcpAck, 5001, 1003}, 0, false));
+  EXPECT_EQ(out[1], ctrl({kSnat, dip, e.sport, kBport, kTcpRst | kTcpAck, 1003, 5005}, 0, true));
+  auto c = h.counters();
+  EXPECT_EQ(c["backend_killed_resets"], 2u);
+  EXPECT_EQ(c["created_no_frame"], 0u);
+  // A RST itself is not answered: dropped and counted.
+  EXPECT_TRUE(h.send({seg({kClient, kVip, kCport, 80, kTcpRst, 1003})}).empty());
   EXPECT_EQ(h.counters()["drop_backend_killed"], 1u);
+  // The connection ends on the close timeout (10 s).
+  h.clock().advance_ns(11 * kSec);
+  h.gw().advance_to(h.clock().now_ns());
+  c = h.counters();
+  EXPECT_EQ(c["conns_live"], 0u);
+  EXPECT_EQ(c["lb_connections_live"], 0u);
+  EXPECT_EQ(h.gw().table().size(), 0u);
 }
 
 TEST(Gateway, ExpiryFreesSnatPortAndBothKeys) {
   Harness h;
   ASSERT_FALSE(h.one(seg({kClient, kVip, kCport, 80, kTcpSyn, 1000})).empty());
-  EXPECT_EQ(h.gw().snat().free_ports(0), 99u);
+  EXPECT_EQ(h.gw().snat()->free_ports(0), 99u);
   EXPECT_EQ(h.gw().table().size(), 2u);
   // A retransmitted SYN extends the record's deadline only; both keys are
   // re-armed from the record when their own (first) deadline comes.
@@ -308,7 +341,7 @@ TEST(Gateway, ExpiryFreesSnatPortAndBothKeys) {
   EXPECT_EQ(c["lb_connections_live"], 0u);
   EXPECT_EQ(c["snat_bad_frees"], 0u);
   EXPECT_EQ(h.gw().table().size(), 0u);
-  EXPECT_EQ(h.gw().snat().free_ports(0), 100u);
+  EXPECT_EQ(h.gw().snat()->free_ports(0), 100u);
 }
 
 TEST(Gateway, ResetShortensTheConnectionsLife) {
@@ -325,7 +358,7 @@ TEST(Gateway, ResetShortensTheConnectionsLife) {
   EXPECT_EQ(c["conns_live"], 0u);
   EXPECT_EQ(c["conns_freed"], 1u);
   EXPECT_EQ(h.gw().table().size(), 0u);
-  EXPECT_EQ(h.gw().snat().free_ports(0), 100u);
+  EXPECT_EQ(h.gw().snat()->free_ports(0), 100u);
 }
 
 TEST(Gateway, IcmpFragNeededIsTranslatedBothWays) {
@@ -375,7 +408,7 @@ TEST(Gateway, NonVipTrafficPassesTheFirewallUntranslated) {
   EXPECT_EQ(c["hits"], 2u);
   EXPECT_EQ(c["fw_created"], 1u);
   EXPECT_EQ(h.gw().table().size(), 1u);
-  EXPECT_EQ(h.gw().snat().free_ports(0), 100u);
+  EXPECT_EQ(h.gw().snat()->free_ports(0), 100u);
 }
 
 TEST(Gateway, SynProxyAnswersWithCookieAndOpensTheBackend) {
@@ -411,9 +444,14 @@ TEST(Gateway, SynProxyAnswersWithCookieAndOpensTheBackend) {
   EXPECT_EQ(c["conns_live"], 1u);
   EXPECT_EQ(h.gw().table().size(), 2u);
 
-  // The backend's SYN-ACK becomes our ACK to it.
-  const Bytes back = h.one(seg({kDip1, kSnat, 8443, sport, kTcpSyn | kTcpAck, 7000, 1001}));
-  ASSERT_FALSE(back.empty());
+  // The backend's SYN-ACK becomes our ACK to it, and the client's window
+  // opens (our cookie SYN-ACK offered zero) with the backend's window.
+  const auto two = h.send({seg({kDip1, kSnat, 8443, sport, kTcpSyn | kTcpAck, 7000, 1001})});
+  ASSERT_EQ(two.size(), 2u);
+  const Bytes& back = two[0];
+  EXPECT_EQ(two[1],
+            ctrl({kProxyVip, kClient, 443, kCport, kTcpAck, cookie + 1, 1001}, 65535, false));
+  EXPECT_EQ(h.counters()["synproxy_window_update"], 1u);
   ASSERT_EQ(parse_packet(back.data(), static_cast<uint32_t>(back.size()), &m), ParseError::kOk);
   EXPECT_EQ(m.tcp_flags, kTcpAck);
   EXPECT_EQ(m.tcp_seq, 1001u);

@@ -2,17 +2,12 @@
 
 #include <algorithm>
 
-#include "nf/synproxy/internal/tcp_frame.h"
 #include "nf/synproxy/translate.h"
 #include "packet/parser.h"
+#include "packet/tcp_frame.h"
 
 namespace tripod {
 namespace {
-
-using internal::is_tcp_segment;
-using internal::TcpFrameSpec;
-using internal::TcpOptWriter;
-using internal::write_tcp_frame;
 
 CookieTuple tuple_of(const uint8_t* frame, const PacketMeta& m) {
   return CookieTuple{m.family, frame + m.src_off, frame + m.dst_off, m.sport, m.dport};

@@ -3,14 +3,11 @@
 #include <algorithm>
 
 #include "common/compiler.h"
-#include "nf/synproxy/internal/tcp_frame.h"
 #include "packet/parser.h"
+#include "packet/tcp_frame.h"
 
 namespace tripod {
 namespace {
-
-using internal::is_tcp_segment;
-using internal::rewrite32;
 
 struct OptionOffsets {
   uint16_t ts = 0;    // frame offset of TSval (0: none)

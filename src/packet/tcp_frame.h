@@ -1,6 +1,6 @@
-// Writes the TCP frames the SYN proxy originates (SYN-ACK, backend SYN,
-// ACKs) into a caller's buffer, and the checksum helper its in-place
-// rewrites share. Not part of the API.
+// Writes the TCP control frames the data plane originates (the SYN proxy's
+// SYN-ACK, backend SYN and ACKs; the resets of a killed backend) into a
+// caller's buffer, and the checksum helper in-place rewrites share.
 #pragma once
 
 #include <cstdint>
@@ -9,7 +9,7 @@
 #include "packet/checksum.h"
 #include "packet/packet_meta.h"
 
-namespace tripod::internal {
+namespace tripod {
 
 // TCP options, assembled in place (at most 40 bytes; the proxy's longest
 // set is 20).
@@ -90,4 +90,14 @@ inline uint16_t rewrite32(uint8_t* p, uint32_t rel, uint32_t new_v, uint16_t csu
   return bswap(csum_update32(bswap(csum), old_v, new_v));
 }
 
-}  // namespace tripod::internal
+// A RST|ACK for the connection of TCP segment `frame` (meta `m`), written
+// into `out` (not overlapping the input), checksums computed; returns its
+// length, or 0 if `cap` is too small or `m` is not a TCP segment.
+// - to_sender: back to the segment's sender (MACs, addresses and ports
+//   swapped), seq = the segment's ack, which is exactly what the sender
+//   expects next (RFC 5961 accepts it at once); ack = the segment's end.
+// - otherwise: on to the segment's receiver, seq = the segment's seq.
+uint32_t write_tcp_reset(const uint8_t* frame, const PacketMeta& m, bool to_sender, uint8_t* out,
+                         uint32_t cap);
+
+}  // namespace tripod

@@ -1,8 +1,9 @@
-#include "nf/synproxy/internal/tcp_frame.h"
+#include "packet/tcp_frame.h"
 
 #include <cstring>
+#include <utility>
 
-namespace tripod::internal {
+namespace tripod {
 
 uint32_t write_tcp_frame(const TcpFrameSpec& s, uint8_t* out, uint32_t cap) {
   const bool v4 = s.family == Family::kIpv4;
@@ -64,4 +65,33 @@ uint32_t write_tcp_frame(const TcpFrameSpec& s, uint8_t* out, uint32_t cap) {
   return len;
 }
 
-}  // namespace tripod::internal
+uint32_t write_tcp_reset(const uint8_t* frame, const PacketMeta& m, bool to_sender, uint8_t* out,
+                         uint32_t cap) {
+  if (!is_tcp_segment(m)) return 0;
+  const uint32_t data = m.l3_end > m.payload_off ? uint32_t{m.l3_end} - m.payload_off : 0;
+  const uint32_t end =
+      m.tcp_seq + data + ((m.tcp_flags & kTcpSyn) ? 1 : 0) + ((m.tcp_flags & kTcpFin) ? 1 : 0);
+  TcpFrameSpec s;
+  s.l2 = frame;
+  s.l2_len = m.l3_off;
+  s.family = m.family;
+  s.src = frame + m.src_off;
+  s.dst = frame + m.dst_off;
+  s.sport = m.sport;
+  s.dport = m.dport;
+  s.flags = kTcpRst | kTcpAck;
+  if (to_sender) {
+    s.swap_macs = true;
+    std::swap(s.src, s.dst);
+    std::swap(s.sport, s.dport);
+    s.seq = (m.tcp_flags & kTcpAck) ? m.tcp_ack : 0;
+    s.ack = end;
+  } else {
+    s.seq = m.tcp_seq;
+    s.ack = m.tcp_ack;
+    if ((m.tcp_flags & kTcpAck) == 0) s.flags = kTcpRst;
+  }
+  return write_tcp_frame(s, out, cap);
+}
+
+}  // namespace tripod
