@@ -2,6 +2,8 @@
 // memory port, frames in, exact frames (or counted drops) out.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <map>
 #include <string>
 
@@ -176,13 +178,13 @@ TEST(Gateway, FullNatHandshakeAndDataBothWays) {
 }
 
 // The same FullNAT connection over IPv6: an IPv6 VIP, backend and SNAT pool.
+// IPv6 FullNAT on a dual-stack node: one SNAT allocator per family.
 TEST(Gateway, FullNatOverIpv6) {
   constexpr const char* kClient6 = "2001:db8:c::7";
   constexpr const char* kVip6 = "2001:db8:f::10";
   constexpr const char* kSnat6 = "fd00:1::1";
   constexpr const char* kDip6 = "fd00:2::5";
   GatewayConfig c = test_config();
-  c.vips.clear();
   GatewayVipConfig v;
   v.key = vip_key(kVip6, 80);
   v.pool.backends = {backend(kDip6)};
@@ -190,8 +192,9 @@ TEST(Gateway, FullNatOverIpv6) {
   SnatAddress a;
   a.family = Family::kIpv6;
   std::memcpy(a.addr, IpAddress::parse(kSnat6).bytes, 16);
-  c.snat.addresses = {a};
+  c.snat.addresses.push_back(a);
   Harness h(c);
+  ASSERT_NE(h.gw().snat(Family::kIpv6), nullptr);
 
   const Bytes syn_out = h.one(seg({kClient6, kVip6, kCport, 80, kTcpSyn, 1000}));
   ASSERT_FALSE(syn_out.empty());
@@ -214,10 +217,15 @@ TEST(Gateway, FullNatOverIpv6) {
   EXPECT_EQ(syn_out, seg({kSnat6, kDip6, e.sport, kBport, kTcpSyn, 1000}));
   for (const auto& tc : cases)
     EXPECT_EQ(h.one(seg(tc.in)), seg(tc.out));
+  EXPECT_EQ(h.gw().snat(Family::kIpv6)->free_ports(0), 99u);
+  EXPECT_EQ(h.gw().snat(Family::kIpv4)->free_ports(0), 100u);
+  // The IPv4 VIP beside it takes its port from the IPv4 pool.
+  open_conn(h, kCport);
+  EXPECT_EQ(h.gw().snat(Family::kIpv4)->free_ports(0), 99u);
   auto ctr = h.counters();
-  EXPECT_EQ(ctr["conns_created_nat"], 1u);
-  EXPECT_EQ(ctr["conns_live"], 1u);
-  EXPECT_EQ(h.gw().table().size(), 2u);
+  EXPECT_EQ(ctr["conns_created_nat"], 2u);
+  EXPECT_EQ(ctr["conns_live"], 2u);
+  EXPECT_EQ(h.gw().table().size(), 4u);
 }
 
 TEST(Gateway, ClampsTheMssOfSynsToTheVip) {
@@ -474,6 +482,178 @@ TEST(Gateway, SynProxyAnswersWithCookieAndOpensTheBackend) {
   EXPECT_EQ(m.sport, 443);
   EXPECT_EQ(IpAddress::from_bytes(m.family, down.data() + m.dst_off).to_string(), kClient);
   EXPECT_EQ(h.counters()["drop_synproxy"], 1u);
+}
+
+// DSR: only the destination MAC changes; one key, the client's half.
+constexpr const char* kDsrVip = "192.0.2.30";
+constexpr uint8_t kMac1[6] = {2, 0, 0, 0, 0x10, 1};
+constexpr uint8_t kMac2[6] = {2, 0, 0, 0, 0x10, 2};
+
+GatewayConfig dsr_config() {
+  GatewayConfig c = test_config();
+  GatewayVipConfig v;
+  v.key = vip_key(kDsrVip, 80);
+  v.mode = VipMode::kDsr;
+  Backend b1 = backend(kDip1, 0), b2 = backend(kDip2, 80);
+  std::memcpy(b1.mac, kMac1, 6);
+  std::memcpy(b2.mac, kMac2, 6);
+  v.pool.backends = {b1, b2};
+  c.vips.push_back(v);
+  return c;
+}
+
+std::string mac_of(const Bytes& f) {
+  char buf[18];
+  std::snprintf(buf, sizeof buf, "%02x:%02x:%02x:%02x:%02x:%02x", f[0], f[1], f[2], f[3], f[4],
+                f[5]);
+  return buf;
+}
+
+TEST(Gateway, DsrRewritesOnlyTheDestinationMac) {
+  Harness h(dsr_config());
+  const Bytes syn = seg({kClient, kDsrVip, kCport, 80, kTcpSyn, 1000});
+  const Bytes out = h.one(syn);
+  ASSERT_EQ(out.size(), syn.size());
+  const std::string mac = mac_of(out);
+  ASSERT_TRUE(mac == "02:00:00:00:10:01" || mac == "02:00:00:00:10:02") << mac;
+  EXPECT_TRUE(std::equal(out.begin() + 6, out.end(), syn.begin() + 6));  // the rest unchanged
+  // Later packets of the connection go to the same backend.
+  for (uint32_t k = 0; k < 5; ++k) {
+    const Bytes d = seg({kClient, kDsrVip, kCport, 80, kTcpAck | kTcpPsh, 1001 + k, 9000, "x"});
+    const Bytes o = h.one(d);
+    ASSERT_EQ(o.size(), d.size());
+    EXPECT_EQ(mac_of(o), mac);
+  }
+  auto c = h.counters();
+  EXPECT_EQ(c["conns_created_dsr"], 1u);
+  EXPECT_EQ(c["conns_live"], 1u);
+  EXPECT_EQ(h.gw().table().size(), 1u);  // no reply key: replies bypass us
+  // A pool change keeps the connection on its backend.
+  const VipId vip = h.gw().vip_id(vip_key(kDsrVip, 80));
+  PoolSpec only_other;
+  Backend other = backend(mac == "02:00:00:00:10:01" ? kDip2 : kDip1, 80);
+  std::memcpy(other.mac, mac == "02:00:00:00:10:01" ? kMac2 : kMac1, 6);
+  only_other.backends = {other};
+  h.gw().lb().commit(vip, h.gw().lb().prepare(vip, only_other));
+  EXPECT_EQ(mac_of(h.one(seg({kClient, kDsrVip, kCport, 80, kTcpAck, 1010, 9000}))), mac);
+  // A FIN shortens its life to fin_wait (120 s).
+  ASSERT_FALSE(h.one(seg({kClient, kDsrVip, kCport, 80, kTcpFin | kTcpAck, 1010, 9000})).empty());
+  h.clock().advance_ns(121 * kSec);
+  h.gw().advance_to(h.clock().now_ns());
+  c = h.counters();
+  EXPECT_EQ(c["conns_live"], 0u);
+  EXPECT_EQ(c["lb_connections_live"], 0u);
+}
+
+TEST(Gateway, DsrKilledBackendResetsBothWays) {
+  Harness h(dsr_config());
+  const Bytes first = h.one(seg({kClient, kDsrVip, kCport, 80, kTcpSyn, 1000}));
+  ASSERT_FALSE(first.empty());
+  const bool on1 = mac_of(first) == "02:00:00:00:10:01";
+  const VipId vip = h.gw().vip_id(vip_key(kDsrVip, 80));
+  PoolSpec next;  // out of the pool first, then killed
+  next.backends = {dsr_config().vips.back().pool.backends[on1 ? 1 : 0]};
+  h.gw().lb().commit(vip, h.gw().lb().prepare(vip, next));
+  EXPECT_EQ(h.gw().lb().kill_backend(vip, IpAddress::parse(on1 ? kDip1 : kDip2), on1 ? 0 : 80), 1u);
+  const auto out =
+      h.send({seg({kClient, kDsrVip, kCport, 80, kTcpAck | kTcpPsh, 1001, 7001, "a"})});
+  ASSERT_EQ(out.size(), 2u);
+  Bytes to_backend = ctrl({kClient, kDsrVip, kCport, 80, kTcpRst | kTcpAck, 1001, 7001}, 0, false);
+  std::memcpy(to_backend.data(), on1 ? kMac1 : kMac2, 6);
+  EXPECT_EQ(out[0], to_backend);
+  EXPECT_EQ(out[1], ctrl({kDsrVip, kClient, 80, kCport, kTcpRst | kTcpAck, 7001, 1002}, 0, true));
+}
+
+TEST(Gateway, DsrConfigurationIsChecked) {
+  GatewayConfig c = dsr_config();
+  std::memset(c.vips.back().pool.backends[0].mac, 0, 6);
+  EXPECT_THROW(GatewayStage(c, 0), std::invalid_argument);
+  c = dsr_config();
+  c.vips.back().pool.backends[1].port = 8080;  // DSR cannot translate ports
+  EXPECT_THROW(GatewayStage(c, 0), std::invalid_argument);
+  c = dsr_config();
+  c.vips.back().synproxy = true;  // the proxy needs both directions
+  EXPECT_THROW(GatewayStage(c, 0), std::invalid_argument);
+}
+
+// Egress SNAT: internal hosts reach the outside from the public address.
+constexpr const char* kInside = "10.9.0.5";
+constexpr const char* kOutside = "198.18.0.1";
+constexpr const char* kPublic = "203.0.113.50";
+
+GatewayConfig egress_config() {
+  GatewayConfig c = test_config();
+  c.egress.sources = {"10.9.0.0/16"};
+  SnatAddress a;
+  a.family = Family::kIpv4;
+  std::memcpy(a.addr, IpAddress::parse(kPublic).bytes, 4);
+  c.egress.snat.addresses = {a};
+  c.egress.snat.port_lo = 20000;
+  c.egress.snat.port_hi = 20099;
+  return c;
+}
+
+TEST(Gateway, EgressSnatTranslatesTheInsideHostOnly) {
+  Harness h(egress_config());
+  const Bytes syn_out = h.one(seg({kInside, kOutside, 33000, 443, kTcpSyn, 100}));
+  ASSERT_FALSE(syn_out.empty());
+  PacketMeta m;
+  ASSERT_EQ(parse_packet(syn_out.data(), static_cast<uint32_t>(syn_out.size()), &m),
+            ParseError::kOk);
+  const uint16_t p = m.sport;
+  EXPECT_GE(p, 20000);
+  EXPECT_LE(p, 20099);
+  EXPECT_EQ(syn_out, seg({kPublic, kOutside, p, 443, kTcpSyn, 100}));
+  const struct {
+    Seg in, out;
+  } cases[] = {
+      {{kOutside, kPublic, 443, p, kTcpSyn | kTcpAck, 900, 101},
+       {kOutside, kInside, 443, 33000, kTcpSyn | kTcpAck, 900, 101}},
+      {{kInside, kOutside, 33000, 443, kTcpAck | kTcpPsh, 101, 901, "GET /"},
+       {kPublic, kOutside, p, 443, kTcpAck | kTcpPsh, 101, 901, "GET /"}},
+      {{kOutside, kPublic, 443, p, kTcpAck | kTcpPsh, 901, 106, "200 OK"},
+       {kOutside, kInside, 443, 33000, kTcpAck | kTcpPsh, 901, 106, "200 OK"}},
+  };
+  for (const auto& tc : cases)
+    EXPECT_EQ(h.one(seg(tc.in)), seg(tc.out));
+  // Inside to inside is not translated; outside to the public address with
+  // no mapping is the firewall's (a stray SYN-ACK: dropped).
+  EXPECT_EQ(h.one(seg({kInside, "10.9.1.1", 33001, 22, kTcpSyn, 1})),
+            seg({kInside, "10.9.1.1", 33001, 22, kTcpSyn, 1}));
+  EXPECT_TRUE(h.one(seg({kOutside, kPublic, 443, 20050, kTcpSyn | kTcpAck, 5, 6})).empty());
+  auto c = h.counters();
+  EXPECT_EQ(c["conns_created_egress"], 1u);
+  EXPECT_EQ(c["egress_snat_free_ports_ipv4"], 99u);
+  EXPECT_EQ(c["lb_connections_live"], 0u);
+  // Expiry returns the port (SYN_SENT... established: advance past it).
+  h.clock().advance_ns(432'001 * kSec);
+  h.gw().advance_to(h.clock().now_ns());
+  c = h.counters();
+  EXPECT_EQ(c["egress_snat_free_ports_ipv4"], 100u);
+  EXPECT_EQ(c["egress_snat_bad_frees_ipv4"], 0u);
+}
+
+TEST(Gateway, EgressSnatTranslatesPingIds) {
+  Harness h(egress_config());
+  const Bytes req = PacketBuilder().ipv4(kInside, kOutside).icmp_echo(true, 77, 1).build();
+  const Bytes out = h.one(req);
+  ASSERT_FALSE(out.empty());
+  PacketMeta m;
+  ASSERT_EQ(parse_packet(out.data(), static_cast<uint32_t>(out.size()), &m), ParseError::kOk);
+  const uint16_t id = m.sport;
+  EXPECT_GE(id, 20000);
+  EXPECT_EQ(out, PacketBuilder().ipv4(kPublic, kOutside).icmp_echo(true, id, 1).build());
+  const Bytes rep = PacketBuilder().ipv4(kOutside, kPublic).icmp_echo(false, id, 1).build();
+  EXPECT_EQ(h.one(rep), PacketBuilder().ipv4(kOutside, kInside).icmp_echo(false, 77, 1).build());
+}
+
+TEST(Gateway, EgressConfigurationIsChecked) {
+  GatewayConfig c = egress_config();
+  c.egress.sources = {"10.9.0.0/33"};
+  EXPECT_THROW(GatewayStage(c, 0), std::invalid_argument);
+  c = egress_config();
+  c.egress.snat.addresses.clear();
+  EXPECT_THROW(GatewayStage(c, 0), std::invalid_argument);
 }
 
 TEST(Gateway, RejectsABadConfiguration) {
