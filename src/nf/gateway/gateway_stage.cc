@@ -144,7 +144,7 @@ GatewayStage::GatewayStage(const GatewayConfig& cfg, uint64_t now_ns)
 }
 
 FlowKey GatewayStage::original_key(const ConnRecord& r) const {
-  return make_flow_key(r.family, r.proto, r.client_addr, r.vip_addr, r.client_port, r.vip_port,
+  return make_flow_key(r.family, r.proto, r.client_addr, vip_addr(r), r.client_port, vip_port(r),
                        false);
 }
 
@@ -213,12 +213,10 @@ bool GatewayStage::nat_forward(uint8_t* frame, PacketMeta& m, const ConnRecord& 
                           r.lease.port)
             : nat_rewrite(frame, m, NatSide::kDestination, r.client_addr, r.client_port);
   } else if (dir == kLinkOriginal) {
-    a = nat_rewrite(frame, m, NatSide::kSource, pool_of(r).address(r.lease.address).addr,
-                    r.lease.port);
-    c = nat_rewrite(frame, m, NatSide::kDestination, r.dip_addr, r.dip_port);
+    a = nat_rewrite_both(frame, m, pool_of(r).address(r.lease.address).addr, r.lease.port,
+                         r.dip_addr, r.dip_port);
   } else {
-    a = nat_rewrite(frame, m, NatSide::kSource, r.vip_addr, r.vip_port);
-    c = nat_rewrite(frame, m, NatSide::kDestination, r.client_addr, r.client_port);
+    a = nat_rewrite_both(frame, m, vip_addr(r), vip_port(r), r.client_addr, r.client_port);
   }
   if (a != NatResult::kOk || c != NatResult::kOk) return drop(GatewayCounter::kDropNatUnsupported);
   return true;
@@ -444,10 +442,8 @@ bool GatewayStage::create(Burst& b, uint32_t i, const FlowKey& dkey, uint64_t dh
   if (sp != nullptr) r.sp = *sp;
   r.lb = LbConn{vip, sel.version, sel.index, 0};
   std::memcpy(r.client_addr, frame + m.src_off, alen);
-  std::memcpy(r.vip_addr, frame + m.dst_off, alen);
   std::memcpy(r.dip_addr, sel.backend->addr.bytes, alen);
   r.client_port = m.sport;
-  r.vip_port = m.dport;
   r.dip_port = sel.backend->port != 0 ? sel.backend->port : m.dport;
   r.proto = m.proto;
   r.flags = kRecLive | kRecNat | (sp != nullptr ? kRecSynProxy : 0);
@@ -486,10 +482,8 @@ bool GatewayStage::create_dsr(Burst& b, uint32_t i, const FlowKey& dkey, uint64_
   r.fw = st;
   r.lb = LbConn{vip, sel.version, sel.index, 0};
   std::memcpy(r.client_addr, frame + m.src_off, alen);
-  std::memcpy(r.vip_addr, frame + m.dst_off, alen);
   std::memcpy(r.dip_addr, sel.backend->addr.bytes, alen);
   r.client_port = m.sport;
-  r.vip_port = m.dport;
   r.dip_port = m.dport;
   r.family = m.family;
   r.proto = m.proto;
@@ -540,10 +534,8 @@ bool GatewayStage::create_egress(Burst& b, uint32_t i, const FlowKey& dkey, uint
   const uint32_t alen = m.addr_len();
   r.fw = st;
   std::memcpy(r.client_addr, frame + m.src_off, alen);
-  std::memcpy(r.vip_addr, frame + m.dst_off, alen);
   std::memcpy(r.dip_addr, frame + m.dst_off, alen);
   r.client_port = m.sport;
-  r.vip_port = m.dport;
   // An echo reply carries the (translated) id in both "ports".
   r.dip_port = m.proto == kProtoTcp || m.proto == kProtoUdp ? m.dport : r.lease.port;
   r.proto = m.proto;
@@ -669,7 +661,7 @@ bool GatewayStage::on_icmp_error(Burst& b, uint32_t i) {
       // About SNAT -> DIP: becomes about client -> VIP, sent to the client.
       a = nat_rewrite(frame, m, NatSide::kDestination, r.client_addr, 0);
       q1 = nat_rewrite_quote(frame, m, NatSide::kSource, r.client_addr, r.client_port);
-      q2 = nat_rewrite_quote(frame, m, NatSide::kDestination, r.vip_addr, r.vip_port);
+      q2 = nat_rewrite_quote(frame, m, NatSide::kDestination, vip_addr(r), vip_port(r));
     } else {
       // About VIP -> client: becomes about DIP -> SNAT, sent to the backend.
       const uint8_t* snat = pool_of(r).address(r.lease.address).addr;
@@ -728,7 +720,6 @@ void GatewayStage::process(Burst& b) {
     const auto* rec = reinterpret_cast<const char*>(&records_[table_.value(refs[j].idx).record]);
     __builtin_prefetch(rec);
     __builtin_prefetch(rec + 64);
-    __builtin_prefetch(rec + sizeof(ConnRecord) - 1);
   }
   bool mutated = false;  // an insert moves entries: later refs must be re-read
   for (uint32_t j = 0; j < n; ++j) {

@@ -39,24 +39,25 @@ inline constexpr uint8_t kRecSynProxy = 1u << 2;  // sp is in use
 inline constexpr uint8_t kRecEgress = 1u << 3;    // with kRecNat: egress SNAT (source only)
 inline constexpr uint8_t kRecDsr = 1u << 4;       // DSR: one original key, MAC rewrite only
 
-struct ConnRecord {
+// Two cache lines, aligned: the per-packet path touches exactly two lines of
+// state besides the table. The VIP is not stored: it is the VIP's key
+// (lb.vip), and for egress the destination (dip_*).
+struct alignas(64) ConnRecord {
   FwConnState fw;           // 48
   SynProxyState sp;         // 16
   LbConn lb;                // 12
   SnatLease lease;          // 8
   uint8_t client_addr[16];  // original source (network order)
-  uint8_t vip_addr[16];     // original destination
-  uint8_t dip_addr[16];     // backend the LB chose
+  uint8_t dip_addr[16];     // backend the LB chose; egress: the outside host
   uint16_t client_port;     // host order
-  uint16_t vip_port;
-  uint16_t dip_port;
-  uint8_t flags;  // kRec*
+  uint16_t dip_port;        // egress echo: the translated id
+  uint8_t flags;            // kRec*
   Family family;
   uint8_t proto;
-  uint8_t reserved[3];
+  uint8_t reserved;
   uint32_t deadline;  // tick: the connection's deadline, followed by both keys
 };
-static_assert(sizeof(ConnRecord) == 148);
+static_assert(sizeof(ConnRecord) == 128);
 static_assert(std::is_trivially_copyable_v<ConnRecord>);
 
 inline constexpr uint8_t kLinkOriginal = 0;
@@ -184,6 +185,15 @@ class GatewayStage final : public Stage {
     return *((r.flags & kRecEgress) ? egress_ : snat_)[fam(r.family)];
   }
   FlowKey original_key(const ConnRecord& r) const;
+  // The original destination: the VIP, or for egress the outside host.
+  const uint8_t* vip_addr(const ConnRecord& r) const {
+    return (r.flags & kRecEgress) ? r.dip_addr : vip_cfg_[r.lb.vip].key.addr.bytes;
+  }
+  uint16_t vip_port(const ConnRecord& r) const {
+    if (r.flags & kRecEgress)
+      return r.proto == kProtoTcp || r.proto == kProtoUdp ? r.dip_port : r.client_port;
+    return vip_cfg_[r.lb.vip].key.port;
+  }
   FlowKey reply_key(const ConnRecord& r) const;
   Tick on_expire(Tick now, const FlowKey& key, ConnLink& link);
   void free_record(uint32_t idx);

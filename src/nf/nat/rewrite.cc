@@ -101,6 +101,61 @@ NatResult nat_rewrite(uint8_t* frame, PacketMeta& m, NatSide side, const uint8_t
   return NatResult::kOk;
 }
 
+namespace {
+// RFC 1624 eqn. 3's sum(~m) + sum(m') over `len` (even) bytes.
+uint64_t delta_words(const uint8_t* old_b, const uint8_t* new_b, uint32_t len) {
+  uint64_t s = 0;
+  for (uint32_t i = 0; i < len; i += 2)
+    s += static_cast<uint16_t>(~load_be16(old_b + i)) + uint32_t{load_be16(new_b + i)};
+  return s;
+}
+uint16_t fold16(uint64_t s) {
+  while (s >> 16)
+    s = (s & 0xFFFF) + (s >> 16);
+  return static_cast<uint16_t>(s);
+}
+uint16_t apply_delta(uint16_t hc, uint64_t delta) {
+  return static_cast<uint16_t>(~fold16(uint64_t{static_cast<uint16_t>(~hc)} + delta));
+}
+}  // namespace
+
+NatResult nat_rewrite_both(uint8_t* frame, PacketMeta& m, const uint8_t* src, uint16_t sport,
+                           const uint8_t* dst, uint16_t dport) {
+  if ((m.proto != kProtoTcp && m.proto != kProtoUdp) || m.has(kMetaFragment) ||
+      !m.has(kMetaHasL4) || m.has(kMetaIcmpError) ||
+      (m.family != Family::kIpv4 && m.family != Family::kIpv6)) {
+    const NatResult a = nat_rewrite(frame, m, NatSide::kSource, src, sport);
+    if (a != NatResult::kOk) return a;
+    return nat_rewrite(frame, m, NatSide::kDestination, dst, dport);
+  }
+  const uint32_t alen = m.addr_len();
+  const uint64_t addr_delta =
+      delta_words(frame + m.src_off, src, alen) + delta_words(frame + m.dst_off, dst, alen);
+  uint8_t ports[4];
+  store_be16(ports, sport);
+  store_be16(ports + 2, dport);
+  const uint64_t l4_delta = addr_delta + delta_words(frame + m.l4_off, ports, 4);
+  const bool v4 = m.family == Family::kIpv4;
+  if (v4) {
+    uint8_t* ip_csum = frame + m.l3_off + 10;
+    store_be16(ip_csum, apply_delta(load_be16(ip_csum), addr_delta));
+  }
+  uint8_t* l4_csum = frame + m.l4_off + l4_csum_offset(m.proto);
+  const uint16_t hc = load_be16(l4_csum);
+  const bool udp4 = v4 && m.proto == kProtoUdp;
+  if (!(udp4 && hc == 0)) {  // UDP over IPv4 without a checksum keeps none
+    uint16_t n = apply_delta(hc, l4_delta);
+    if (udp4 && n == 0) n = 0xFFFF;
+    store_be16(l4_csum, n);
+  }
+  std::memcpy(frame + m.src_off, src, alen);
+  std::memcpy(frame + m.dst_off, dst, alen);
+  std::memcpy(frame + m.l4_off, ports, 4);
+  m.sport = sport;
+  m.dport = dport;
+  return NatResult::kOk;
+}
+
 NatResult nat_rewrite_quote(uint8_t* frame, PacketMeta& m, NatSide side, const uint8_t* addr,
                             uint16_t port) {
   QuotedPacket& q = m.inner;

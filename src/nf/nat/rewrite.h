@@ -34,6 +34,13 @@ enum class NatResult : uint8_t { kOk, kUnsupported };
 NatResult nat_rewrite(uint8_t* frame, PacketMeta& meta, NatSide side, const uint8_t* addr,
                       uint16_t port);
 
+// Both endpoints at once (FullNAT's two rewrites), the same result as two
+// nat_rewrite calls. For unfragmented TCP/UDP, the changes are summed once
+// and folded into each checksum once (the per-packet path); anything else
+// falls back to nat_rewrite.
+NatResult nat_rewrite_both(uint8_t* frame, PacketMeta& meta, const uint8_t* src, uint16_t sport,
+                           const uint8_t* dst, uint16_t dport);
+
 // Rewrites one endpoint of the packet quoted in an ICMP error (meta must
 // have kMetaIcmpError). `side` is relative to the quoted packet.
 NatResult nat_rewrite_quote(uint8_t* frame, PacketMeta& meta, NatSide side, const uint8_t* addr,

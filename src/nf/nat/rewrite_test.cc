@@ -97,9 +97,17 @@ TEST(NatRewrite, RandomRewritesMatchFullRecompute) {
       return pkt.payload(payload).build();
     };
     Bytes f = make(s, d, sp, dp);
+    Bytes g = f;
     full_nat(f, s2, sp2, d2, dp2);
-    ASSERT_EQ(f, make(s2, d2, sp2, dp2)) << "case " << i;
+    const Bytes want = make(s2, d2, sp2, dp2);
+    ASSERT_EQ(f, want) << "case " << i;
     ASSERT_TRUE(l4_checksum_ok(f.data(), parse(f)));
+    // The fused rewrite (FullNAT's per-packet path) gives the same bytes.
+    PacketMeta mg = parse(g);
+    ASSERT_EQ(nat_rewrite_both(g.data(), mg, ip(s2).b, sp2, ip(d2).b, dp2), NatResult::kOk);
+    ASSERT_EQ(g, want) << "fused, case " << i;
+    EXPECT_EQ(mg.sport, sp2);
+    EXPECT_EQ(mg.dport, dp2);
   }
 }
 
@@ -108,8 +116,13 @@ TEST(NatRewrite, UdpOverIpv4WithoutChecksumKeepsNone) {
     return PacketBuilder().ipv4(s, d).udp(sp, 53).l4_checksum(0).payload("q").build();
   };
   Bytes f = make("10.0.0.1", "10.0.0.2", 1000);
+  Bytes g = f;
   full_nat(f, "192.0.2.1", 2000, "10.0.0.2", 53);
   EXPECT_EQ(f, make("192.0.2.1", "10.0.0.2", 2000));
+  PacketMeta m = parse(g);
+  ASSERT_EQ(nat_rewrite_both(g.data(), m, ip("192.0.2.1").b, 2000, ip("10.0.0.2").b, 53),
+            NatResult::kOk);
+  EXPECT_EQ(g, make("192.0.2.1", "10.0.0.2", 2000));
 }
 
 TEST(NatRewrite, IcmpEchoIdentifierIsTheRequestersPort) {
