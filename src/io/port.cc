@@ -34,7 +34,7 @@ uint32_t PcapPort::rx_burst(Packet* pkts, uint32_t max) {
       continue;
     }
     if (!pool_.alloc(&pkts[n])) break;
-    std::memcpy(pkts[n].data, frame.data(), frame.size());
+    if (!frame.empty()) std::memcpy(pkts[n].data, frame.data(), frame.size());
     pkts[n].len = static_cast<uint32_t>(frame.size());
     pkts[n].ts_ns = ts;
     ++n;
@@ -67,7 +67,7 @@ uint32_t MemoryPort::rx_burst(Packet* pkts, uint32_t max) {
       continue;
     }
     if (!pool_.alloc(&pkts[n])) break;
-    std::memcpy(pkts[n].data, f.data(), f.size());
+    if (!f.empty()) std::memcpy(pkts[n].data, f.data(), f.size());  // data() may be null
     pkts[n].len = static_cast<uint32_t>(f.size());
     pkts[n].ts_ns = ++next_ * ts_step_ns_;
     ++n;
