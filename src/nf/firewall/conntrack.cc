@@ -236,6 +236,12 @@ Firewall::Firewall(std::shared_ptr<const FwPolicy> policy)
     : policy_(std::move(policy)),
       rule_hits_(std::make_unique<std::atomic<uint64_t>[]>(policy_->acl.size() + 1)) {}
 
+void Firewall::set_policy(std::shared_ptr<const FwPolicy> policy) {
+  auto hits = std::make_unique<std::atomic<uint64_t>[]>(policy->acl.size() + 1);
+  policy_ = std::move(policy);
+  rule_hits_ = std::move(hits);
+}
+
 void Firewall::export_counters(const CounterFn& fn) const {
   for (size_t i = 0; i < counters_.size(); ++i)
     fn(kFwReasonNames[i], counters_.get(i));

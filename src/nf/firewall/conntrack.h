@@ -101,6 +101,10 @@ class Firewall {
     return counted(fw_related(quoted, frame, m, quote_key_reversed));
   }
 
+  // Control plane, owner thread: new rules and timeouts for what comes next
+  // (existing connections keep their state; rule hit counts restart).
+  void set_policy(std::shared_ptr<const FwPolicy> policy);
+
   const FwPolicy& policy() const { return *policy_; }
   const std::shared_ptr<const FwPolicy>& shared_policy() const { return policy_; }
   uint64_t count(FwReason r) const { return counters_.get(r); }

@@ -131,16 +131,64 @@ GatewayStage::GatewayStage(const GatewayConfig& cfg, uint64_t now_ns)
     throw std::invalid_argument("gateway: egress sources need egress.snat addresses");
   for (const auto& v : cfg.vips)
     check_vip(v, snat_[fam(v.key.addr.family)] != nullptr);
-  for (const auto& v : cfg.vips) {
-    const VipId id = lb_.add_vip(v.key);
-    lb_.commit(id, lb_.prepare(id, v.pool));
-    if (vip_cfg_.size() <= id) vip_cfg_.resize(size_t{id} + 1);
-    vip_cfg_[id] = v;
-    vip_cfg_[id].pool.backends.clear();  // the LB owns the pool
-  }
+  for (const auto& v : cfg.vips)
+    add_vip(v);
   for (uint32_t i = 0; i < capacity_; ++i)
     free_list_[i] = capacity_ - 1 - i;
   free_top_ = capacity_;
+}
+
+VipId GatewayStage::add_vip(const GatewayVipConfig& v) {
+  check_vip(v, snat_[fam(v.key.addr.family)] != nullptr);
+  const VipId id = lb_.add_vip(v.key);
+  try {
+    lb_.commit(id, lb_.prepare(id, v.pool));
+  } catch (...) {
+    lb_.remove_vip(v.key);
+    throw;
+  }
+  if (vip_cfg_.size() <= id) {
+    vip_cfg_.resize(size_t{id} + 1);
+    vip_removed_.resize(size_t{id} + 1, 1);
+  }
+  vip_cfg_[id] = v;
+  vip_cfg_[id].pool.backends.clear();  // the LB owns the pool
+  vip_removed_[id] = 0;
+  return id;
+}
+
+void GatewayStage::remove_vip(const VipKey& key) {
+  const VipId id = lb_.find_vip(key);
+  if (id == kNoVip) throw std::invalid_argument("gateway: no VIP " + key.addr.to_string());
+  lb_.remove_vip(key);
+  vip_removed_[id] = 1;  // vip_cfg_[id] stays: draining connections still name it
+}
+
+void GatewayStage::update_pool(const VipKey& key, const PoolSpec& pool) {
+  const VipId id = lb_.find_vip(key);
+  if (id == kNoVip) throw std::invalid_argument("gateway: no VIP " + key.addr.to_string());
+  GatewayVipConfig v = vip_cfg_[id];
+  v.pool = pool;
+  check_vip(v, snat_[fam(key.addr.family)] != nullptr);
+  lb_.commit(id, lb_.prepare(id, pool));
+  lb_.collect_garbage();
+}
+
+void GatewayStage::update_vip_options(const GatewayVipConfig& v) {
+  const VipId id = lb_.find_vip(v.key);
+  if (id == kNoVip) throw std::invalid_argument("gateway: no VIP " + v.key.addr.to_string());
+  if (v.mode != vip_cfg_[id].mode)
+    throw std::invalid_argument("gateway: VIP " + v.key.addr.to_string() +
+                                ": the mode cannot change in place");
+  GatewayVipConfig c = v;
+  c.pool.backends.clear();
+  if (c.synproxy && c.mode == VipMode::kDsr)
+    throw std::invalid_argument("gateway: the SYN proxy needs both directions (not with DSR)");
+  vip_cfg_[id] = c;
+}
+
+void GatewayStage::set_firewall(const FirewallConfig& cfg) {
+  fw_.set_policy(std::make_shared<const FwPolicy>(cfg));
 }
 
 FlowKey GatewayStage::original_key(const ConnRecord& r) const {

@@ -160,6 +160,24 @@ class GatewayStage final : public Stage {
   // Expires connections up to `now_ns` (also done by process()).
   void advance_to(uint64_t now_ns);
 
+  // ---- control plane: on the owner thread, between bursts (the daemon
+  // posts them to its workers); throw std::invalid_argument on bad input,
+  // leaving the stage as it was ----
+  VipId add_vip(const GatewayVipConfig& v);
+  // No new connections; existing ones drain on the version they hold.
+  void remove_vip(const VipKey& key);
+  // A new pool version, prepared then committed (two-phase): connections
+  // keep the backend they started with.
+  void update_pool(const VipKey& key, const PoolSpec& pool);
+  // MSS clamp and SYN-proxy options (for new connections). The mode cannot
+  // change in place (remove and add).
+  void update_vip_options(const GatewayVipConfig& v);
+  // Rules, timeouts, liberal mode: for what comes next.
+  void set_firewall(const FirewallConfig& cfg);
+  const GatewayVipConfig* vip_config(VipId id) const {
+    return id < vip_cfg_.size() && !vip_removed_[id] ? &vip_cfg_[id] : nullptr;
+  }
+
   Lb& lb() { return lb_; }
   const Firewall& firewall() const { return fw_; }
   // The allocator of a family's FullNAT / egress addresses (nullptr: none).
@@ -227,7 +245,8 @@ class GatewayStage final : public Stage {
   std::unique_ptr<SnatPortAllocator> egress_[2];  // egress SNAT, by family
   std::unique_ptr<Acl> egress_match_;             // allows egress (internal -> outside) packets
   SynProxy proxy_;
-  std::vector<GatewayVipConfig> vip_cfg_;  // by VipId (only options used)
+  std::vector<GatewayVipConfig> vip_cfg_;  // by VipId (options, key; pool owned by the LB)
+  std::vector<uint8_t> vip_removed_;       // by VipId
   Table table_;
   uint32_t capacity_ = 0;
   internal::HugeArray<ConnRecord> records_;

@@ -656,6 +656,41 @@ TEST(Gateway, EgressConfigurationIsChecked) {
   EXPECT_THROW(GatewayStage(c, 0), std::invalid_argument);
 }
 
+TEST(Gateway, ControlPlaneChangesKeepExistingConnections) {
+  Harness h;
+  const Endpoints e = open_conn(h, kCport);
+  // A new pool: new connections go to DIP 3; the old one keeps its backend.
+  PoolSpec p3;
+  p3.backends = {backend(kDip3)};
+  h.gw().update_pool(vip_key(kVip, 80), p3);
+  EXPECT_EQ(endpoints_of(h.one(seg({kClient, kVip, kCport + 1, 80, kTcpSyn, 1}))).dst, kDip3);
+  EXPECT_EQ(endpoints_of(h.one(seg({kClient, kVip, kCport, 80, kTcpAck, 1001, 5001}))).dst, e.dst);
+  // A VIP added at run time balances at once.
+  GatewayVipConfig v;
+  v.key = vip_key("192.0.2.40", 8000);
+  v.pool.backends = {backend(kDip2)};
+  h.gw().add_vip(v);
+  EXPECT_EQ(endpoints_of(h.one(seg({kClient, "192.0.2.40", kCport, 8000, kTcpSyn, 1}))).dst, kDip2);
+  EXPECT_THROW(h.gw().add_vip(v), std::invalid_argument);  // duplicate
+  // New firewall rules apply to new connections only.
+  FirewallConfig fw;
+  fw.acl = parse_rules("deny in tcp from 198.51.100.0/24\ndefault allow");
+  h.gw().set_firewall(fw);
+  EXPECT_TRUE(h.one(seg({kClient, kVip, kCport + 2, 80, kTcpSyn, 1})).empty());
+  EXPECT_FALSE(h.one(seg({kClient, kVip, kCport, 80, kTcpAck, 1001, 5001})).empty());
+  // A removed VIP balances nothing new; its connection drains.
+  h.gw().remove_vip(vip_key(kVip, 80));
+  EXPECT_EQ(h.gw().vip_config(h.gw().vip_id(vip_key(kVip, 80))), nullptr);
+  EXPECT_EQ(endpoints_of(h.one(seg({kClient, kVip, kCport, 80, kTcpAck, 1001, 5001}))).dst, e.dst);
+  EXPECT_THROW(h.gw().remove_vip(vip_key(kVip, 80)), std::invalid_argument);
+  // A DSR pool without MACs is refused and changes nothing.
+  GatewayVipConfig d = v;
+  d.key = vip_key("192.0.2.41", 80);
+  d.mode = VipMode::kDsr;
+  EXPECT_THROW(h.gw().add_vip(d), std::invalid_argument);
+  EXPECT_EQ(h.gw().vip_id(d.key), kNoVip);
+}
+
 TEST(Gateway, RejectsABadConfiguration) {
   GatewayConfig c = test_config();
   c.max_connections = 0;
