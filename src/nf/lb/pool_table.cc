@@ -194,6 +194,15 @@ uint32_t PoolTable::refs(VipId vip, uint32_t version) const {
   return s != nullptr ? s->refs : 0;
 }
 
+uint64_t PoolTable::vip_connections(VipId vip) const {
+  const Vip* v = vip < vips_.size() ? vips_[vip].get() : nullptr;
+  if (v == nullptr) return 0;
+  uint64_t n = 0;
+  for (const Slot& s : v->slots)
+    if (s.state != State::kFree) n += s.refs;
+  return n;
+}
+
 const BuiltPool* PoolTable::pool(VipId vip, uint32_t version) const {
   const Slot* s = find(vip, version);
   return s != nullptr ? s->pool : nullptr;

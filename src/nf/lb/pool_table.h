@@ -91,6 +91,8 @@ class PoolTable {
   uint32_t active_version(VipId vip) const;
   bool is_live(VipId vip, uint32_t version) const { return find(vip, version) != nullptr; }
   uint32_t refs(VipId vip, uint32_t version) const;
+  // Live connections of a VIP, over all its versions (status; O(versions)).
+  uint64_t vip_connections(VipId vip) const;
   const BuiltPool* pool(VipId vip, uint32_t version) const;
 
   // ---- data plane (owner thread; noexcept, no allocation) ----
