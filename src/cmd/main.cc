@@ -1,8 +1,13 @@
 // tripod: the gateway's command-line entry point.
-//   tripod demo              generate a capture, run the pipeline, summarise
-//   tripod gen-pcap OUT      write the demo capture
-//   tripod run IN [-o OUT]   run the pipeline over a capture
-// (The AF_XDP daemon and the lab arrive with issue 4.)
+//   tripod run --config FILE      the daemon (AF_XDP); --check only validates
+//   tripod status [--json]        ask a running daemon
+//   tripod replay IN [-o OUT] [--config FILE]
+//                                 run a capture through the pipeline: the
+//                                 gateway of FILE, or flow tracking only
+//   tripod demo                   generate a capture, replay it, summarise
+//   tripod gen-pcap OUT           write the demo capture
+#include <spdlog/spdlog.h>
+
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
@@ -12,7 +17,11 @@
 
 #include "cmd/demo_traffic.h"
 #include "common/random.h"
+#include "control/config.h"
+#include "daemon/daemon.h"
+#include "daemon/status_client.h"
 #include "io/port.h"
+#include "nf/gateway/gateway_stage.h"
 #include "pipeline/flow_stage.h"
 #include "pipeline/parse_stage.h"
 #include "pipeline/pipeline.h"
@@ -23,8 +32,55 @@ namespace {
 struct RunOptions {
   std::string in;
   std::string out;
+  std::string config;  // replay through this gateway; empty: flow tracking only
   uint32_t capacity = 1 << 20;
 };
+
+void print_counters(const Pipeline& p, bool skip_zero);
+
+void setup_logging(const LoggingConfig& l) {
+  spdlog::set_level(spdlog::level::from_str(l.level));
+  if (l.format == LogFormat::kJson) {
+    // One JSON object per line; the message is the one free-text field.
+    spdlog::set_pattern(R"({"time":"%Y-%m-%dT%H:%M:%S.%e%z","level":"%l","msg":"%v"})");
+  } else {
+    spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %l %v");
+  }
+}
+
+int run_daemon(const std::string& path, bool check_only) {
+  TripodConfig cfg = load_config(path);
+  if (check_only) {
+    std::printf("%s: OK (%zu VIP(s), %zu interface(s))\n", path.c_str(), cfg.gateway.vips.size(),
+                cfg.interfaces.size());
+    return 0;
+  }
+  setup_logging(cfg.logging);
+  if (cfg.generated.table_key || cfg.generated.lb_key || cfg.generated.synproxy_key)
+    spdlog::warn(
+        "secrets not in the configuration were drawn at random (fine for one node; a "
+        "cluster must share lb and synproxy keys)");
+  Daemon d(std::move(cfg), path);
+  return d.run();
+}
+
+int replay_gateway(const RunOptions& o) {
+  const TripodConfig cfg = load_config(o.config);
+  Pipeline p;
+  p.add(std::make_unique<ParseStage>());
+  p.add(std::make_unique<GatewayStage>(cfg.gateway, 0));
+  PcapPort port(o.in, o.out);
+  const RunStats st = p.run_to_end(port, nullptr);
+  std::printf(
+      "replayed %llu packets from %s through the gateway of %s: forwarded %llu, "
+      "dropped %llu, created %llu\n",
+      static_cast<unsigned long long>(st.rx), o.in.c_str(), o.config.c_str(),
+      static_cast<unsigned long long>(st.tx), static_cast<unsigned long long>(st.dropped),
+      static_cast<unsigned long long>(st.created));
+  print_counters(p, true);
+  if (!o.out.empty()) std::printf("forwarded packets written to %s\n", o.out.c_str());
+  return 0;
+}
 
 void print_counters(const Pipeline& p, bool skip_zero) {
   for (const auto& s : p.stages()) {
@@ -101,11 +157,25 @@ int main(int argc, char** argv) {
   genc->add_option("--seed", gen.seed);
 
   RunOptions run;
-  auto* runc = app.add_subcommand("run", "run the pipeline over a pcap capture");
-  runc->add_option("in", run.in, "input pcap (Ethernet)")->required()->check(CLI::ExistingFile);
-  runc->add_option("-o,--out", run.out, "write forwarded packets here");
-  runc->add_option("--table-capacity", run.capacity, "connection table capacity")
+  auto* replay = app.add_subcommand("replay", "run a pcap capture through the pipeline");
+  replay->add_option("in", run.in, "input pcap (Ethernet)")->required()->check(CLI::ExistingFile);
+  replay->add_option("-o,--out", run.out, "write forwarded packets here");
+  replay->add_option("-c,--config", run.config, "the gateway of this configuration file")
+      ->check(CLI::ExistingFile);
+  replay->add_option("--table-capacity", run.capacity, "flow table capacity (without --config)")
       ->check(CLI::Range(1u, (1u << 26) - 1));
+
+  std::string config_path;
+  bool check_only = false;
+  auto* daemon = app.add_subcommand("run", "the gateway daemon (AF_XDP)");
+  daemon->add_option("-c,--config", config_path, "configuration file (YAML)")->required();
+  daemon->add_flag("--check", check_only, "validate the configuration and exit");
+
+  std::string status_socket = "/run/tripod/status.sock";
+  bool status_json = false;
+  auto* status = app.add_subcommand("status", "show a running daemon's VIPs, backends, counters");
+  status->add_option("-s,--socket", status_socket, "the daemon's status socket");
+  status->add_flag("--json", status_json, "print the status document as JSON");
 
   CLI11_PARSE(app, argc, argv);
   try {
@@ -127,7 +197,13 @@ int main(int argc, char** argv) {
                   gen_out.c_str());
       return 0;
     }
-    return run_capture(run);
+    if (*daemon) return run_daemon(config_path, check_only);
+    if (*status) {
+      const std::string doc = fetch_status(status_socket);
+      std::fputs(status_json ? doc.c_str() : format_status(doc).c_str(), stdout);
+      return 0;
+    }
+    return run.config.empty() ? run_capture(run) : replay_gateway(run);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "tripod: %s\n", e.what());
     return 1;

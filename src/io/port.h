@@ -4,9 +4,11 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "io/frame_pool.h"
@@ -34,6 +36,15 @@ class Port : public FrameSource {
   virtual void release(const Packet* pkts, uint32_t n) = 0;
   // True once an input-driven port (pcap, memory) has nothing left.
   virtual bool exhausted() const { return false; }
+  // Sleeps until packets may be ready or timeout_ms passes; true if ready.
+  // Input-driven ports never wait.
+  virtual bool wait(int timeout_ms) {
+    (void)timeout_ms;
+    return !exhausted();
+  }
+  using CounterFn = std::function<void(std::string_view name, uint64_t value)>;
+  // The port's own counters (rx, tx, ring drops ...), by name.
+  virtual void export_counters(const CounterFn& fn) const { (void)fn; }
 };
 
 // Reads frames from a pcap file; writes transmitted frames to another (or

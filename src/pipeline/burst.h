@@ -51,6 +51,7 @@ struct Burst {
     verdict[n] = Verdict::kForward;
     reversed[n] = false;
     l2[n] = L2Action::kRoute;
+    hash[n] = 0;
     return static_cast<int>(n++);
   }
 };

@@ -57,8 +57,6 @@ TRIPOD_DECLARE_REASONS(XdpPortCounter, TRIPOD_XDP_PORT_COUNTERS)
 
 class XdpPort final : public Port {
  public:
-  using CounterFn = std::function<void(std::string_view name, uint64_t value)>;
-
   // Creates the UMEM and the socket and fills the fill ring. Does not attach
   // any XDP program: register fd() with XdpSteering. Throws
   // std::runtime_error naming the interface, the queue and the errno text.
@@ -85,11 +83,11 @@ class XdpPort final : public Port {
   // Refills the fill ring first, so the kernel has frames while we sleep, and
   // lets a zero-copy driver that asked for a wake-up (need_wakeup) resume.
   // True if packets are ready.
-  bool wait(int timeout_ms);
+  bool wait(int timeout_ms) override;
 
   // Reports the port's counters and the kernel's XDP_STATISTICS (prefixed
   // "kernel_"). Safe from another thread (relaxed reads, one getsockopt).
-  void export_counters(const CounterFn& fn) const;
+  void export_counters(const CounterFn& fn) const override;
   uint64_t counter(XdpPortCounter c) const { return counters_.get(c); }
 
   int fd() const { return fd_; }

@@ -1,0 +1,188 @@
+// plan_reload(): what a SIGHUP may change live and what it may not.
+//
+// Live: VIPs and pools (the LB's two-phase prepare/commit keeps every
+// connection on its recorded version, so nothing drops), per-VIP options
+// read when a connection starts, health checks, firewall rules and
+// timeouts (both for new connections), logging.
+// Restart: whatever sized or keyed the data plane at start-up (sockets,
+// workers, the connection table, the SNAT allocators that hold live leases,
+// hash and cookie secrets): changing them live would strand connections.
+#include <cstring>
+#include <string>
+#include <type_traits>
+
+#include "control/config.h"
+
+namespace tripod {
+namespace {
+
+bool same_backend(const Backend& a, const Backend& b) {
+  return a.addr == b.addr && a.port == b.port && a.weight == b.weight &&
+         std::memcmp(a.mac, b.mac, sizeof a.mac) == 0;
+}
+
+bool same_pool(const PoolSpec& a, const PoolSpec& b) {
+  if (a.backends.size() != b.backends.size()) return false;
+  for (size_t i = 0; i < a.backends.size(); ++i) {
+    if (!same_backend(a.backends[i], b.backends[i])) return false;
+  }
+  return true;
+}
+
+bool same_synproxy(const SynProxyVip& a, const SynProxyVip& b) {
+  return a.mss == b.mss && a.wscale == b.wscale && a.window_scaling == b.window_scaling &&
+         a.sack == b.sack && a.timestamps == b.timestamps && a.ecn == b.ecn && a.ttl == b.ttl;
+}
+
+bool same_options(const GatewayVipConfig& a, const GatewayVipConfig& b) {
+  if (a.mss_clamp != b.mss_clamp || a.synproxy != b.synproxy) return false;
+  return !a.synproxy || same_synproxy(a.synproxy_options, b.synproxy_options);
+}
+
+static_assert(std::has_unique_object_representations_v<FwTimeouts>);
+bool same_timeouts(const FwTimeouts& a, const FwTimeouts& b) {
+  return std::memcmp(&a, &b, sizeof a) == 0;
+}
+
+bool same_snat(const SnatPoolConfig& a, const SnatPoolConfig& b) {
+  if (a.port_lo != b.port_lo || a.port_hi != b.port_hi || a.partitions != b.partitions ||
+      a.addresses.size() != b.addresses.size())
+    return false;
+  for (size_t i = 0; i < a.addresses.size(); ++i) {
+    if (a.addresses[i].family != b.addresses[i].family ||
+        std::memcmp(a.addresses[i].addr, b.addresses[i].addr, 16) != 0)
+      return false;
+  }
+  return true;
+}
+
+bool same_cookies(const CookieConfig& a, const CookieConfig& b) {
+  return a.slot_ns == b.slot_ns && a.max_age_slots == b.max_age_slots &&
+         a.rotate_every_slots == b.rotate_every_slots &&
+         a.options_without_timestamps == b.options_without_timestamps;
+}
+
+bool same_key(const SipKey& a, const SipKey& b) {
+  return a.k0 == b.k0 && a.k1 == b.k1;
+}
+
+const char* mode_name(VipMode m) {
+  return m == VipMode::kDsr ? "dsr" : "fullnat";
+}
+
+}  // namespace
+
+bool ReloadPlan::empty() const {
+  return vips_added.empty() && vips_removed.empty() && pools_changed.empty() &&
+         vip_options_changed.empty() && health_checks_changed.empty() && !firewall_changed &&
+         !timeouts_changed && !logging_changed && errors.empty();
+}
+
+ReloadPlan plan_reload(const TripodConfig& running, const TripodConfig& next) {
+  ReloadPlan p;
+  auto restart = [&](const std::string& field, const std::string& what) {
+    p.errors.push_back(field + ": " + what + "; needs a restart (the running configuration stays)");
+  };
+  const GatewayConfig& r = running.gateway;
+  const GatewayConfig& n = next.gateway;
+
+  if (running.interfaces != next.interfaces) restart("interfaces", "changed");
+  if (running.effective_workers() != next.effective_workers())
+    restart("workers", std::to_string(running.effective_workers()) + " -> " +
+                           std::to_string(next.effective_workers()));
+  if (r.max_connections != n.max_connections)
+    restart("max_connections",
+            std::to_string(r.max_connections) + " -> " + std::to_string(n.max_connections));
+  if (r.huge_pages != n.huge_pages) restart("huge_pages", "changed");
+  if (running.status_socket != next.status_socket) restart("status_socket", "changed");
+  // A key drawn at random on both loads is "absent" on both: no change (the
+  // daemon keeps the running one). Anything else must match exactly.
+  auto key = [&](const char* field, bool gen_r, bool gen_n, const SipKey& a, const SipKey& b) {
+    if (gen_r && gen_n) return;
+    if (gen_r != gen_n || !same_key(a, b)) restart(field, "changed");
+  };
+  key("secrets.table_key", running.generated.table_key, next.generated.table_key, r.table_hash_key,
+      n.table_hash_key);
+  key("secrets.lb_key", running.generated.lb_key, next.generated.lb_key, r.lb_hash_key,
+      n.lb_hash_key);
+  key("secrets.synproxy_key", running.generated.synproxy_key, next.generated.synproxy_key,
+      r.synproxy_master, n.synproxy_master);
+  if (!same_cookies(r.cookies, n.cookies)) restart("syn_cookies", "changed");
+  // Live connections hold leases by address index and port.
+  if (!same_snat(r.snat, n.snat)) restart("snat", "changed");
+  if (r.egress.sources != n.egress.sources || !same_snat(r.egress.snat, n.egress.snat))
+    restart("egress", "changed");
+
+  for (size_t j = 0; j < n.vips.size(); ++j) {
+    size_t i = 0;
+    while (i < r.vips.size() && !(r.vips[i].key == n.vips[j].key))
+      ++i;
+    if (i == r.vips.size()) {
+      p.vips_added.push_back(j);
+      continue;
+    }
+    const GatewayVipConfig& a = r.vips[i];
+    const GatewayVipConfig& b = n.vips[j];
+    if (a.mode != b.mode) {
+      // Live connections were set up for the old mode (NAT records or not).
+      restart("vips[" + std::to_string(j) + "] " + vip_label(b.key) + " mode",
+              std::string(mode_name(a.mode)) + " -> " + mode_name(b.mode) +
+                  " (or remove the VIP in one reload and add it back in the next)");
+      continue;
+    }
+    if (!same_pool(a.pool, b.pool)) p.pools_changed.push_back({i, j});
+    if (!same_options(a, b)) p.vip_options_changed.push_back({i, j});
+    const bool names_known = i < running.vips.size() && j < next.vips.size();
+    if (names_known && (running.vips[i].health_check != next.vips[j].health_check ||
+                        running.vips[i].name != next.vips[j].name))
+      p.health_checks_changed.push_back({i, j});
+  }
+  for (size_t i = 0; i < r.vips.size(); ++i) {
+    bool kept = false;
+    for (const auto& v : n.vips)
+      kept = kept || v.key == r.vips[i].key;
+    if (!kept) p.vips_removed.push_back(i);
+  }
+
+  p.firewall_changed = r.firewall.acl.rules != n.firewall.acl.rules ||
+                       r.firewall.acl.default_action != n.firewall.acl.default_action ||
+                       r.firewall.tcp_be_liberal != n.firewall.tcp_be_liberal ||
+                       r.non_vip_dir != n.non_vip_dir;
+  p.timeouts_changed = !same_timeouts(r.firewall.timeouts, n.firewall.timeouts);
+  p.logging_changed = running.logging != next.logging;
+  return p;
+}
+
+std::vector<std::string> ReloadPlan::describe(const TripodConfig& running,
+                                              const TripodConfig& next) const {
+  std::vector<std::string> out;
+  auto name = [](const TripodConfig& c, size_t i) {
+    return i < c.vips.size() ? c.vips[i].name : vip_label(c.gateway.vips[i].key);
+  };
+  for (const auto& e : errors)
+    out.push_back("refused: " + e);
+  for (size_t j : vips_added)
+    out.push_back("vip added: " + name(next, j) + " (" +
+                  std::to_string(next.gateway.vips[j].pool.backends.size()) + " backends)");
+  for (size_t i : vips_removed)
+    out.push_back("vip removed: " + name(running, i) +
+                  " (no new connections; established ones drain)");
+  for (const auto& c : pools_changed)
+    out.push_back("pool changed: " + name(next, c.next) + " (" +
+                  std::to_string(running.gateway.vips[c.running].pool.backends.size()) + " -> " +
+                  std::to_string(next.gateway.vips[c.next].pool.backends.size()) +
+                  " backends; new version, established connections keep theirs)");
+  for (const auto& c : vip_options_changed)
+    out.push_back("vip options changed: " + name(next, c.next) +
+                  " (mss_clamp / synproxy; applies to new connections)");
+  for (const auto& c : health_checks_changed)
+    out.push_back("health check changed: " + name(next, c.next));
+  if (firewall_changed)
+    out.push_back(
+        "firewall changed: applies to new connections (established ones are decided by state)");
+  if (timeouts_changed) out.push_back("timeouts changed: apply to new connections");
+  if (logging_changed) out.push_back("logging changed");
+  return out;
+}
+
+}  // namespace tripod

@@ -1,0 +1,495 @@
+#include "daemon/daemon.h"
+
+#include <poll.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+
+#include "io/xdp/xdp_port.h"
+
+namespace tripod {
+namespace {
+
+uint64_t now_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000 + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+std::string errno_text(const std::string& what) {
+  return what + ": " + std::strerror(errno);
+}
+
+XdpAttachMode attach_mode(XdpMode m) {
+  switch (m) {
+    case XdpMode::kNative:
+      return XdpAttachMode::kNative;
+    case XdpMode::kSkb:
+      return XdpAttachMode::kSkb;
+    default:
+      return XdpAttachMode::kAuto;
+  }
+}
+
+XdpBindMode bind_mode(BindMode m) {
+  switch (m) {
+    case BindMode::kCopy:
+      return XdpBindMode::kCopy;
+    case BindMode::kZeroCopy:
+      return XdpBindMode::kZeroCopy;
+    default:
+      return XdpBindMode::kAuto;
+  }
+}
+
+const char* mode_name(VipMode m) {
+  return m == VipMode::kDsr ? "dsr" : "fullnat";
+}
+
+std::string addr_text(Family f, const uint8_t* b) {
+  return IpAddress::from_bytes(f, b).to_string();
+}
+
+// Blocks the signals the control loop reads from its signalfd (every thread
+// started afterwards inherits the mask, so none of them is interrupted).
+int open_signal_fd() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGHUP);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  if (pthread_sigmask(SIG_BLOCK, &set, nullptr) != 0)
+    throw std::runtime_error("cannot block signals");
+  const int fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+  if (fd < 0) throw std::runtime_error(errno_text("signalfd"));
+  return fd;
+}
+
+int open_status_socket(const std::string& path) {
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  if (path.size() >= sizeof sa.sun_path)
+    throw std::runtime_error("status socket path too long: " + path);
+  std::error_code ec;
+  std::filesystem::create_directories(std::filesystem::path(path).parent_path(), ec);
+  ::unlink(path.c_str());  // a stale socket of a previous run
+  std::memcpy(sa.sun_path, path.c_str(), path.size());
+  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) throw std::runtime_error(errno_text("status socket"));
+  if (bind(fd, reinterpret_cast<const sockaddr*>(&sa), sizeof sa) != 0 || listen(fd, 16) != 0) {
+    const std::string e = errno_text("status socket " + path);
+    ::close(fd);
+    throw std::runtime_error(e);
+  }
+  ::chmod(path.c_str(), 0660);  // root and the group: counters are not for everyone
+  return fd;
+}
+
+}  // namespace
+
+Daemon::Daemon(TripodConfig cfg, std::string config_path)
+    : cfg_(std::move(cfg)), path_(std::move(config_path)), started_ns_(now_ns()) {
+  if (cfg_.interfaces.empty()) throw std::runtime_error(cfg_.file + ": no interfaces to serve");
+  if (cfg_.sockets() != 1 || cfg_.effective_workers() != 1)
+    throw std::runtime_error(
+        cfg_.file +
+        ": one interface queue and one worker per node for now (replies of a flow must reach "
+        "the worker that owns it; steering by SNAT port partition is not built yet)");
+  signal_fd_ = open_signal_fd();
+  monitor_ = std::make_unique<route::NetlinkMonitor>();
+
+  for (const auto& ifc : cfg_.interfaces) {
+    XdpSteeringConfig sc;
+    sc.interface = ifc.name;
+    sc.mode = attach_mode(ifc.xdp_mode);
+    auto steering = std::make_unique<XdpSteering>(sc);
+    for (uint32_t q : ifc.queues) {
+      XdpPortConfig pc;
+      pc.interface = ifc.name;
+      pc.queue = q;
+      pc.bind_mode = bind_mode(ifc.bind_mode);
+      auto port = std::make_unique<XdpPort>(pc);
+      steering->register_port(*port);
+      const auto ifindex = static_cast<uint32_t>(port->ifindex());
+      slow_paths_.push_back(std::make_unique<route::KernelSlowPath>());
+      if (!slow_paths_.back()->ok())
+        spdlog::warn("kernel slow path: {} (packets without a neighbour will be dropped)",
+                     std::strerror(slow_paths_.back()->open_errno()));
+      auto l2 = std::make_unique<L2Stage>(monitor_->snapshots().register_reader(), ifindex,
+                                          slow_paths_.back().get());
+      auto gw = std::make_unique<GatewayStage>(cfg_.gateway, now_ns());
+      const std::string name = ifc.name + "/" + std::to_string(q);
+      workers_.push_back(
+          std::make_unique<Worker>(name, std::move(port), std::move(gw), std::move(l2)));
+      spdlog::info(
+          "worker {}: AF_XDP {} mode", name,
+          static_cast<XdpPort&>(workers_.back()->port()).zero_copy() ? "zero-copy" : "copy");
+    }
+    steering_.push_back(std::move(steering));
+  }
+  for (const auto& a : steered_addresses())
+    for (auto& s : steering_)
+      s->add_address(a);
+
+  health_ = std::make_unique<HealthChecker>();
+  vips_.resize(cfg_.gateway.vips.size());
+  for (size_t v = 0; v < vips_.size(); ++v) {
+    setup_health(v, nullptr, nullptr);
+    push_pool(v);
+  }
+  status_fd_ = open_status_socket(cfg_.status_socket);
+  for (auto& w : workers_)
+    w->start();
+  spdlog::info("tripod running: {} VIP(s), {} worker(s), status on {}", cfg_.gateway.vips.size(),
+               workers_.size(), cfg_.status_socket);
+}
+
+Daemon::~Daemon() {
+  for (auto& w : workers_)
+    w->stop();
+  if (health_) health_->stop();
+  workers_.clear();   // sockets closed before the program detaches
+  steering_.clear();  // detaches the XDP programs
+  if (status_fd_ >= 0) {
+    ::close(status_fd_);
+    ::unlink(cfg_.status_socket.c_str());
+  }
+  if (signal_fd_ >= 0) ::close(signal_fd_);
+}
+
+std::vector<std::string> Daemon::steered_addresses() const {
+  std::vector<std::string> out;
+  auto add = [&](const std::string& a) {
+    if (std::find(out.begin(), out.end(), a) == out.end()) out.push_back(a);
+  };
+  for (const auto& v : cfg_.gateway.vips)
+    add(v.key.addr.to_string());
+  for (const auto& a : cfg_.gateway.snat.addresses)
+    add(addr_text(a.family, a.addr));
+  for (const auto& a : cfg_.gateway.egress.snat.addresses)
+    add(addr_text(a.family, a.addr));
+  return out;
+}
+
+void Daemon::steer_addresses(bool add, const GatewayVipConfig& v) {
+  const std::string a = v.key.addr.to_string();
+  if (!add) {
+    // Another VIP (other port) or a SNAT address may share it.
+    for (const auto& s : steered_addresses())
+      if (s == a) return;
+  }
+  for (auto& s : steering_)
+    add ? s->add_address(a) : s->remove_address(a);
+}
+
+void Daemon::for_each_worker(const std::function<void(GatewayStage&)>& fn, const char* what) {
+  for (auto& w : workers_) {
+    try {
+      if (!w->call(fn)) spdlog::error("worker {}: {}: timed out", w->name(), what);
+    } catch (const std::exception& e) {
+      spdlog::error("worker {}: {}: {}", w->name(), what, e.what());
+    }
+  }
+}
+
+HealthCheckSpec Daemon::health_spec(size_t v, size_t b) const {
+  const GatewayVipConfig& vip = cfg_.gateway.vips[v];
+  const HealthCheckConfig& hc = cfg_.vips[v].health_check;
+  const Backend& be = vip.pool.backends[b];
+  HealthCheckSpec s;
+  s.type = hc.type == HealthCheckType::kHttp ? CheckType::kHttp : CheckType::kTcp;
+  s.addr = be.addr;
+  s.port = hc.port != 0 ? hc.port : (be.port != 0 ? be.port : vip.key.port);
+  s.name = cfg_.vips[v].name + "/" + be.addr.to_string() + ":" + std::to_string(s.port);
+  s.path = hc.http_path;
+  s.host = hc.http_host;
+  s.expect = StatusRange{hc.http_expect_status, hc.http_expect_status};
+  s.interval_ms = hc.interval_ms;
+  s.timeout_ms = hc.timeout_ms;
+  s.rise = hc.rise;
+  s.fall = hc.fall;
+  return s;
+}
+
+void Daemon::setup_health(size_t v, const std::vector<Backend>* old_backends, VipState* old) {
+  const GatewayVipConfig& vip = cfg_.gateway.vips[v];
+  const bool checked = cfg_.vips[v].health_check.type != HealthCheckType::kNone;
+  VipState st;
+  st.targets.assign(vip.pool.backends.size(), 0);
+  st.up.assign(vip.pool.backends.size(), !checked);
+  for (size_t b = 0; checked && b < vip.pool.backends.size(); ++b) {
+    const HealthCheckSpec spec = health_spec(v, b);
+    // A backend that stays keeps its checker and its state: a reload must
+    // not take it out of the pool until it passes `rise` checks again.
+    size_t prev = SIZE_MAX;
+    for (size_t k = 0; old != nullptr && old_backends != nullptr && k < old_backends->size(); ++k)
+      if ((*old_backends)[k].same_endpoint(vip.pool.backends[b]) && k < old->targets.size() &&
+          old->targets[k] != 0)
+        prev = k;
+    if (prev != SIZE_MAX) {
+      st.targets[b] = old->targets[prev];
+      st.up[b] = old->up[prev];
+      old->targets[prev] = 0;  // taken over
+      health_->update(st.targets[b], spec);
+    } else {
+      st.targets[b] = health_->add(spec);
+    }
+  }
+  if (old != nullptr) {  // checkers of backends that left
+    for (HealthTargetId id : old->targets)
+      if (id != 0) health_->remove(id);
+  }
+  vips_[v] = std::move(st);
+}
+
+void Daemon::teardown_health(size_t v) {
+  for (HealthTargetId id : vips_[v].targets)
+    if (id != 0) health_->remove(id);
+  vips_[v].targets.clear();
+  vips_[v].up.clear();
+}
+
+PoolSpec Daemon::effective_pool(size_t v) const {
+  PoolSpec p = cfg_.gateway.vips[v].pool;
+  for (size_t b = 0; b < p.backends.size(); ++b)
+    if (!vips_[v].up[b]) p.backends[b].weight = 0;  // drained: keeps its connections
+  return p;
+}
+
+void Daemon::push_pool(size_t v) {
+  const VipKey key = cfg_.gateway.vips[v].key;
+  const PoolSpec pool = effective_pool(v);
+  for_each_worker([key, pool](GatewayStage& g) { g.update_pool(key, pool); }, "pool update");
+}
+
+void Daemon::on_health_events() {
+  std::vector<bool> changed(vips_.size(), false);
+  for (const HealthEvent& e : health_->drain_events()) {
+    for (size_t v = 0; v < vips_.size(); ++v) {
+      for (size_t b = 0; b < vips_[v].targets.size(); ++b) {
+        if (vips_[v].targets[b] != e.id) continue;
+        const bool up = e.state == HealthState::kUp;
+        if (vips_[v].up[b] != up) changed[v] = true;
+        vips_[v].up[b] = up;
+        spdlog::info("health: {} is {} ({})", e.name, up ? "up" : "down", e.reason);
+      }
+    }
+  }
+  for (size_t v = 0; v < vips_.size(); ++v)
+    if (changed[v]) push_pool(v);
+}
+
+bool Daemon::reload() {
+  TripodConfig next;
+  try {
+    next = load_config(path_);
+  } catch (const std::exception& e) {
+    spdlog::error("reload refused, the running configuration stays: {}", e.what());
+    ++reloads_failed_;
+    return false;
+  }
+  const ReloadPlan plan = plan_reload(cfg_, next);
+  for (const auto& line : plan.describe(cfg_, next))
+    (plan.ok() ? spdlog::info("reload: {}", line) : spdlog::error("reload: {}", line));
+  if (!plan.ok()) {
+    spdlog::error("reload refused, the running configuration stays");
+    ++reloads_failed_;
+    return false;
+  }
+  // Removed VIPs first (their addresses may be reused by added ones).
+  std::vector<size_t> removed = plan.vips_removed;
+  std::sort(removed.rbegin(), removed.rend());
+  for (size_t r : removed) {
+    const GatewayVipConfig old = cfg_.gateway.vips[r];
+    teardown_health(r);
+    for_each_worker([k = old.key](GatewayStage& g) { g.remove_vip(k); }, "remove VIP");
+    cfg_.gateway.vips.erase(cfg_.gateway.vips.begin() + static_cast<long>(r));
+    cfg_.vips.erase(cfg_.vips.begin() + static_cast<long>(r));
+    vips_.erase(vips_.begin() + static_cast<long>(r));
+    steer_addresses(false, old);
+  }
+  // From here the running VIPs are matched to the next ones by key.
+  auto running_index = [&](const VipKey& k) {
+    for (size_t i = 0; i < cfg_.gateway.vips.size(); ++i)
+      if (cfg_.gateway.vips[i].key == k) return i;
+    return SIZE_MAX;
+  };
+  if (plan.firewall_changed || plan.timeouts_changed)
+    for_each_worker([fw = next.gateway.firewall](GatewayStage& g) { g.set_firewall(fw); },
+                    "firewall");
+  for (size_t n = 0; n < next.gateway.vips.size(); ++n) {
+    const GatewayVipConfig& nv = next.gateway.vips[n];
+    const size_t r = running_index(nv.key);
+    if (r == SIZE_MAX) {  // added: no backend is up until its checks pass
+      cfg_.gateway.vips.push_back(nv);
+      cfg_.vips.push_back(next.vips[n]);
+      vips_.emplace_back();
+      const size_t v = cfg_.gateway.vips.size() - 1;
+      setup_health(v, nullptr, nullptr);
+      GatewayVipConfig start = nv;
+      start.pool = effective_pool(v);
+      for_each_worker([start](GatewayStage& g) { g.add_vip(start); }, "add VIP");
+      steer_addresses(true, nv);
+      continue;
+    }
+    const bool pool_changed =
+        !(cfg_.gateway.vips[r].pool.backends.size() == nv.pool.backends.size() &&
+          std::equal(nv.pool.backends.begin(), nv.pool.backends.end(),
+                     cfg_.gateway.vips[r].pool.backends.begin(),
+                     [](const Backend& a, const Backend& b) {
+                       return std::memcmp(&a, &b, sizeof a) == 0;
+                     }));
+    const bool checks_changed = !(cfg_.vips[r].health_check == next.vips[n].health_check) ||
+                                cfg_.vips[r].name != next.vips[n].name;
+    const std::vector<Backend> old_backends = cfg_.gateway.vips[r].pool.backends;
+    cfg_.gateway.vips[r] = nv;
+    cfg_.vips[r] = next.vips[n];
+    for_each_worker([nv](GatewayStage& g) { g.update_vip_options(nv); }, "VIP options");
+    if (pool_changed || checks_changed) {
+      VipState old = std::move(vips_[r]);
+      setup_health(r, &old_backends, &old);
+      push_pool(r);
+    }
+  }
+  cfg_.gateway.firewall = next.gateway.firewall;
+  cfg_.logging = next.logging;
+  spdlog::set_level(spdlog::level::from_str(cfg_.logging.level));
+  ++reloads_ok_;
+  spdlog::info("reload done: {} VIP(s)", cfg_.gateway.vips.size());
+  return true;
+}
+
+std::string Daemon::status_json() {
+  using nlohmann::json;
+  json doc;
+  doc["config"] = path_;
+  doc["uptime_s"] = static_cast<double>(now_ns() - started_ns_) / 1e9;
+  doc["reloads"] = {{"ok", reloads_ok_}, {"failed", reloads_failed_}};
+  std::map<HealthTargetId, HealthTargetStatus> health;
+  for (auto& s : health_->statuses())
+    health.emplace(s.id, std::move(s));
+
+  // Per-VIP connection counts, from the (single) worker's LB.
+  std::vector<uint64_t> conns(cfg_.gateway.vips.size(), 0);
+  if (!workers_.empty()) {
+    workers_[0]->call([&](GatewayStage& g) {
+      for (size_t v = 0; v < conns.size(); ++v) {
+        const VipId id = g.vip_id(cfg_.gateway.vips[v].key);
+        if (id != kNoVip) conns[v] = g.lb().pools().vip_connections(id);
+      }
+    });
+  }
+  json vips = json::array();
+  for (size_t v = 0; v < cfg_.gateway.vips.size(); ++v) {
+    const GatewayVipConfig& vc = cfg_.gateway.vips[v];
+    json backends = json::array();
+    for (size_t b = 0; b < vc.pool.backends.size(); ++b) {
+      const Backend& be = vc.pool.backends[b];
+      json jb = {{"address", be.addr.to_string()},
+                 {"port", be.port},
+                 {"weight", be.weight},
+                 {"in_pool", vips_[v].up[b] && be.weight > 0}};
+      const HealthTargetId id = vips_[v].targets.empty() ? 0 : vips_[v].targets[b];
+      if (auto it = health.find(id); id != 0 && it != health.end()) {
+        jb["health"] = std::string(to_string(it->second.health.tracker.state()));
+        jb["last_error"] = it->second.health.last_error;
+        jb["checks"] = it->second.health.checks;
+      } else {
+        jb["health"] = "unchecked";
+      }
+      backends.push_back(jb);
+    }
+    vips.push_back({{"name", cfg_.vips[v].name},
+                    {"address", vc.key.addr.to_string()},
+                    {"port", vc.key.port},
+                    {"protocol", vc.key.proto == kProtoTcp ? "tcp" : "udp"},
+                    {"mode", mode_name(vc.mode)},
+                    {"synproxy", vc.synproxy},
+                    {"connections", conns[v]},
+                    {"backends", backends}});
+  }
+  doc["vips"] = vips;
+  json workers = json::array();
+  for (auto& w : workers_) {
+    json counters = json::object();
+    w->export_counters([&](std::string_view n, uint64_t val) { counters[std::string(n)] = val; });
+    workers.push_back({{"name", w->name()}, {"counters", counters}});
+  }
+  doc["workers"] = workers;
+  json hc = json::object();
+  health_->export_counters([&](std::string_view n, uint64_t val) { hc[std::string(n)] = val; });
+  doc["health_checks"] = hc;
+  json nl = json::object();
+  for (size_t i = 0; i < monitor_->counters().size(); ++i)
+    nl[std::string(route::kMonitorCounterNames[i])] = monitor_->counters().get(i);
+  doc["netlink"] = nl;
+  return doc.dump(2) + "\n";
+}
+
+void Daemon::serve_status() {
+  for (;;) {
+    const int c = accept4(status_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+    if (c < 0) return;  // EAGAIN: no more waiting clients
+    const std::string doc = status_json();
+    size_t off = 0;
+    while (off < doc.size()) {
+      pollfd p{c, POLLOUT, 0};
+      if (poll(&p, 1, 1000) <= 0) break;  // a stuck client does not stall us for long
+      const ssize_t n = ::send(c, doc.data() + off, doc.size() - off, MSG_NOSIGNAL);
+      if (n <= 0) break;
+      off += static_cast<size_t>(n);
+    }
+    ::close(c);
+  }
+}
+
+void Daemon::stop() {
+  stopping_ = true;
+}
+
+int Daemon::run() {
+  while (!stopping_) {
+    pollfd fds[4] = {{signal_fd_, POLLIN, 0},
+                     {monitor_->fd(), POLLIN, 0},
+                     {health_->event_fd(), POLLIN, 0},
+                     {status_fd_, POLLIN, 0}};
+    const int n = poll(fds, 4, 1000);
+    if (n < 0 && errno != EINTR) {
+      spdlog::error("poll: {}", std::strerror(errno));
+      return 1;
+    }
+    if (fds[0].revents & POLLIN) {
+      signalfd_siginfo si{};
+      while (read(signal_fd_, &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
+        if (si.ssi_signo == SIGHUP) {
+          spdlog::info("SIGHUP: reloading {}", path_);
+          reload();
+        } else {
+          spdlog::info("signal {}: shutting down", si.ssi_signo);
+          stopping_ = true;
+        }
+      }
+    }
+    if (fds[1].revents & POLLIN) monitor_->process_events();
+    if (fds[2].revents & POLLIN) on_health_events();
+    if (fds[3].revents & POLLIN) serve_status();
+    monitor_->snapshots().reclaim();
+  }
+  for (auto& w : workers_)
+    w->stop();
+  spdlog::info("stopped");
+  return 0;
+}
+
+}  // namespace tripod

@@ -1,0 +1,120 @@
+#include "daemon/worker.h"
+
+#include <exception>
+#include <string>
+
+namespace tripod {
+
+struct Worker::Task {
+  std::function<void(GatewayStage&)> fn;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  std::exception_ptr error;
+};
+
+Worker::Worker(std::string name, std::unique_ptr<Port> port, std::unique_ptr<GatewayStage> gateway,
+               std::unique_ptr<L2Stage> l2)
+    : name_(std::move(name)), port_(std::move(port)) {
+  gateway_ = gateway.get();
+  l2_ = l2.get();
+  pipeline_.add(std::make_unique<ParseStage>());
+  pipeline_.add(std::move(gateway));
+  if (l2) pipeline_.add(std::move(l2));
+}
+
+Worker::~Worker() {
+  stop();
+}
+
+void Worker::start() {
+  thread_ = std::thread([this] { loop(); });
+}
+
+void Worker::stop() {
+  stop_.store(true, std::memory_order_relaxed);
+  if (thread_.joinable()) thread_.join();
+  run_tasks();  // nobody waits forever on a stopped worker
+}
+
+void Worker::run_tasks() {
+  std::deque<std::shared_ptr<Task>> todo;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    todo.swap(tasks_);
+    has_tasks_.store(false, std::memory_order_relaxed);
+  }
+  for (auto& t : todo) {
+    try {
+      t->fn(*gateway_);
+    } catch (...) {
+      t->error = std::current_exception();
+    }
+    std::lock_guard<std::mutex> lock(t->mu);
+    t->done = true;
+    t->cv.notify_all();
+  }
+}
+
+void Worker::loop() {
+  while (!stop_.load(std::memory_order_relaxed)) {
+    if (has_tasks_.load(std::memory_order_relaxed)) run_tasks();
+    if (pipeline_.run_once(*port_, &clock_, &stats_) == 0) {
+      // Idle: expire connections, then sleep until packets (or 10 ms, so
+      // tasks and stop are seen promptly).
+      gateway_->advance_to(clock_.now_ns());
+      if (l2_ != nullptr) l2_->offline();
+      port_->wait(10);
+      if (l2_ != nullptr) l2_->online();
+    }
+  }
+}
+
+bool Worker::call(const std::function<void(GatewayStage&)>& fn, std::chrono::milliseconds timeout) {
+  auto t = std::make_shared<Task>();
+  t->fn = fn;
+  if (!thread_.joinable() || stop_.load(std::memory_order_relaxed)) {
+    fn(*gateway_);  // not running: the caller's thread is the only one
+    return true;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    tasks_.push_back(t);
+    has_tasks_.store(true, std::memory_order_relaxed);
+  }
+  std::unique_lock<std::mutex> lock(t->mu);
+  if (!t->cv.wait_for(lock, timeout, [&] { return t->done; })) {
+    lock.unlock();
+    {
+      std::lock_guard<std::mutex> q(mu_);
+      for (auto it = tasks_.begin(); it != tasks_.end(); ++it) {
+        if (*it == t) {  // not started: withdrawn, it never runs
+          tasks_.erase(it);
+          return false;
+        }
+      }
+    }
+    lock.lock();  // already running: it finishes soon, and fn's captures must outlive it
+    t->cv.wait(lock, [&] { return t->done; });
+  }
+  if (t->error) std::rethrow_exception(t->error);
+  return true;
+}
+
+bool Worker::export_counters(const Stage::CounterFn& fn) {
+  return call([&](GatewayStage&) {
+    for (const auto& s : pipeline_.stages())
+      s->export_counters([&](std::string_view n, uint64_t v) {
+        fn(std::string(s->name()) + "." + std::string(n), v);
+      });
+    fn("worker.bursts", stats_.bursts);
+    fn("worker.rx", stats_.rx);
+    fn("worker.tx", stats_.tx);
+    fn("worker.dropped", stats_.dropped);
+    fn("worker.created", stats_.created);
+    port_->export_counters(
+        [&](std::string_view n, uint64_t v) { fn("port." + std::string(n), v); });
+  });
+}
+
+}  // namespace tripod

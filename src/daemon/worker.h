@@ -1,0 +1,72 @@
+// A data-plane worker: one thread, one port (an AF_XDP socket), one pipeline
+// (parse -> gateway -> l2). The gateway's state is the worker's alone; the
+// control thread changes it only through call(), which runs a function on
+// the worker thread between two bursts — so no lock is ever taken on the
+// packet path (a relaxed atomic load per burst says whether work is queued).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "common/clock.h"
+#include "daemon/l2_stage.h"
+#include "io/port.h"
+#include "nf/gateway/gateway_stage.h"
+#include "pipeline/parse_stage.h"
+#include "pipeline/pipeline.h"
+
+namespace tripod {
+
+class Worker {
+ public:
+  // `l2` may be null (tests over memory ports: frames leave as the gateway
+  // left them).
+  Worker(std::string name, std::unique_ptr<Port> port, std::unique_ptr<GatewayStage> gateway,
+         std::unique_ptr<L2Stage> l2);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  void start();
+  void stop();  // idempotent; joins
+
+  // Runs fn(gateway) on the worker thread between bursts and waits for it,
+  // at most `timeout`. Exceptions thrown by fn come back here. False on
+  // timeout, and then fn has not run and never will.
+  bool call(const std::function<void(GatewayStage&)>& fn,
+            std::chrono::milliseconds timeout = std::chrono::seconds(5));
+
+  // Every counter of the pipeline, the port and the run loop, read on the
+  // worker thread (consistent; call() underneath).
+  bool export_counters(const Stage::CounterFn& fn);
+
+  const std::string& name() const { return name_; }
+  Port& port() { return *port_; }
+
+ private:
+  struct Task;
+  void loop();
+  void run_tasks();
+
+  std::string name_;
+  std::unique_ptr<Port> port_;
+  GatewayStage* gateway_;
+  L2Stage* l2_;
+  Pipeline pipeline_;
+  MonotonicClock clock_;
+  RunStats stats_;
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> has_tasks_{false};
+  std::mutex mu_;
+  std::deque<std::shared_ptr<Task>> tasks_;
+};
+
+}  // namespace tripod
