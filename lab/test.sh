@@ -31,7 +31,7 @@ skip() { echo "skip: $*"; exit 77; }
 probe="tplprobe$$"
 ip netns add "$probe" 2>/dev/null || skip "cannot create network namespaces"
 ip netns del "$probe"
-for tool in ip nft nginx haproxy curl iperf3 wrk; do
+for tool in ip nft nginx haproxy curl iperf3 wrk ethtool; do
   command -v "$tool" >/dev/null || { echo "FAIL - $tool not installed (scripts/install-deps.sh installs it)"; exit 1; }
 done
 

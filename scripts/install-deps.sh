@@ -10,7 +10,7 @@ pkgs=(
   libxdp-dev libbpf-dev linux-libc-dev bpftool libmnl-dev
   libyaml-cpp-dev libspdlog-dev nlohmann-json3-dev
   # The lab: namespaces, a router, real clients, servers and peers.
-  iproute2 nftables curl wrk hping3 iperf3 nginx haproxy bird2 procps shellcheck
+  iproute2 nftables curl wrk hping3 iperf3 nginx haproxy bird2 procps shellcheck ethtool tcpdump
 )
 missing=()
 for p in "${pkgs[@]}"; do

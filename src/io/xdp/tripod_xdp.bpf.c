@@ -95,6 +95,13 @@ int tripod_xdp(struct xdp_md* ctx) {
     struct ipv6hdr* ip6 = l3;
     if ((void*)(ip6 + 1) > end) return count(TRIPOD_XDP_STAT_PASSED, XDP_PASS);
     __builtin_memcpy(key.addr, &ip6->daddr, 16);
+    /* Neighbour discovery (ICMPv6 133-137) stays with the kernel even for a
+     * steered address: the kernel owns the addresses' L2 presence, as ARP. */
+    if (ip6->nexthdr == 58) {
+      __u8* type = (void*)(ip6 + 1);
+      if ((void*)(type + 1) > end) return count(TRIPOD_XDP_STAT_PASSED, XDP_PASS);
+      if (*type >= 133 && *type <= 137) return count(TRIPOD_XDP_STAT_PASSED, XDP_PASS);
+    }
   } else {
     return count(TRIPOD_XDP_STAT_PASSED, XDP_PASS); /* ARP, LLDP, ... */
   }
