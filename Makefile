@@ -12,9 +12,15 @@ build/release/build.ninja: CMakeLists.txt CMakePresets.json | deps
 build/dev/build.ninja: CMakeLists.txt CMakePresets.json | deps
 	cmake --preset dev >/dev/null
 
+# The lab demo needs root (network namespaces); elsewhere the offline one runs.
 demo: deps build/release/build.ninja
 	cmake --build --preset release --target tripod -j $(JOBS)
-	./build/release/src/cmd/tripod demo
+	@if [ "$$(id -u)" -eq 0 ] && ip netns add tpdemoprobe 2>/dev/null && ip netns del tpdemoprobe; then \
+	  lab/demo.sh; \
+	else \
+	  echo "make demo: not root (or no network namespaces): the offline pcap demo instead"; \
+	  ./build/release/src/cmd/tripod demo; \
+	fi
 
 test: deps build/dev/build.ninja
 	cmake --build --preset dev -j $(JOBS)

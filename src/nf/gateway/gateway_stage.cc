@@ -238,6 +238,28 @@ GatewayStage::Tick GatewayStage::on_expire(Tick now, const FlowKey& key, ConnLin
   return free_it;
 }
 
+bool GatewayStage::is_reuse(const PacketMeta& m, const ConnLink& link) const {
+  if (link.direction != kLinkOriginal || m.proto != kProtoTcp ||
+      (m.tcp_flags & (kTcpSyn | kTcpAck | kTcpRst)) != kTcpSyn)
+    return false;
+  const ConnRecord& r = records_[link.record];
+  if (!(r.flags & (kRecNat | kRecDsr)) || (r.flags & kRecEgress) || r.fw.kind != FwKind::kTcp)
+    return false;
+  const TcpState st = r.fw.tcp_state();
+  return st == TcpState::kTimeWait || st == TcpState::kClose;
+}
+
+void GatewayStage::end_connection(uint32_t idx) {
+  const ConnRecord& r = records_[idx];
+  const FlowKey ok = original_key(r);
+  table_.erase(ok, hash(ok));
+  if (r.flags & kRecNat) {
+    const FlowKey rk = reply_key(r);
+    table_.erase(rk, hash(rk));
+  }
+  free_record(idx);
+}
+
 void GatewayStage::advance_to(uint64_t now_ns) {
   const Tick now = to_ticks(now_ns);
   table_.advance(now,
@@ -773,7 +795,13 @@ void GatewayStage::process(Burst& b) {
   for (uint32_t j = 0; j < n; ++j) {
     const uint32_t i = sel[j];
     b.hash[i] = hashes[j];
-    const Table::Ref r = mutated ? table_.lookup(keys[j], hashes[j]) : refs[j];
+    Table::Ref r = mutated ? table_.lookup(keys[j], hashes[j]) : refs[j];
+    if (r.found() && is_reuse(b.meta[i], table_.value(r.idx))) {
+      end_connection(table_.value(r.idx).record);
+      counters_.inc(GatewayCounter::kConnsReused);
+      mutated = true;
+      r = Table::Ref{};
+    }
     const bool ok =
         r.found() ? on_hit(b, i, r, now) : on_miss(b, i, keys[j], hashes[j], now, &mutated);
     if (!ok) b.verdict[i] = Verdict::kDrop;

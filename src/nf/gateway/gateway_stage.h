@@ -78,6 +78,7 @@ static_assert(sizeof(ConnLink) == 8);
   X(kConnsCreated, "conns_created")                                                           \
   X(kConnsCreatedNat, "conns_created_nat")                                                    \
   X(kConnsFreed, "conns_freed")                                                               \
+  X(kConnsReused, "conns_reused") /* SYN on a finished LB connection: rescheduled */          \
   X(kKeysRearmed, "keys_rearmed")                                                             \
   X(kUntracked, "untracked")                                                                  \
   X(kIcmpTranslated, "icmp_translated")                                                       \
@@ -215,6 +216,13 @@ class GatewayStage final : public Stage {
   FlowKey reply_key(const ConnRecord& r) const;
   Tick on_expire(Tick now, const FlowKey& key, ConnLink& link);
   void free_record(uint32_t idx);
+  // A client's SYN on the original key of a finished LB connection (TIME_WAIT
+  // or CLOSE: the client reuses its port): IPVS's conn_reuse_mode. The old
+  // connection ends and the SYN is scheduled afresh, so it gets a live
+  // backend (the old one may be gone) and a new SNAT port (the backend may
+  // hold the old one in TIME_WAIT).
+  bool is_reuse(const PacketMeta& m, const ConnLink& link) const;
+  void end_connection(uint32_t idx);  // erases its keys and frees it
   uint32_t alloc_record();
 
   // Per-packet paths; return false to drop (counted).

@@ -691,6 +691,34 @@ TEST(Gateway, ControlPlaneChangesKeepExistingConnections) {
   EXPECT_EQ(h.gw().vip_id(d.key), kNoVip);
 }
 
+TEST(Gateway, ReusedClientPortOfAFinishedConnectionIsScheduledAfresh) {
+  Harness h;
+  const Endpoints e = open_conn(h, kCport);
+  const char* dip = e.dst.c_str();
+  // Both sides close: the connection is in TIME_WAIT (the client reuses its
+  // port at once, as clients do when the server closed first).
+  for (const Bytes& f : {seg({dip, kSnat, kBport, e.sport, kTcpFin | kTcpAck, 5001, 1001}),
+                         seg({kClient, kVip, kCport, 80, kTcpFin | kTcpAck, 1001, 5002}),
+                         seg({dip, kSnat, kBport, e.sport, kTcpAck, 5002, 1002})})
+    ASSERT_FALSE(h.one(f).empty());
+  // The pool now holds DIP 3 only (the old backend could be gone).
+  PoolSpec p3;
+  p3.backends = {backend(kDip3)};
+  h.gw().update_pool(vip_key(kVip, 80), p3);
+  const Bytes syn = h.one(seg({kClient, kVip, kCport, 80, kTcpSyn, 90000}));
+  ASSERT_FALSE(syn.empty());
+  EXPECT_EQ(endpoints_of(syn).dst, kDip3);
+  auto c = h.counters();
+  EXPECT_EQ(c["conns_reused"], 1u);
+  EXPECT_EQ(c["conns_live"], 1u);
+  EXPECT_EQ(c["lb_connections_live"], 1u);
+  EXPECT_EQ(h.gw().table().size(), 2u);
+  EXPECT_EQ(h.gw().snat()->free_ports(0), 99u);
+  // A SYN on a live connection is not a reuse (a retransmission).
+  ASSERT_FALSE(h.one(seg({kClient, kVip, kCport, 80, kTcpSyn, 90000})).empty());
+  EXPECT_EQ(h.counters()["conns_reused"], 1u);
+}
+
 TEST(Gateway, RejectsABadConfiguration) {
   GatewayConfig c = test_config();
   c.max_connections = 0;
