@@ -27,8 +27,8 @@ test: deps build/dev/build.ninja
 	ctest --preset dev -j $(JOBS)
 
 bench: deps build/release/build.ninja
-	cmake --build --preset release --target tripod_bench -j $(JOBS)
-	./build/release/bench/tripod_bench --benchmark_counters_tabular=true
+	cmake --build --preset release --target tripod_bench tripod -j $(JOBS)
+	scripts/bench.sh
 
 # Sanitizer and fuzz runs (CI runs all of them).
 asan: deps

@@ -410,10 +410,10 @@ scenario_tripod_firewall() {
   if tripod_up --gateways "$NGW" --backends "$NBE" --clients 2; then
     local before after denied
     before=$(counter gateway.drop_firewall)
-    curl_many 10 "http://$VIP4/"
+    curl_many 5 "http://$VIP4/"  # 2 s each: every one times out
     after=$(counter gateway.drop_firewall)
     denied=$(counter gateway.fw_deny_rule)
-    echo "     c1 (in $c1net) through the IPv4 VIP: $OKS/10 answered; drop_firewall $before -> $after, fw_deny_rule $denied"
+    echo "     c1 (in $c1net) through the IPv4 VIP: $OKS/5 answered; drop_firewall $before -> $after, fw_deny_rule $denied"
     check "no request of c1 (denied $c1net) answered" test "$OKS" -eq 0
     check "tripod's drop_firewall grew ($before -> $after)" test "$after" -gt "$before"
     check "... by the deny rule (fw_deny_rule $denied)" test "$denied" -gt 0
@@ -457,7 +457,7 @@ scenario_tripod_synflood() {
     flood="$LAB_RUN/$NAME/hping3.out"
     # SYNs from the client's own address, a new source port each (hping3's
     # default), 5000/s; bounded by -c and timeout.
-    cx timeout 30 hping3 -q -S -p "$HTTP_PORT" -i u200 -c "$n" "$VIP4" >"$flood" 2>&1 &
+    cx timeout 30 hping3 -q -S -p 80 -i u200 -c "$n" "$VIP4" >"$flood" 2>&1 &
     hpid=$!
     BG_PIDS+=" $hpid"
     sleep 1
@@ -471,7 +471,7 @@ scenario_tripod_synflood() {
     out=$(grep -E 'packets (transmitted|received)' "$flood" || true)
     echo "     hping3: ${out:-$(tail -n 3 "$flood")}"
     local sent cookies live syn
-    sent=$(awk '/packets transmitted/ {print $1 + 0}' "$flood")
+    sent=$(awk '/packets transmitted/ {print $1 + 0}' "$flood" 2>/dev/null || true)
     sent=${sent:-0}
     cookies=$(counter gateway.synproxy_syn_cookies_sent 1)
     live=$(counter gateway.conns_live 1)
@@ -481,8 +481,10 @@ scenario_tripod_synflood() {
     check "the SYN proxy answered the flood with cookies ($cookies for $sent SYNs)" test "$cookies" -ge $((sent / 2))
     check "the flood created no connection state (conns_live $live0 -> $live, 20 requests)" test "$live" -le $((live0 + 20 + 5))
     check "the backends saw only the completed handshakes (backend SYNs $syn0 -> $syn)" test "$((syn - syn0))" -le 25
-    check_drops 'gateway\.drop_synproxy|gateway\.synproxy_drop_.*|gateway\.drop_firewall|gateway\.fw_drop_.*' \
-      "the client's RSTs to the cookies and other flood leftovers"
+    # The client's kernel answers each cookie SYN-ACK (no socket of its own)
+    # with a RST, which the proxy drops (synproxy_drop_ack_bad_flags).
+    check_drops 'gateway\.drop_synproxy|gateway\.synproxy_drop_ack_bad_flags' \
+      "the client's RSTs to the cookie SYN-ACKs"
   fi
   tripod_down
 }
