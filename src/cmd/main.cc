@@ -56,10 +56,11 @@ int run_daemon(const std::string& path, bool check_only) {
     return 0;
   }
   setup_logging(cfg.logging);
-  if (cfg.generated.table_key || cfg.generated.lb_key || cfg.generated.synproxy_key)
+  if (cfg.generated.lb_key || cfg.generated.synproxy_key)
     spdlog::warn(
-        "secrets not in the configuration were drawn at random (fine for one node; a "
-        "cluster must share lb and synproxy keys)");
+        "{}{}drawn at random: fine for one node, but every node of a cluster must share "
+        "them (secrets in the configuration)",
+        cfg.generated.lb_key ? "lb_key " : "", cfg.generated.synproxy_key ? "synproxy_key " : "");
   Daemon d(std::move(cfg), path);
   return d.run();
 }
