@@ -450,11 +450,12 @@ mode_tripod() {
       echo "firewall:"
       echo "  default: deny"
       echo "  rules:"
+      # First match wins: denials before the allows.
+      for extra in ${TRIPOD_DENY:-}; do echo "    - deny in from $extra"; done
       echo "    - allow in tcp to $VIP4 port $HTTP_PORT,$IPERF_PORT"
       echo "    - allow in tcp to $VIP6 port $HTTP_PORT"
       echo "    - allow icmp"
       echo "    - allow icmpv6"
-      for extra in ${TRIPOD_DENY:-}; do echo "    - deny in from $extra"; done
       echo "vips:"
       local vip port name check
       for spec in "web $VIP4 $HTTP_PORT $check_web" "iperf $VIP4 $IPERF_PORT tcp" "web6 $VIP6 $HTTP_PORT $check_web"; do
@@ -463,6 +464,8 @@ mode_tripod() {
         echo "    address: \"$vip\""
         echo "    port: $port"
         echo "    mode: $fwd"
+        # iperf3's control and data connections must meet on one backend.
+        [ "$name" = iperf ] && echo "    scheduler: source"
         [ "$fwd" = fullnat ] && [ "$name" = web ] && [ -n "${TRIPOD_SYNPROXY:-}" ] && echo "    synproxy: true"
         echo "    health_check: {type: $check, interval: 500ms, timeout: 250ms, rise: 2, fall: 2}"
         echo "    backends:"

@@ -721,6 +721,8 @@ void read_vip(const V& v, TripodConfig& cfg, const std::vector<V>& all) {
   vip.key.port = f.need("port").u16(1, 65535);
   std::optional<V> mode = f.get("mode");
   if (mode) vip.mode = mode->choice({"fullnat", "dsr"}) == 0 ? VipMode::kFullNat : VipMode::kDsr;
+  if (std::optional<V> h = f.get("scheduler"))
+    vip.hash = h->choice({"flow", "source"}) == 0 ? LbHash::kFlow : LbHash::kSource;
   std::optional<V> clamp = f.get("mss_clamp");
   if (clamp) {
     vip.mss_clamp = clamp->u16(0, 65495);

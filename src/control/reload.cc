@@ -35,7 +35,7 @@ bool same_synproxy(const SynProxyVip& a, const SynProxyVip& b) {
 }
 
 bool same_options(const GatewayVipConfig& a, const GatewayVipConfig& b) {
-  if (a.mss_clamp != b.mss_clamp || a.synproxy != b.synproxy) return false;
+  if (a.mss_clamp != b.mss_clamp || a.synproxy != b.synproxy || a.hash != b.hash) return false;
   return !a.synproxy || same_synproxy(a.synproxy_options, b.synproxy_options);
 }
 
@@ -174,7 +174,7 @@ std::vector<std::string> ReloadPlan::describe(const TripodConfig& running,
                   " backends; new version, established connections keep theirs)");
   for (const auto& c : vip_options_changed)
     out.push_back("vip options changed: " + name(next, c.next) +
-                  " (mss_clamp / synproxy; applies to new connections)");
+                  " (mss_clamp / synproxy / scheduler; applies to new connections)");
   for (const auto& c : health_checks_changed)
     out.push_back("health check changed: " + name(next, c.next));
   if (firewall_changed)

@@ -496,7 +496,7 @@ bool GatewayStage::create(Burst& b, uint32_t i, const FlowKey& dkey, uint64_t dh
     counters_.inc(GatewayCounter::kUntracked);
     return true;
   }
-  const Selection sel = lb_.select(vip, hash_flow_key(dkey, lb_hash_key_));
+  const Selection sel = lb_.select(vip, lb_hash(dkey, vip));
   if (sel.backend == nullptr) return drop(GatewayCounter::kDropNoBackend);
   const uint32_t idx = alloc_record();
   if (idx == UINT32_MAX) return drop(GatewayCounter::kDropRecordPoolFull);
@@ -532,6 +532,17 @@ bool GatewayStage::create(Burst& b, uint32_t i, const FlowKey& dkey, uint64_t dh
   return nat_forward(frame, m, r, kLinkOriginal);
 }
 
+uint64_t GatewayStage::lb_hash(const FlowKey& dkey, VipId vip) const {
+  if (vip_cfg_[vip].hash == LbHash::kFlow) return hash_flow_key(dkey, lb_hash_key_);
+  // The client's address alone (dkey runs client -> VIP): a key with the VIP
+  // and both ports cleared, hashed under the same cluster-wide key.
+  FlowKey k = dkey;
+  const size_t len = k.family == Family::kIpv6 ? 16 : 4;
+  std::memset(k.addr + len, 0, len);
+  k.port_a = k.port_b = 0;
+  return hash_flow_key(k, lb_hash_key_);
+}
+
 bool GatewayStage::create_dsr(Burst& b, uint32_t i, const FlowKey& dkey, uint64_t dhash, VipId vip,
                               Tick now) {
   uint8_t* frame = b.pkts[i].data;
@@ -543,7 +554,7 @@ bool GatewayStage::create_dsr(Burst& b, uint32_t i, const FlowKey& dkey, uint64_
     counters_.inc(GatewayCounter::kUntracked);
     return true;
   }
-  const Selection sel = lb_.select(vip, hash_flow_key(dkey, lb_hash_key_));
+  const Selection sel = lb_.select(vip, lb_hash(dkey, vip));
   if (sel.backend == nullptr) return drop(GatewayCounter::kDropNoBackend);
   const uint32_t idx = alloc_record();
   if (idx == UINT32_MAX) return drop(GatewayCounter::kDropRecordPoolFull);

@@ -112,9 +112,17 @@ enum class VipMode : uint8_t {
              // backend's, Backend::mac); the backend owns the VIP and replies directly
 };
 
+// What a new connection's backend is hashed from.
+enum class LbHash : uint8_t {
+  kFlow,    // the whole 5-tuple: connections spread evenly
+  kSource,  // the client's address: all its connections meet the same backend
+            // (protocols with several connections per session, e.g. iperf3, FTP)
+};
+
 struct GatewayVipConfig {
   VipKey key;
   VipMode mode = VipMode::kFullNat;
+  LbHash hash = LbHash::kFlow;
   PoolSpec pool;
   uint16_t mss_clamp = 0;  // 0: off; else SYN / SYN-ACK MSS lowered to this
   bool synproxy = false;
@@ -231,6 +239,7 @@ class GatewayStage final : public Stage {
   bool on_icmp_error(Burst& b, uint32_t i);
   bool create(Burst& b, uint32_t i, const FlowKey& dkey, uint64_t dhash, VipId vip, Tick now,
               const SynProxyState* sp);
+  uint64_t lb_hash(const FlowKey& dkey, VipId vip) const;
   bool create_dsr(Burst& b, uint32_t i, const FlowKey& dkey, uint64_t dhash, VipId vip, Tick now);
   bool create_egress(Burst& b, uint32_t i, const FlowKey& dkey, uint64_t dhash, Tick now,
                      const FwConnState& st, uint32_t timeout_s);

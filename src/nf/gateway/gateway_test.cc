@@ -719,6 +719,28 @@ TEST(Gateway, ReusedClientPortOfAFinishedConnectionIsScheduledAfresh) {
   EXPECT_EQ(h.counters()["conns_reused"], 1u);
 }
 
+TEST(Gateway, SourceSchedulerKeepsAClientOnOneBackend) {
+  GatewayConfig c = test_config();
+  c.vips[0].hash = LbHash::kSource;
+  c.vips[0].pool.backends = {backend(kDip1), backend(kDip2), backend(kDip3)};
+  Harness h(c);
+  std::map<std::string, int> per_client[2];
+  const char* clients[2] = {"198.51.100.7", "198.51.100.99"};
+  for (int k = 0; k < 2; ++k)
+    for (uint16_t p = 0; p < 20; ++p)
+      ++per_client[k]
+                  [endpoints_of(h.one(seg({clients[k], kVip, uint16_t(30000 + p), 80, kTcpSyn, 1})))
+                       .dst];
+  EXPECT_EQ(per_client[0].size(), 1u);  // every connection of a client: one backend
+  EXPECT_EQ(per_client[1].size(), 1u);
+  // With the flow scheduler, 20 connections of one client spread.
+  Harness f;
+  std::map<std::string, int> spread;
+  for (uint16_t p = 0; p < 20; ++p)
+    ++spread[endpoints_of(f.one(seg({clients[0], kVip, uint16_t(30000 + p), 80, kTcpSyn, 1}))).dst];
+  EXPECT_EQ(spread.size(), 2u);
+}
+
 TEST(Gateway, RejectsABadConfiguration) {
   GatewayConfig c = test_config();
   c.max_connections = 0;
