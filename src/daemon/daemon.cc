@@ -101,6 +101,10 @@ int open_status_socket(const std::string& path) {
 Daemon::Daemon(TripodConfig cfg, std::string config_path)
     : cfg_(std::move(cfg)), path_(std::move(config_path)), started_ns_(now_ns()) {
   if (cfg_.interfaces.empty()) throw std::runtime_error(cfg_.file + ": no interfaces to serve");
+  if (!cfg_.gateway.egress.sources.empty())
+    throw std::runtime_error(cfg_.file +
+                             ": egress SNAT is not served by the daemon yet (the XDP program "
+                             "steers by destination; internal hosts' traffic would bypass it)");
   if (cfg_.sockets() != 1 || cfg_.effective_workers() != 1)
     throw std::runtime_error(
         cfg_.file +
@@ -185,12 +189,36 @@ std::vector<std::string> Daemon::steered_addresses() const {
 void Daemon::steer_addresses(bool add, const GatewayVipConfig& v) {
   const std::string a = v.key.addr.to_string();
   if (!add) {
-    // Another VIP (other port) or a SNAT address may share it.
+    // Another VIP (other port), a draining one or a SNAT address may share it.
     for (const auto& s : steered_addresses())
       if (s == a) return;
+    for (const auto& d : draining_)
+      if (d.key.addr == v.key.addr) return;
   }
-  for (auto& s : steering_)
-    add ? s->add_address(a) : s->remove_address(a);
+  for (auto& s : steering_) {
+    try {
+      add ? s->add_address(a) : s->remove_address(a);
+    } catch (const std::exception& e) {
+      spdlog::error("steering {} {}: {}", add ? "add" : "remove", a, e.what());
+    }
+  }
+}
+
+void Daemon::drain_removed() {
+  if (draining_.empty() || workers_.empty()) return;
+  std::vector<uint64_t> conns(draining_.size(), 1);
+  workers_[0]->call([&](GatewayStage& g) {
+    for (size_t i = 0; i < draining_.size(); ++i)
+      conns[i] = g.lb().pools().vip_connections(draining_[i].id);
+  });
+  for (size_t i = draining_.size(); i-- > 0;) {
+    if (conns[i] != 0) continue;
+    GatewayVipConfig v;
+    v.key = draining_[i].key;
+    draining_.erase(draining_.begin() + static_cast<long>(i));
+    spdlog::info("removed VIP {} drained: no longer steered", vip_label(v.key));
+    steer_addresses(false, v);
+  }
 }
 
 void Daemon::for_each_worker(const std::function<void(GatewayStage&)>& fn, const char* what) {
@@ -243,7 +271,12 @@ void Daemon::setup_health(size_t v, const std::vector<Backend>* old_backends, Vi
       old->targets[prev] = 0;  // taken over
       health_->update(st.targets[b], spec);
     } else {
-      st.targets[b] = health_->add(spec);
+      try {
+        st.targets[b] = health_->add(spec);
+      } catch (const std::exception& e) {  // a spec the checker refuses: unchecked, up
+        spdlog::error("health check {}: {} (backend left unchecked)", spec.name, e.what());
+        st.up[b] = true;
+      }
     }
   }
   if (old != nullptr) {  // checkers of backends that left
@@ -313,11 +346,13 @@ bool Daemon::reload() {
   for (size_t r : removed) {
     const GatewayVipConfig old = cfg_.gateway.vips[r];
     teardown_health(r);
-    for_each_worker([k = old.key](GatewayStage& g) { g.remove_vip(k); }, "remove VIP");
+    VipId id = kNoVip;
+    for_each_worker([k = old.key, &id](GatewayStage& g) { id = g.remove_vip(k); }, "remove VIP");
+    // Its address stays steered while connections drain (drain_removed()).
+    if (id != kNoVip) draining_.push_back({old.key, id});
     cfg_.gateway.vips.erase(cfg_.gateway.vips.begin() + static_cast<long>(r));
     cfg_.vips.erase(cfg_.vips.begin() + static_cast<long>(r));
     vips_.erase(vips_.begin() + static_cast<long>(r));
-    steer_addresses(false, old);
   }
   // From here the running VIPs are matched to the next ones by key.
   auto running_index = [&](const VipKey& k) {
@@ -326,7 +361,8 @@ bool Daemon::reload() {
     return SIZE_MAX;
   };
   if (plan.firewall_changed || plan.timeouts_changed)
-    for_each_worker([fw = next.gateway.firewall](GatewayStage& g) { g.set_firewall(fw); },
+    for_each_worker([fw = next.gateway.firewall,
+                     dir = next.gateway.non_vip_dir](GatewayStage& g) { g.set_firewall(fw, dir); },
                     "firewall");
   for (size_t n = 0; n < next.gateway.vips.size(); ++n) {
     const GatewayVipConfig& nv = next.gateway.vips[n];
@@ -363,6 +399,7 @@ bool Daemon::reload() {
     }
   }
   cfg_.gateway.firewall = next.gateway.firewall;
+  cfg_.gateway.non_vip_dir = next.gateway.non_vip_dir;
   cfg_.logging = next.logging;
   spdlog::set_level(spdlog::level::from_str(cfg_.logging.level));
   ++reloads_ok_;
@@ -434,13 +471,22 @@ std::string Daemon::status_json() {
   for (size_t i = 0; i < monitor_->counters().size(); ++i)
     nl[std::string(route::kMonitorCounterNames[i])] = monitor_->counters().get(i);
   doc["netlink"] = nl;
-  return doc.dump(2) + "\n";
+  // Names come from the configuration: never let bad UTF-8 throw here.
+  return doc.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 
 void Daemon::serve_status() {
   for (;;) {
-    const int c = accept4(status_fd_, nullptr, nullptr, SOCK_CLOEXEC);
-    if (c < 0) return;  // EAGAIN: no more waiting clients
+    // Non-blocking (accept4 does not inherit it): a client that does not
+    // read costs at most the poll timeouts below, never the control thread.
+    const int c = accept4(status_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (c < 0) {
+      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        spdlog::warn("status socket: accept: {}", std::strerror(errno));
+        usleep(10'000);  // e.g. EMFILE: the listener stays readable; do not spin
+      }
+      return;
+    }
     const std::string doc = status_json();
     size_t off = 0;
     while (off < doc.size()) {
@@ -469,21 +515,31 @@ int Daemon::run() {
       spdlog::error("poll: {}", std::strerror(errno));
       return 1;
     }
+    // Nothing on this thread may end the daemon but a signal: every handler
+    // is guarded, and a failure is logged.
+    auto guarded = [](const char* what, const std::function<void()>& fn) {
+      try {
+        fn();
+      } catch (const std::exception& e) {
+        spdlog::error("{}: {}", what, e.what());
+      }
+    };
     if (fds[0].revents & POLLIN) {
       signalfd_siginfo si{};
       while (read(signal_fd_, &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
         if (si.ssi_signo == SIGHUP) {
           spdlog::info("SIGHUP: reloading {}", path_);
-          reload();
+          guarded("reload", [&] { reload(); });
         } else {
           spdlog::info("signal {}: shutting down", si.ssi_signo);
           stopping_ = true;
         }
       }
     }
-    if (fds[1].revents & POLLIN) monitor_->process_events();
-    if (fds[2].revents & POLLIN) on_health_events();
-    if (fds[3].revents & POLLIN) serve_status();
+    if (fds[1].revents & POLLIN) guarded("netlink", [&] { monitor_->process_events(); });
+    if (fds[2].revents & POLLIN) guarded("health events", [&] { on_health_events(); });
+    if (fds[3].revents & POLLIN) guarded("status", [&] { serve_status(); });
+    guarded("drain", [&] { drain_removed(); });
     monitor_->snapshots().reclaim();
   }
   for (auto& w : workers_)

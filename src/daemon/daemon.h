@@ -63,6 +63,8 @@ class Daemon {
   void steer_addresses(bool add, const GatewayVipConfig& v);
   void for_each_worker(const std::function<void(GatewayStage&)>& fn, const char* what);
   void serve_status();
+  // Stops steering removed VIPs' addresses once their connections are gone.
+  void drain_removed();
   std::vector<std::string> steered_addresses() const;
 
   TripodConfig cfg_;
@@ -74,6 +76,11 @@ class Daemon {
   std::vector<std::unique_ptr<Worker>> workers_;
   std::unique_ptr<HealthChecker> health_;
   std::vector<VipState> vips_;  // parallel to cfg_.gateway.vips
+  struct Draining {
+    VipKey key;
+    VipId id;
+  };
+  std::vector<Draining> draining_;  // removed VIPs whose connections still drain
   int signal_fd_ = -1;
   int status_fd_ = -1;
   bool stopping_ = false;

@@ -46,11 +46,12 @@ std::string format_status(const std::string& text) {
   std::ostringstream o;
   o << "tripod: up " << static_cast<long>(doc.value("uptime_s", 0.0)) << " s, config "
     << doc.value("config", "?") << "\n\n";
-  for (const auto& v : doc["vips"]) {
+  const nlohmann::json none = nlohmann::json::array();
+  for (const auto& v : doc.value("vips", none)) {
     o << "VIP " << v.value("name", "") << "  " << v.value("mode", "") << "  "
       << v.value("connections", 0) << " connection(s)"
       << (v.value("synproxy", false) ? "  synproxy" : "") << "\n";
-    for (const auto& b : v["backends"]) {
+    for (const auto& b : v.value("backends", none)) {
       o << "  " << b.value("address", "") << ":" << b.value("port", 0) << "  weight "
         << b.value("weight", 0) << "  " << b.value("health", "")
         << (b.value("in_pool", false) ? "" : "  (not in pool)");
@@ -59,8 +60,8 @@ std::string format_status(const std::string& text) {
       o << "\n";
     }
   }
-  for (const auto& w : doc["workers"]) {
-    const auto& c = w["counters"];
+  for (const auto& w : doc.value("workers", none)) {
+    const nlohmann::json c = w.value("counters", nlohmann::json::object());
     o << "\nworker " << w.value("name", "") << ": rx " << c.value("worker.rx", 0) << ", tx "
       << c.value("worker.tx", 0) << ", live connections " << c.value("gateway.conns_live", 0)
       << "\n  drops and events (non-zero):\n";

@@ -94,6 +94,10 @@ bool mac_set(const uint8_t mac[6]) {
 void check_vip(const GatewayVipConfig& v, bool have_snat) {
   const std::string name =
       "gateway: VIP " + v.key.addr.to_string() + ":" + std::to_string(v.key.port);
+  for (const auto& b : v.pool.backends)
+    if (b.addr.family != v.key.addr.family)
+      throw std::invalid_argument(name + ": backend " + b.addr.to_string() +
+                                  " is not of the VIP's family");
   if (v.mode == VipMode::kFullNat) {
     if (!have_snat)
       throw std::invalid_argument(name + ": FullNAT needs SNAT addresses of the VIP's family");
@@ -157,11 +161,13 @@ VipId GatewayStage::add_vip(const GatewayVipConfig& v) {
   return id;
 }
 
-void GatewayStage::remove_vip(const VipKey& key) {
+VipId GatewayStage::remove_vip(const VipKey& key) {
   const VipId id = lb_.find_vip(key);
   if (id == kNoVip) throw std::invalid_argument("gateway: no VIP " + key.addr.to_string());
   lb_.remove_vip(key);
+  lb_.collect_garbage();
   vip_removed_[id] = 1;  // vip_cfg_[id] stays: draining connections still name it
+  return id;
 }
 
 void GatewayStage::update_pool(const VipKey& key, const PoolSpec& pool) {
@@ -187,8 +193,9 @@ void GatewayStage::update_vip_options(const GatewayVipConfig& v) {
   vip_cfg_[id] = c;
 }
 
-void GatewayStage::set_firewall(const FirewallConfig& cfg) {
+void GatewayStage::set_firewall(const FirewallConfig& cfg, TrafficDir non_vip_dir) {
   fw_.set_policy(std::make_shared<const FwPolicy>(cfg));
+  non_vip_dir_ = non_vip_dir;
 }
 
 FlowKey GatewayStage::original_key(const ConnRecord& r) const {
@@ -243,21 +250,33 @@ bool GatewayStage::is_reuse(const PacketMeta& m, const ConnLink& link) const {
       (m.tcp_flags & (kTcpSyn | kTcpAck | kTcpRst)) != kTcpSyn)
     return false;
   const ConnRecord& r = records_[link.record];
-  if (!(r.flags & (kRecNat | kRecDsr)) || (r.flags & kRecEgress) || r.fw.kind != FwKind::kTcp)
+  if (!(r.flags & (kRecNat | kRecDsr)) || (r.flags & kRecEgress) || r.proto != kProtoTcp)
     return false;
+  // Its backend was killed: the old connection is over (it was reset).
+  if (lb_.is_killed(r.lb.vip, r.lb.version, r.lb.backend)) return true;
+  if (r.flags & kRecDsr) return (r.seen & (kSeenFin | kSeenRst)) != 0;
+  if (r.fw.kind != FwKind::kTcp) return false;
   const TcpState st = r.fw.tcp_state();
   return st == TcpState::kTimeWait || st == TcpState::kClose;
 }
 
-void GatewayStage::end_connection(uint32_t idx) {
-  const ConnRecord& r = records_[idx];
+bool GatewayStage::end_connection(uint32_t idx, SnatLease* kept) {
+  ConnRecord& r = records_[idx];
   const FlowKey ok = original_key(r);
   table_.erase(ok, hash(ok));
+  bool has_lease = false;
   if (r.flags & kRecNat) {
     const FlowKey rk = reply_key(r);
     table_.erase(rk, hash(rk));
+    if (kept != nullptr) {  // the caller frees it (after allocating another)
+      *kept = r.lease;
+      has_lease = true;
+      // free_record() then releases the LB reference only.
+      r.flags = static_cast<uint8_t>((r.flags & ~kRecNat) | kRecDsr);
+    }
   }
   free_record(idx);
+  return has_lease;
 }
 
 void GatewayStage::advance_to(uint64_t now_ns) {
@@ -275,7 +294,7 @@ void GatewayStage::maybe_clamp(uint8_t* frame, const PacketMeta& m, const ConnRe
 }
 
 bool GatewayStage::nat_forward(uint8_t* frame, PacketMeta& m, const ConnRecord& r, uint8_t dir) {
-  NatResult a, c = NatResult::kOk;
+  NatResult a;
   if (r.flags & kRecEgress) {
     // Only the inside host's endpoint changes.
     a = dir == kLinkOriginal
@@ -288,16 +307,19 @@ bool GatewayStage::nat_forward(uint8_t* frame, PacketMeta& m, const ConnRecord& 
   } else {
     a = nat_rewrite_both(frame, m, vip_addr(r), vip_port(r), r.client_addr, r.client_port);
   }
-  if (a != NatResult::kOk || c != NatResult::kOk) return drop(GatewayCounter::kDropNatUnsupported);
+  if (a != NatResult::kOk) return drop(GatewayCounter::kDropNatUnsupported);
   return true;
 }
 
-uint32_t GatewayStage::dsr_timeout(const PacketMeta& m) const {
-  // One direction only: no state machine, the flags the client sends.
+uint32_t GatewayStage::dsr_timeout(const PacketMeta& m, ConnRecord& r) const {
+  // One direction only, no state machine: the client's flags, and once it
+  // has closed (FIN) or reset, never the established timeout again.
   const FwTimeouts& t = fw_.policy().timeouts;
   if (m.proto != kProtoTcp) return t.udp_stream;
-  if (m.tcp_flags & kTcpRst) return t.tcp_close;
-  if (m.tcp_flags & kTcpFin) return t.tcp_fin_wait;
+  if (m.tcp_flags & kTcpRst) r.seen |= kSeenRst;
+  if (m.tcp_flags & kTcpFin) r.seen |= kSeenFin;
+  if (r.seen & kSeenRst) return t.tcp_close;
+  if (r.seen & kSeenFin) return t.tcp_time_wait;
   if (m.tcp_flags & kTcpSyn) return t.tcp_syn_sent;
   return t.tcp_established;
 }
@@ -415,7 +437,7 @@ bool GatewayStage::on_hit(Burst& b, uint32_t i, Table::Ref ref, Tick now) {
     return reset_killed(b, i, ref, r, dir, now);
   if (r.flags & kRecDsr) {
     // Only the client's half passes here: the ACL decided at creation.
-    refresh_s(dsr_timeout(m));
+    refresh_s(dsr_timeout(m, r));
     maybe_clamp(frame, m, r);
     return dsr_forward(b, i, r);
   }
@@ -647,7 +669,10 @@ bool GatewayStage::on_miss(Burst& b, uint32_t i, const FlowKey& dkey, uint64_t d
     const uint64_t ch = b.reversed[i] ? hash(ckey) : dhash;
     if (b.reversed[i]) {
       const Table::Ref ref = table_.lookup(ckey, ch);
-      if (ref.found()) return on_hit(b, i, ref, now);
+      // Only an untranslated flow's key: a packet that merely mirrors a NAT
+      // connection's original key is not that connection.
+      if (ref.found() && table_.value(ref.idx).direction == kLinkCanonical)
+        return on_hit(b, i, ref, now);
     }
     const bool egress = is_egress(frame, m);
     FwConnState st{};
@@ -807,14 +832,22 @@ void GatewayStage::process(Burst& b) {
     const uint32_t i = sel[j];
     b.hash[i] = hashes[j];
     Table::Ref r = mutated ? table_.lookup(keys[j], hashes[j]) : refs[j];
+    SnatLease old_lease;
+    bool hold = false;
+    Family old_family = Family::kNone;
     if (r.found() && is_reuse(b.meta[i], table_.value(r.idx))) {
-      end_connection(table_.value(r.idx).record);
+      const uint32_t rec = table_.value(r.idx).record;
+      old_family = records_[rec].family;
+      // The old SNAT port is returned only after the new connection took
+      // one: the backend may still hold the old 4-tuple in TIME_WAIT.
+      hold = end_connection(rec, &old_lease);
       counters_.inc(GatewayCounter::kConnsReused);
       mutated = true;
       r = Table::Ref{};
     }
     const bool ok =
         r.found() ? on_hit(b, i, r, now) : on_miss(b, i, keys[j], hashes[j], now, &mutated);
+    if (hold) snat_[fam(old_family)]->free(old_lease);
     if (!ok) b.verdict[i] = Verdict::kDrop;
   }
   for (uint32_t i = 0; i < received; ++i) {

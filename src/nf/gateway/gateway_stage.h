@@ -39,6 +39,10 @@ inline constexpr uint8_t kRecSynProxy = 1u << 2;  // sp is in use
 inline constexpr uint8_t kRecEgress = 1u << 3;    // with kRecNat: egress SNAT (source only)
 inline constexpr uint8_t kRecDsr = 1u << 4;       // DSR: one original key, MAC rewrite only
 
+// ConnRecord::seen (DSR).
+inline constexpr uint8_t kSeenFin = 1u << 0;
+inline constexpr uint8_t kSeenRst = 1u << 1;
+
 // Two cache lines, aligned: the per-packet path touches exactly two lines of
 // state besides the table. The VIP is not stored: it is the VIP's key
 // (lb.vip), and for egress the destination (dip_*).
@@ -54,7 +58,7 @@ struct alignas(64) ConnRecord {
   uint8_t flags;            // kRec*
   Family family;
   uint8_t proto;
-  uint8_t reserved;
+  uint8_t seen;       // kSeen*: what a DSR connection's client has sent (no FSM there)
   uint32_t deadline;  // tick: the connection's deadline, followed by both keys
 };
 static_assert(sizeof(ConnRecord) == 128);
@@ -174,15 +178,17 @@ class GatewayStage final : public Stage {
   // leaving the stage as it was ----
   VipId add_vip(const GatewayVipConfig& v);
   // No new connections; existing ones drain on the version they hold.
-  void remove_vip(const VipKey& key);
+  // Returns the VIP's id (its connections: lb().pools().vip_connections()).
+  VipId remove_vip(const VipKey& key);
   // A new pool version, prepared then committed (two-phase): connections
   // keep the backend they started with.
   void update_pool(const VipKey& key, const PoolSpec& pool);
   // MSS clamp and SYN-proxy options (for new connections). The mode cannot
   // change in place (remove and add).
   void update_vip_options(const GatewayVipConfig& v);
-  // Rules, timeouts, liberal mode: for what comes next.
-  void set_firewall(const FirewallConfig& cfg);
+  // Rules, timeouts, liberal mode, the direction of traffic not to a VIP:
+  // for what comes next.
+  void set_firewall(const FirewallConfig& cfg, TrafficDir non_vip_dir);
   const GatewayVipConfig* vip_config(VipId id) const {
     return id < vip_cfg_.size() && !vip_removed_[id] ? &vip_cfg_[id] : nullptr;
   }
@@ -230,7 +236,9 @@ class GatewayStage final : public Stage {
   // backend (the old one may be gone) and a new SNAT port (the backend may
   // hold the old one in TIME_WAIT).
   bool is_reuse(const PacketMeta& m, const ConnLink& link) const;
-  void end_connection(uint32_t idx);  // erases its keys and frees it
+  // Erases its keys and frees it. With `kept`, a FullNAT connection's SNAT
+  // lease is not freed but handed to the caller (true if so).
+  bool end_connection(uint32_t idx, SnatLease* kept = nullptr);
   uint32_t alloc_record();
 
   // Per-packet paths; return false to drop (counted).
@@ -247,7 +255,7 @@ class GatewayStage final : public Stage {
   bool insert_keys(const FlowKey& dkey, uint64_t dhash, uint32_t idx, ConnRecord& r);
   bool nat_forward(uint8_t* frame, PacketMeta& m, const ConnRecord& r, uint8_t dir);
   bool dsr_forward(Burst& b, uint32_t i, const ConnRecord& r);
-  uint32_t dsr_timeout(const PacketMeta& m) const;
+  uint32_t dsr_timeout(const PacketMeta& m, ConnRecord& r) const;
   bool reset_killed(Burst& b, uint32_t i, Table::Ref ref, ConnRecord& r, uint8_t dir, Tick now);
   void send_window_update(Burst& b, uint32_t i, const ConnRecord& r);
   void maybe_clamp(uint8_t* frame, const PacketMeta& m, const ConnRecord& r);

@@ -536,8 +536,14 @@ TEST(Gateway, DsrRewritesOnlyTheDestinationMac) {
   only_other.backends = {other};
   h.gw().lb().commit(vip, h.gw().lb().prepare(vip, only_other));
   EXPECT_EQ(mac_of(h.one(seg({kClient, kDsrVip, kCport, 80, kTcpAck, 1010, 9000}))), mac);
-  // A FIN shortens its life to fin_wait (120 s).
+  // A FIN shortens its life to time_wait (120 s), and the client's last
+  // ACK does not bring the established timeout back.
   ASSERT_FALSE(h.one(seg({kClient, kDsrVip, kCport, 80, kTcpFin | kTcpAck, 1010, 9000})).empty());
+  ASSERT_FALSE(h.one(seg({kClient, kDsrVip, kCport, 80, kTcpAck, 1011, 9001})).empty());
+  // The client reuses its port: a new connection, scheduled afresh.
+  ASSERT_FALSE(h.one(seg({kClient, kDsrVip, kCport, 80, kTcpSyn, 50000})).empty());
+  EXPECT_EQ(h.counters()["conns_reused"], 1u);
+  EXPECT_EQ(h.counters()["conns_live"], 1u);
   h.clock().advance_ns(121 * kSec);
   h.gw().advance_to(h.clock().now_ns());
   c = h.counters();
@@ -675,7 +681,7 @@ TEST(Gateway, ControlPlaneChangesKeepExistingConnections) {
   // New firewall rules apply to new connections only.
   FirewallConfig fw;
   fw.acl = parse_rules("deny in tcp from 198.51.100.0/24\ndefault allow");
-  h.gw().set_firewall(fw);
+  h.gw().set_firewall(fw, TrafficDir::kOut);
   EXPECT_TRUE(h.one(seg({kClient, kVip, kCport + 2, 80, kTcpSyn, 1})).empty());
   EXPECT_FALSE(h.one(seg({kClient, kVip, kCport, 80, kTcpAck, 1001, 5001})).empty());
   // A removed VIP balances nothing new; its connection drains.
@@ -708,6 +714,8 @@ TEST(Gateway, ReusedClientPortOfAFinishedConnectionIsScheduledAfresh) {
   const Bytes syn = h.one(seg({kClient, kVip, kCport, 80, kTcpSyn, 90000}));
   ASSERT_FALSE(syn.empty());
   EXPECT_EQ(endpoints_of(syn).dst, kDip3);
+  // A new SNAT port: the old 4-tuple may sit in the backend's TIME_WAIT.
+  EXPECT_NE(endpoints_of(syn).sport, e.sport);
   auto c = h.counters();
   EXPECT_EQ(c["conns_reused"], 1u);
   EXPECT_EQ(c["conns_live"], 1u);

@@ -34,13 +34,15 @@ bool has_pseudo_header(uint8_t proto) {
 // stored at frame+csum_off (if csum_off != 0). `off` must be at an even
 // distance from the start of the checksummed region, which holds for every
 // address, port and checksum field NAT touches.
+// UDP: a computed 0 is sent as 0xFFFF (0 means "no checksum", which IPv6
+// forbids, RFC 8200 8.1); over IPv4 a 0 received stays 0 (`udp4`).
 void patch(uint8_t* frame, uint32_t off, const uint8_t* bytes, uint32_t len, uint32_t csum_off,
-           bool udp4) {
+           bool udp4, bool udp = false) {
   if (csum_off != 0) {
     const uint16_t hc = load_be16(frame + csum_off);
     if (!(udp4 && hc == 0)) {
       uint16_t n = csum_update_bytes(hc, frame + off, bytes, len);
-      if (udp4 && n == 0) n = 0xFFFF;
+      if ((udp4 || udp) && n == 0) n = 0xFFFF;
       store_be16(frame + csum_off, n);
     }
   }
@@ -83,7 +85,8 @@ NatResult nat_rewrite(uint8_t* frame, PacketMeta& m, NatSide side, const uint8_t
       const uint16_t hc = load_be16(frame + m.l3_off + 10);
       store_be16(frame + m.l3_off + 10, csum_update_bytes(hc, frame + addr_off, addr, 4));
     }
-    patch(frame, addr_off, addr, m.addr_len(), has_pseudo_header(m.proto) ? l4_csum : 0, udp4);
+    patch(frame, addr_off, addr, m.addr_len(), has_pseudo_header(m.proto) ? l4_csum : 0, udp4,
+          m.proto == kProtoUdp);
   }
   if (icmp_error) return NatResult::kOk;
   // The port (or the echo identifier, for the requester's side).
@@ -95,7 +98,8 @@ NatResult nat_rewrite(uint8_t* frame, PacketMeta& m, NatSide side, const uint8_t
       m.sport = m.dport = port;
     }
   } else {
-    patch(frame, m.l4_off + (side == NatSide::kSource ? 0 : 2), p, 2, l4_csum, udp4);
+    patch(frame, m.l4_off + (side == NatSide::kSource ? 0 : 2), p, 2, l4_csum, udp4,
+          m.proto == kProtoUdp);
     (side == NatSide::kSource ? m.sport : m.dport) = port;
   }
   return NatResult::kOk;
@@ -145,7 +149,7 @@ NatResult nat_rewrite_both(uint8_t* frame, PacketMeta& m, const uint8_t* src, ui
   const bool udp4 = v4 && m.proto == kProtoUdp;
   if (!(udp4 && hc == 0)) {  // UDP over IPv4 without a checksum keeps none
     uint16_t n = apply_delta(hc, l4_delta);
-    if (udp4 && n == 0) n = 0xFFFF;
+    if (m.proto == kProtoUdp && n == 0) n = 0xFFFF;  // 0 is "none" (IPv6 forbids it)
     store_be16(l4_csum, n);
   }
   std::memcpy(frame + m.src_off, src, alen);
