@@ -303,7 +303,16 @@ PoolSpec Daemon::effective_pool(size_t v) const {
 void Daemon::push_pool(size_t v) {
   const VipKey key = cfg_.gateway.vips[v].key;
   const PoolSpec pool = effective_pool(v);
-  for_each_worker([key, pool](GatewayStage& g) { g.update_pool(key, pool); }, "pool update");
+  // The Maglev table is built here, once, not on the workers' packet threads.
+  std::shared_ptr<const BuiltPool> built;
+  try {
+    built = build_pool(pool);
+  } catch (const std::exception& e) {
+    spdlog::error("pool of {}: {}", vip_label(key), e.what());
+    return;
+  }
+  for_each_worker([key, pool, built](GatewayStage& g) { g.update_pool(key, pool, built); },
+                  "pool update");
 }
 
 void Daemon::on_health_events() {

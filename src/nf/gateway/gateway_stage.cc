@@ -180,6 +180,17 @@ void GatewayStage::update_pool(const VipKey& key, const PoolSpec& pool) {
   lb_.collect_garbage();
 }
 
+void GatewayStage::update_pool(const VipKey& key, const PoolSpec& spec,
+                               std::shared_ptr<const BuiltPool> built) {
+  const VipId id = lb_.find_vip(key);
+  if (id == kNoVip) throw std::invalid_argument("gateway: no VIP " + key.addr.to_string());
+  GatewayVipConfig v = vip_cfg_[id];
+  v.pool = spec;
+  check_vip(v, snat_[fam(key.addr.family)] != nullptr);
+  lb_.commit(id, lb_.prepare(id, std::move(built)));
+  lb_.collect_garbage();
+}
+
 void GatewayStage::update_vip_options(const GatewayVipConfig& v) {
   const VipId id = lb_.find_vip(v.key);
   if (id == kNoVip) throw std::invalid_argument("gateway: no VIP " + v.key.addr.to_string());

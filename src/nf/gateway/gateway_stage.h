@@ -183,6 +183,10 @@ class GatewayStage final : public Stage {
   // A new pool version, prepared then committed (two-phase): connections
   // keep the backend they started with.
   void update_pool(const VipKey& key, const PoolSpec& pool);
+  // The same with the pool built elsewhere (build_pool() takes milliseconds
+  // for the Maglev table: the daemon builds it on its control thread, once
+  // for all workers). `spec` is what `built` was built from.
+  void update_pool(const VipKey& key, const PoolSpec& spec, std::shared_ptr<const BuiltPool> built);
   // MSS clamp and SYN-proxy options (for new connections). The mode cannot
   // change in place (remove and add).
   void update_vip_options(const GatewayVipConfig& v);
