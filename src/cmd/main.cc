@@ -19,6 +19,7 @@
 #include "common/random.h"
 #include "control/config.h"
 #include "daemon/daemon.h"
+#include "daemon/logging.h"
 #include "daemon/status_client.h"
 #include "io/port.h"
 #include "nf/gateway/gateway_stage.h"
@@ -37,16 +38,6 @@ struct RunOptions {
 };
 
 void print_counters(const Pipeline& p, bool skip_zero);
-
-void setup_logging(const LoggingConfig& l) {
-  spdlog::set_level(spdlog::level::from_str(l.level));
-  if (l.format == LogFormat::kJson) {
-    // One JSON object per line; the message is the one free-text field.
-    spdlog::set_pattern(R"({"time":"%Y-%m-%dT%H:%M:%S.%e%z","level":"%l","msg":"%v"})");
-  } else {
-    spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %l %v");
-  }
-}
 
 int run_daemon(const std::string& path, bool check_only) {
   TripodConfig cfg = load_config(path);

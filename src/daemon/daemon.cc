@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
+#include "daemon/logging.h"
 #include "io/xdp/xdp_port.h"
 
 namespace tripod {
@@ -410,7 +411,7 @@ bool Daemon::reload() {
   cfg_.gateway.firewall = next.gateway.firewall;
   cfg_.gateway.non_vip_dir = next.gateway.non_vip_dir;
   cfg_.logging = next.logging;
-  spdlog::set_level(spdlog::level::from_str(cfg_.logging.level));
+  setup_logging(cfg_.logging);
   ++reloads_ok_;
   spdlog::info("reload done: {} VIP(s)", cfg_.gateway.vips.size());
   return true;
