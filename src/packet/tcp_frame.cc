@@ -65,12 +65,7 @@ uint32_t write_tcp_frame(const TcpFrameSpec& s, uint8_t* out, uint32_t cap) {
   return len;
 }
 
-uint32_t write_tcp_reset(const uint8_t* frame, const PacketMeta& m, bool to_sender, uint8_t* out,
-                         uint32_t cap) {
-  if (!is_tcp_segment(m)) return 0;
-  const uint32_t data = m.l3_end > m.payload_off ? uint32_t{m.l3_end} - m.payload_off : 0;
-  const uint32_t end =
-      m.tcp_seq + data + ((m.tcp_flags & kTcpSyn) ? 1 : 0) + ((m.tcp_flags & kTcpFin) ? 1 : 0);
+TcpFrameSpec tcp_frame_forward(const uint8_t* frame, const PacketMeta& m) {
   TcpFrameSpec s;
   s.l2 = frame;
   s.l2_len = m.l3_off;
@@ -79,11 +74,26 @@ uint32_t write_tcp_reset(const uint8_t* frame, const PacketMeta& m, bool to_send
   s.dst = frame + m.dst_off;
   s.sport = m.sport;
   s.dport = m.dport;
+  return s;
+}
+
+TcpFrameSpec tcp_frame_reply(const uint8_t* frame, const PacketMeta& m) {
+  TcpFrameSpec s = tcp_frame_forward(frame, m);
+  s.swap_macs = true;
+  std::swap(s.src, s.dst);
+  std::swap(s.sport, s.dport);
+  return s;
+}
+
+uint32_t write_tcp_reset(const uint8_t* frame, const PacketMeta& m, bool to_sender, uint8_t* out,
+                         uint32_t cap) {
+  if (!is_tcp_segment(m)) return 0;
+  const uint32_t data = m.l3_end > m.payload_off ? uint32_t{m.l3_end} - m.payload_off : 0;
+  const uint32_t end =
+      m.tcp_seq + data + ((m.tcp_flags & kTcpSyn) ? 1 : 0) + ((m.tcp_flags & kTcpFin) ? 1 : 0);
+  TcpFrameSpec s = to_sender ? tcp_frame_reply(frame, m) : tcp_frame_forward(frame, m);
   s.flags = kTcpRst | kTcpAck;
   if (to_sender) {
-    s.swap_macs = true;
-    std::swap(s.src, s.dst);
-    std::swap(s.sport, s.dport);
     s.seq = (m.tcp_flags & kTcpAck) ? m.tcp_ack : 0;
     s.ack = end;
   } else {

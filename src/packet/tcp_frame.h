@@ -67,6 +67,11 @@ struct TcpFrameSpec {
   const TcpOptWriter* opts = nullptr;
 };
 
+// A frame in the direction of `frame` (its L2 header, addresses, ports).
+TcpFrameSpec tcp_frame_forward(const uint8_t* frame, const PacketMeta& m);
+// A reply to `frame`: MACs, addresses and ports swapped.
+TcpFrameSpec tcp_frame_reply(const uint8_t* frame, const PacketMeta& m);
+
 // Ethernet [+ VLAN] + IPv4 (20 bytes, DF, id 0) or IPv6 (no extension
 // headers) + TCP with options, checksums computed. Returns the frame length,
 // or 0 if `cap` is too small.

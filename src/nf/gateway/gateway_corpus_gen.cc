@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "nf/gateway/gateway_fuzz_config.h"
+#include "nf/gateway/pcap_cases.h"
 #include "packet/builder.h"
 
 namespace tripod {
@@ -34,19 +35,7 @@ class Input {
 
 constexpr uint8_t kEndBurst = 0x10, kKill = 0x20;
 
-Bytes tcp(const char* src, const char* dst, uint16_t sp, uint16_t dp, uint8_t flags, uint32_t seq,
-          uint32_t ack = 0, const std::string& payload = "") {
-  PacketBuilder b;
-  if (std::string(src).find(':') != std::string::npos) {
-    b.ipv6(src, dst);
-  } else {
-    b.ipv4(src, dst).dont_fragment();
-  }
-  b.tcp(sp, dp).flags(flags).seq(seq).window(65535);
-  if (flags & kTcpAck) b.ack_seq(ack);
-  if (!payload.empty()) b.payload(payload);
-  return b.build();
-}
+using pcapcases::tcp;
 
 int write_corpus(const char* dir) {
   const char* client = "198.51.100.7";

@@ -518,10 +518,13 @@ bool GatewayStage::insert_keys(const FlowKey& dkey, uint64_t dhash, uint32_t idx
   return true;
 }
 
+// A new connection to a VIP: ACL, backend, record, keys, then the first
+// rewrite. FullNAT takes a SNAT port and two keys; DSR one key, no port.
 bool GatewayStage::create(Burst& b, uint32_t i, const FlowKey& dkey, uint64_t dhash, VipId vip,
                           Tick now, const SynProxyState* sp) {
   uint8_t* frame = b.pkts[i].data;
   PacketMeta& m = b.meta[i];
+  const bool dsr = vip_cfg_[vip].mode == VipMode::kDsr;
   FwConnState st{};
   const FwVerdict v = fw_.new_connection(&st, frame, m, TrafficDir::kIn, false);
   if (!v.accepted()) return drop(GatewayCounter::kDropFirewall);
@@ -535,9 +538,8 @@ bool GatewayStage::create(Burst& b, uint32_t i, const FlowKey& dkey, uint64_t dh
   if (idx == UINT32_MAX) return drop(GatewayCounter::kDropRecordPoolFull);
   ConnRecord& r = records_[idx];
   r.family = m.family;
-  SnatPortAllocator& pool = pool_of(r);  // the VIP's family has one (checked at construction)
-  if (!pool.alloc(0, static_cast<uint32_t>(dhash), &r.lease)) {
-    free_list_[free_top_++] = idx;
+  if (!dsr && !pool_of(r).alloc(0, static_cast<uint32_t>(dhash), &r.lease)) {
+    free_list_[free_top_++] = idx;  // the VIP's family has a pool (checked at construction)
     return drop(GatewayCounter::kDropSnatExhausted);
   }
   const uint32_t alen = m.addr_len();
@@ -547,12 +549,25 @@ bool GatewayStage::create(Burst& b, uint32_t i, const FlowKey& dkey, uint64_t dh
   std::memcpy(r.client_addr, frame + m.src_off, alen);
   std::memcpy(r.dip_addr, sel.backend->addr.bytes, alen);
   r.client_port = m.sport;
-  r.dip_port = sel.backend->port != 0 ? sel.backend->port : m.dport;
+  r.dip_port = !dsr && sel.backend->port != 0 ? sel.backend->port : m.dport;
   r.proto = m.proto;
-  r.flags = kRecLive | kRecNat | (sp != nullptr ? kRecSynProxy : 0);
+  r.flags = kRecLive | (dsr ? kRecDsr : kRecNat) | (sp != nullptr ? kRecSynProxy : 0);
   r.deadline = now + timeout_ticks(v.timeout_s);
-  if (!insert_keys(dkey, dhash, idx, r)) {
-    pool.free(r.lease);
+  bool inserted;
+  if (dsr) {
+    const auto ins = table_.insert(dkey, dhash, r.deadline);
+    inserted = ins.status == InsertStatus::kInserted;
+    if (inserted) {
+      table_.value(ins.ref.idx) = ConnLink{idx, kLinkOriginal, {}};
+    } else {
+      drop(ins.status == InsertStatus::kExists ? GatewayCounter::kDropKeyCollision
+                                               : GatewayCounter::kDropTableFull);
+    }
+  } else {
+    inserted = insert_keys(dkey, dhash, idx, r);
+  }
+  if (!inserted) {
+    if (!dsr) pool_of(r).free(r.lease);
     r.flags = 0;
     free_list_[free_top_++] = idx;
     return false;
@@ -560,9 +575,9 @@ bool GatewayStage::create(Burst& b, uint32_t i, const FlowKey& dkey, uint64_t dh
   lb_.conn_opened(vip, sel.version);
   ++live_;
   counters_.inc(GatewayCounter::kConnsCreated);
-  counters_.inc(GatewayCounter::kConnsCreatedNat);
+  counters_.inc(dsr ? GatewayCounter::kConnsCreatedDsr : GatewayCounter::kConnsCreatedNat);
   maybe_clamp(frame, m, r);
-  return nat_forward(frame, m, r, kLinkOriginal);
+  return dsr ? dsr_forward(b, i, r) : nat_forward(frame, m, r, kLinkOriginal);
 }
 
 uint64_t GatewayStage::lb_hash(const FlowKey& dkey, VipId vip) const {
@@ -574,49 +589,6 @@ uint64_t GatewayStage::lb_hash(const FlowKey& dkey, VipId vip) const {
   std::memset(k.addr + len, 0, len);
   k.port_a = k.port_b = 0;
   return hash_flow_key(k, lb_hash_key_);
-}
-
-bool GatewayStage::create_dsr(Burst& b, uint32_t i, const FlowKey& dkey, uint64_t dhash, VipId vip,
-                              Tick now) {
-  uint8_t* frame = b.pkts[i].data;
-  PacketMeta& m = b.meta[i];
-  FwConnState st{};
-  const FwVerdict v = fw_.new_connection(&st, frame, m, TrafficDir::kIn, false);
-  if (!v.accepted()) return drop(GatewayCounter::kDropFirewall);
-  if (v.reason != FwReason::kCreated) {
-    counters_.inc(GatewayCounter::kUntracked);
-    return true;
-  }
-  const Selection sel = lb_.select(vip, lb_hash(dkey, vip));
-  if (sel.backend == nullptr) return drop(GatewayCounter::kDropNoBackend);
-  const uint32_t idx = alloc_record();
-  if (idx == UINT32_MAX) return drop(GatewayCounter::kDropRecordPoolFull);
-  ConnRecord& r = records_[idx];
-  const uint32_t alen = m.addr_len();
-  r.fw = st;
-  r.lb = LbConn{vip, sel.version, sel.index, 0};
-  std::memcpy(r.client_addr, frame + m.src_off, alen);
-  std::memcpy(r.dip_addr, sel.backend->addr.bytes, alen);
-  r.client_port = m.sport;
-  r.dip_port = m.dport;
-  r.family = m.family;
-  r.proto = m.proto;
-  r.flags = kRecLive | kRecDsr;
-  r.deadline = now + timeout_ticks(v.timeout_s);
-  const auto ins = table_.insert(dkey, dhash, r.deadline);
-  if (ins.status != InsertStatus::kInserted) {
-    r.flags = 0;
-    free_list_[free_top_++] = idx;
-    return drop(ins.status == InsertStatus::kExists ? GatewayCounter::kDropKeyCollision
-                                                    : GatewayCounter::kDropTableFull);
-  }
-  table_.value(ins.ref.idx) = ConnLink{idx, kLinkOriginal, {}};
-  lb_.conn_opened(vip, sel.version);
-  ++live_;
-  counters_.inc(GatewayCounter::kConnsCreated);
-  counters_.inc(GatewayCounter::kConnsCreatedDsr);
-  maybe_clamp(frame, m, r);
-  return dsr_forward(b, i, r);
 }
 
 bool GatewayStage::is_egress(const uint8_t* frame, const PacketMeta& m) const {
@@ -718,11 +690,7 @@ bool GatewayStage::on_miss(Burst& b, uint32_t i, const FlowKey& dkey, uint64_t d
   }
 
   const GatewayVipConfig& vc = vip_cfg_[vip];
-  if (vc.mode == VipMode::kDsr) {
-    *mutated = true;
-    return create_dsr(b, i, dkey, dhash, vip, now);
-  }
-  if (!vc.synproxy || m.proto != kProtoTcp) {
+  if (vc.mode == VipMode::kDsr || !vc.synproxy || m.proto != kProtoTcp) {
     *mutated = true;
     return create(b, i, dkey, dhash, vip, now, nullptr);
   }

@@ -252,7 +252,6 @@ class GatewayStage final : public Stage {
   bool create(Burst& b, uint32_t i, const FlowKey& dkey, uint64_t dhash, VipId vip, Tick now,
               const SynProxyState* sp);
   uint64_t lb_hash(const FlowKey& dkey, VipId vip) const;
-  bool create_dsr(Burst& b, uint32_t i, const FlowKey& dkey, uint64_t dhash, VipId vip, Tick now);
   bool create_egress(Burst& b, uint32_t i, const FlowKey& dkey, uint64_t dhash, Tick now,
                      const FwConnState& st, uint32_t timeout_s);
   bool is_egress(const uint8_t* frame, const PacketMeta& m) const;

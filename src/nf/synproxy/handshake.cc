@@ -23,28 +23,6 @@ uint32_t flow_label_of(const uint8_t* frame, const PacketMeta& m) {
   return m.family == Family::kIpv6 ? load_be32(frame + m.l3_off) & 0xFFFFF : 0;
 }
 
-// A frame in the input's direction (same L2, addresses, ports).
-TcpFrameSpec forward_of(const uint8_t* frame, const PacketMeta& m) {
-  TcpFrameSpec s;
-  s.l2 = frame;
-  s.l2_len = m.l3_off;
-  s.family = m.family;
-  s.src = frame + m.src_off;
-  s.dst = frame + m.dst_off;
-  s.sport = m.sport;
-  s.dport = m.dport;
-  return s;
-}
-
-// A reply to the input: MACs, addresses and ports swapped.
-TcpFrameSpec reply_to(const uint8_t* frame, const PacketMeta& m) {
-  TcpFrameSpec s = forward_of(frame, m);
-  s.swap_macs = true;
-  std::swap(s.src, s.dst);
-  std::swap(s.sport, s.dport);
-  return s;
-}
-
 // Writes the frame and parses it back for the meta the next stages use.
 // The parse cannot fail on what write_tcp_frame wrote; if it ever did, the
 // frame is reported as not built rather than passed on with a wrong meta.
@@ -118,7 +96,7 @@ SynProxyCounter SynProxy::answer_syn(const uint8_t* frame, const PacketMeta& met
   }
   if (co.wscale != kNoWscale) opts.wscale(std::min<uint8_t>(vip.wscale, 14));
 
-  TcpFrameSpec s = reply_to(frame, meta);
+  TcpFrameSpec s = tcp_frame_reply(frame, meta);
   s.ttl = vip.ttl;
   s.seq = c.isn;
   s.ack = meta.tcp_seq + 1;
@@ -207,7 +185,7 @@ SynProxyCounter build_backend_syn(const uint8_t* ack_frame, const PacketMeta& ac
   }
   if (co.wscale != kNoWscale) opts.wscale(co.wscale);
 
-  TcpFrameSpec s = forward_of(ack_frame, ack_meta);
+  TcpFrameSpec s = tcp_frame_forward(ack_frame, ack_meta);
   s.ttl = ack_meta.ttl;
   s.dscp_tos = dscp_of(ack_frame, ack_meta);
   s.flow_label = flow_label_of(ack_frame, ack_meta);
@@ -272,7 +250,7 @@ SynProxyCounter build_backend_ack(const SynProxyState& st, const uint8_t* synack
   if ((st.flags & kSpTimestamps) != 0 && o.has_timestamps) {
     opts.timestamps(false, o.ts_ecr, o.ts_val);
   }
-  TcpFrameSpec s = reply_to(synack, synack_meta);
+  TcpFrameSpec s = tcp_frame_reply(synack, synack_meta);
   s.seq = synack_meta.tcp_ack;
   s.ack = synack_meta.tcp_seq + 1;
   s.flags = kTcpAck;
@@ -297,7 +275,7 @@ SynProxyCounter build_client_window_update(const SynProxyState& st, const uint8_
   }
   // What the backend would send after its SYN-ACK: the next seq, and its
   // window now scaled by its own shift; then translated like its traffic.
-  TcpFrameSpec s = forward_of(synack, synack_meta);
+  TcpFrameSpec s = tcp_frame_forward(synack, synack_meta);
   s.ttl = synack_meta.ttl;
   s.seq = synack_meta.tcp_seq + 1;
   s.ack = synack_meta.tcp_ack;
