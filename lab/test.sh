@@ -458,7 +458,10 @@ scenario_tripod_synflood() {
     flood="$LAB_RUN/$NAME/hping3.out"
     # SYNs from the client's own address, a new source port each (hping3's
     # default), 5000/s; bounded by -c and timeout.
-    cx timeout 30 hping3 -q -S -p 80 -i u200 -c "$n" "$VIP4" >"$flood" 2>&1 &
+    # Source ports from 1024 up (-s), below the kernel's ephemeral range, so
+    # the flood never takes over the 4-tuple of a curl connection (that is
+    # port reuse, and rightly ends the curl connection's record).
+    cx timeout 30 hping3 -q -S -p 80 -s 1024 -i u200 -c "$n" "$VIP4" >"$flood" 2>&1 &
     hpid=$!
     BG_PIDS+=" $hpid"
     sleep 1
