@@ -110,11 +110,11 @@ trap cleanup EXIT
 "$LAB" down --name "$NAME" >/dev/null 2>&1 || true
 
 # curl N times through a URL; sets OKS (answers) and SEEN (sorted backend names).
-curl_many() {  # n url
+curl_many() {  # n url [curl options...]
   local out
   OKS=0 SEEN=""
   for _ in $(seq "$1"); do
-    if out=$(cx curl -sS -f -m 2 "$2" 2>/dev/null); then
+    if out=$(cx curl -sS -f -m 2 "${@:3}" "$2" 2>/dev/null); then
       OKS=$((OKS + 1))
       SEEN+="$(echo "$out" | awk '{print $3}') "
     fi
@@ -449,7 +449,7 @@ scenario_tripod_synflood() {
   NGW=1
   export TRIPOD_SYNPROXY=1
   if tripod_up --gateways "$NGW" --backends "$NBE"; then
-    curl_many 3 "http://$VIP4/"
+    curl_many 3 "http://$VIP4/" --local-port 40000-40999
     check "requests answered through the SYN proxy before the flood ($OKS/3)" test "$OKS" -eq 3
 
     local live0 syn0 flood out hpid n=20000 still
@@ -458,14 +458,14 @@ scenario_tripod_synflood() {
     flood="$LAB_RUN/$NAME/hping3.out"
     # SYNs from the client's own address, a new source port each (hping3's
     # default), 5000/s; bounded by -c and timeout.
-    # Source ports from 1024 up (-s), below the kernel's ephemeral range, so
-    # the flood never takes over the 4-tuple of a curl connection (that is
-    # port reuse, and rightly ends the curl connection's record).
+    # The flood's source ports (1024 up, -s) and curl's (40000-40999,
+    # --local-port) never meet: a flood SYN on a finished curl connection's
+    # 4-tuple would be port reuse, which rightly ends that connection's record.
     cx timeout 30 hping3 -q -S -p 80 -s 1024 -i u200 -c "$n" "$VIP4" >"$flood" 2>&1 &
     hpid=$!
     BG_PIDS+=" $hpid"
     sleep 1
-    curl_many 20 "http://$VIP4/"
+    curl_many 20 "http://$VIP4/" --local-port 40000-40999
     if kill -0 "$hpid" 2>/dev/null; then still=yes; else still=no; fi
     echo "     during the flood: $OKS/20 answered; backends: $SEEN (flood still running afterwards: $still)"
     check "every request answered during the SYN flood" test "$OKS" -eq 20
