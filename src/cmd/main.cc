@@ -41,6 +41,7 @@ void print_counters(const Pipeline& p, bool skip_zero);
 
 int run_daemon(const std::string& path, bool check_only) {
   TripodConfig cfg = load_config(path);
+  Daemon::check_supported(cfg);
   if (check_only) {
     std::printf("%s: OK (%zu VIP(s), %zu interface(s))\n", path.c_str(), cfg.gateway.vips.size(),
                 cfg.interfaces.size());

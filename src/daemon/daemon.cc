@@ -99,18 +99,22 @@ int open_status_socket(const std::string& path) {
 
 }  // namespace
 
-Daemon::Daemon(TripodConfig cfg, std::string config_path)
-    : cfg_(std::move(cfg)), path_(std::move(config_path)), started_ns_(now_ns()) {
-  if (cfg_.interfaces.empty()) throw std::runtime_error(cfg_.file + ": no interfaces to serve");
-  if (!cfg_.gateway.egress.sources.empty())
-    throw std::runtime_error(cfg_.file +
+void Daemon::check_supported(const TripodConfig& cfg) {
+  if (cfg.interfaces.empty()) throw std::runtime_error(cfg.file + ": no interfaces to serve");
+  if (!cfg.gateway.egress.sources.empty())
+    throw std::runtime_error(cfg.file +
                              ": egress SNAT is not served by the daemon yet (the XDP program "
                              "steers by destination; internal hosts' traffic would bypass it)");
-  if (cfg_.sockets() != 1 || cfg_.effective_workers() != 1)
+  if (cfg.sockets() != 1 || cfg.effective_workers() != 1)
     throw std::runtime_error(
-        cfg_.file +
+        cfg.file +
         ": one interface queue and one worker per node for now (replies of a flow must reach "
         "the worker that owns it; steering by SNAT port partition is not built yet)");
+}
+
+Daemon::Daemon(TripodConfig cfg, std::string config_path)
+    : cfg_(std::move(cfg)), path_(std::move(config_path)), started_ns_(now_ns()) {
+  check_supported(cfg_);
   signal_fd_ = open_signal_fd();
   monitor_ = std::make_unique<route::NetlinkMonitor>();
 

@@ -33,6 +33,9 @@ class Daemon {
   // what failed. `config_path` is re-read on SIGHUP.
   Daemon(TripodConfig cfg, std::string config_path);
   ~Daemon();
+  // What a valid configuration may still ask that this daemon cannot do
+  // yet (several queues per node, egress SNAT); throws std::runtime_error.
+  static void check_supported(const TripodConfig& cfg);
   Daemon(const Daemon&) = delete;
   Daemon& operator=(const Daemon&) = delete;
 

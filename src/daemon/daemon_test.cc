@@ -2,6 +2,8 @@
 // next-hop table, the worker's control calls over a memory port, the JSON
 // log escaping and the status summary. (The whole daemon runs in the lab
 // tests: lab/test.sh tripod_*.)
+#include "daemon/daemon.h"
+
 #include <gtest/gtest.h>
 #include <linux/neighbour.h>
 #include <linux/rtnetlink.h>
@@ -149,6 +151,13 @@ TEST(Worker, CallsRunOnTheWorkerThreadAndReportErrors) {
   // Stopped: calls run on the caller's thread.
   ASSERT_TRUE(w.call([&](GatewayStage&) { ran_on = std::this_thread::get_id(); }));
   EXPECT_EQ(ran_on, std::this_thread::get_id());
+}
+
+TEST(Daemon, RefusesWhatItCannotServeYet) {
+  EXPECT_NO_THROW(Daemon::check_supported(load_config(TRIPOD_CONFIG_DIR "/minimal.yaml")));
+  // Two interfaces (two sockets) and egress SNAT.
+  EXPECT_THROW(Daemon::check_supported(load_config(TRIPOD_CONFIG_DIR "/tripod.example.yaml")),
+               std::runtime_error);
 }
 
 TEST(Logging, JsonEscapeKeepsALineValidJson) {
