@@ -538,7 +538,10 @@ bool GatewayStage::create(Burst& b, uint32_t i, const FlowKey& dkey, uint64_t dh
   if (idx == UINT32_MAX) return drop(GatewayCounter::kDropRecordPoolFull);
   ConnRecord& r = records_[idx];
   r.family = m.family;
-  if (!dsr && !pool_of(r).alloc(0, static_cast<uint32_t>(dhash), &r.lease)) {
+  if (!dsr && has_reused_lease_) {
+    r.lease = reused_lease_;  // see process(): a reopened tuple keeps its port
+    has_reused_lease_ = false;
+  } else if (!dsr && !pool_of(r).alloc(0, static_cast<uint32_t>(dhash), &r.lease)) {
     free_list_[free_top_++] = idx;  // the VIP's family has a pool (checked at construction)
     return drop(GatewayCounter::kDropSnatExhausted);
   }
@@ -811,22 +814,25 @@ void GatewayStage::process(Burst& b) {
     const uint32_t i = sel[j];
     b.hash[i] = hashes[j];
     Table::Ref r = mutated ? table_.lookup(keys[j], hashes[j]) : refs[j];
-    SnatLease old_lease;
-    bool hold = false;
-    Family old_family = Family::kNone;
+    Family reused_family = Family::kNone;
     if (r.found() && is_reuse(b.meta[i], table_.value(r.idx))) {
       const uint32_t rec = table_.value(r.idx).record;
-      old_family = records_[rec].family;
-      // The old SNAT port is returned only after the new connection took
-      // one: the backend may still hold the old 4-tuple in TIME_WAIT.
-      hold = end_connection(rec, &old_lease);
+      reused_family = records_[rec].family;
+      // The new connection keeps the old SNAT port (create() takes it): to
+      // the backend it is then the same client 4-tuple reopened, whose new
+      // ISN and timestamps are ahead of the old ones (RFC 6528), which a
+      // TIME_WAIT there accepts. Another client on that port would not be.
+      has_reused_lease_ = end_connection(rec, &reused_lease_);
       counters_.inc(GatewayCounter::kConnsReused);
       mutated = true;
       r = Table::Ref{};
     }
     const bool ok =
         r.found() ? on_hit(b, i, r, now) : on_miss(b, i, keys[j], hashes[j], now, &mutated);
-    if (hold) snat_[fam(old_family)]->free(old_lease);
+    if (has_reused_lease_) {  // not taken (a SYN-proxy cookie, a drop): back to the pool
+      snat_[fam(reused_family)]->free(reused_lease_);
+      has_reused_lease_ = false;
+    }
     if (!ok) b.verdict[i] = Verdict::kDrop;
   }
   for (uint32_t i = 0; i < received; ++i) {

@@ -235,10 +235,10 @@ class GatewayStage final : public Stage {
   Tick on_expire(Tick now, const FlowKey& key, ConnLink& link);
   void free_record(uint32_t idx);
   // A client's SYN on the original key of a finished LB connection (TIME_WAIT
-  // or CLOSE: the client reuses its port): IPVS's conn_reuse_mode. The old
-  // connection ends and the SYN is scheduled afresh, so it gets a live
-  // backend (the old one may be gone) and a new SNAT port (the backend may
-  // hold the old one in TIME_WAIT).
+  // or CLOSE: the client reuses its port; or its backend was killed):
+  // IPVS's conn_reuse_mode. The old connection ends and the SYN is
+  // scheduled afresh, so it gets a live backend (the old one may be gone).
+  // It keeps the old SNAT port (process()).
   bool is_reuse(const PacketMeta& m, const ConnLink& link) const;
   // Erases its keys and frees it. With `kept`, a FullNAT connection's SNAT
   // lease is not freed but handed to the caller (true if so).
@@ -272,6 +272,8 @@ class GatewayStage final : public Stage {
   std::unique_ptr<SnatPortAllocator> snat_[2];    // FullNAT, by family (fam())
   std::unique_ptr<SnatPortAllocator> egress_[2];  // egress SNAT, by family
   std::unique_ptr<Acl> egress_match_;             // allows egress (internal -> outside) packets
+  SnatLease reused_lease_;  // of a reused tuple's old connection, for its new one
+  bool has_reused_lease_ = false;
   SynProxy proxy_;
   std::vector<GatewayVipConfig> vip_cfg_;  // by VipId (options, key; pool owned by the LB)
   std::vector<uint8_t> vip_removed_;       // by VipId
