@@ -48,6 +48,11 @@ gw_snat4() { echo "$SEG4_PREFIX.$((20 + $1))"; }    # SNAT address    10.77.0.21
 be_ip4() { echo "$SEG4_PREFIX.$((100 + $1))"; }     # backend         10.77.0.101..
 gw_ip6() { echo "${SEG6_PREFIX}:$((10 + $1))"; }    # fd77::11..
 gw_snat6() { echo "${SEG6_PREFIX}:$((20 + $1))"; }  # fd77::21..
+# tripod's own SNAT addresses: the NAT modes must not share one, or the
+# backends' TIME_WAIT sockets left by one mode reject the other's SYNs on the
+# same 4-tuple (PAWS; see "Why HAProxy does not use the SNAT address").
+gw_tsnat4() { echo "$SEG4_PREFIX.$((30 + $1))"; }   # 10.77.0.31..
+gw_tsnat6() { echo "${SEG6_PREFIX}:$((30 + $1))"; } # fd77::31..
 be_ip6() { echo "${SEG6_PREFIX}:$((100 + $1))"; }   # fd77::101..
 cl_ip4() { echo "10.77.$((10 + $1)).2"; }           # client k: 10.77.(10+k).2/24
 cl_rt4() { echo "10.77.$((10 + $1)).1"; }
@@ -226,6 +231,8 @@ build_topology() {
     # preferred_lft 0: never the kernel's own source address (health checks,
     # ND): what reaches a SNAT address is tripod's when tripod runs.
     nsx "gw$i" ip addr add "$(gw_snat6 "$i")/64" dev eth0 nodad preferred_lft 0
+    nsx "gw$i" ip addr add "$(gw_tsnat4 "$i")/24" dev eth0
+    nsx "gw$i" ip addr add "$(gw_tsnat6 "$i")/64" dev eth0 nodad preferred_lft 0
     nsx "gw$i" ip route add default via "$SEG4_PREFIX.$RT_SEG_HOST"
     nsx "gw$i" ip -6 route add default via "${SEG6_PREFIX}:$RT_SEG_HOST"
   done
@@ -446,7 +453,7 @@ mode_tripod() {
       # Shared by every node: after an ECMP change a flow's new node picks the
       # same backend and accepts the first node's SYN cookies.
       echo "secrets: {lb_key: 6c61622d6c622d6b65792d3030303031, synproxy_key: 6c61622d73796e2d6b65792d30303031}"
-      echo "snat: {addresses: [$(gw_snat4 "$i"), \"$(gw_snat6 "$i")\"], port_range: 1024-65535}"
+      echo "snat: {addresses: [$(gw_tsnat4 "$i"), \"$(gw_tsnat6 "$i")\"], port_range: 1024-65535}"
       echo "firewall:"
       echo "  default: deny"
       echo "  rules:"
