@@ -41,7 +41,7 @@ class TestServer {
  public:
   enum class Mode { kAcceptClose, kHttp, kSilent };
 
-  TestServer(int family, Mode mode, int listeners = 1) : family_(family), mode_(mode) {
+  TestServer(int family, Mode mode, int listeners = 1) : mode_(mode) {
     wake_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     for (int i = 0; i < listeners; ++i) {
       const int fd = ::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -211,7 +211,6 @@ class TestServer {
     ::close(c);
   }
 
-  int family_;
   Mode mode_;
   bool ok_ = false;
   int wake_ = -1;
