@@ -49,7 +49,7 @@ class NlMsg {
   Bytes bytes() const {
     Bytes out = b_;
     const auto len = static_cast<uint32_t>(out.size());
-    std::memcpy(out.data(), &len, 4);
+    if (len >= 4) std::memcpy(out.data(), &len, 4);  // (the header is always there)
     return out;
   }
 
