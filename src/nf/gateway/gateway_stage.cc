@@ -781,7 +781,7 @@ void GatewayStage::process(Burst& b) {
   const uint32_t received = b.n;
   uint32_t sel[Burst::kCapacity];
   FlowKey keys[Burst::kCapacity];
-  uint64_t hashes[Burst::kCapacity] = {};
+  uint64_t hashes[Burst::kCapacity] = {};  // (GCC -O3 cannot see hash_lookup_bulk fill it)
   Table::Ref refs[Burst::kCapacity];
   uint32_t n = 0;
   for (uint32_t i = 0; i < received; ++i) {

@@ -235,16 +235,26 @@ SynProxyCounter synproxy_backend_synack(SynProxyState* st, const uint8_t* frame,
   return SynProxyCounter::kBackendOpen;
 }
 
+// What both frames built from the backend's SYN-ACK need: an open proxy
+// and the SYN-ACK's options. kBackendOpen: go on.
+static SynProxyCounter check_synack(const SynProxyState& st, const uint8_t* synack,
+                                    const PacketMeta& synack_meta, TcpOptions* o) {
+  if (!st.open()) return SynProxyCounter::kDropNotOpen;
+  if (!is_tcp_segment(synack_meta) ||
+      parse_tcp_options(synack, synack_meta, o) != ParseError::kOk) {
+    return SynProxyCounter::kDropSynAckInvalid;
+  }
+  return SynProxyCounter::kBackendOpen;
+}
+
 SynProxyCounter build_backend_ack(const SynProxyState& st, const uint8_t* synack,
                                   const PacketMeta& synack_meta, uint8_t* out, uint32_t cap,
                                   BuiltFrame* built) {
   built->len = 0;
-  if (!st.open()) return SynProxyCounter::kDropNotOpen;
   TcpOptions o;
-  if (!is_tcp_segment(synack_meta) ||
-      parse_tcp_options(synack, synack_meta, &o) != ParseError::kOk) {
-    return SynProxyCounter::kDropSynAckInvalid;
-  }
+  if (const SynProxyCounter bad = check_synack(st, synack, synack_meta, &o);
+      bad != SynProxyCounter::kBackendOpen)
+    return bad;
   TcpOptWriter opts;
   // The SYN-ACK echoes the client's TSval we put in the SYN: echo back.
   if ((st.flags & kSpTimestamps) != 0 && o.has_timestamps) {
@@ -263,12 +273,10 @@ SynProxyCounter build_client_window_update(const SynProxyState& st, const uint8_
                                            const PacketMeta& synack_meta, uint8_t* out,
                                            uint32_t cap, BuiltFrame* built) {
   built->len = 0;
-  if (!st.open()) return SynProxyCounter::kDropNotOpen;
   TcpOptions o;
-  if (!is_tcp_segment(synack_meta) ||
-      parse_tcp_options(synack, synack_meta, &o) != ParseError::kOk) {
-    return SynProxyCounter::kDropSynAckInvalid;
-  }
+  if (const SynProxyCounter bad = check_synack(st, synack, synack_meta, &o);
+      bad != SynProxyCounter::kBackendOpen)
+    return bad;
   TcpOptWriter opts;
   if ((st.flags & kSpTimestamps) != 0 && o.has_timestamps) {
     opts.timestamps(false, o.ts_val, o.ts_ecr);
