@@ -535,6 +535,11 @@ void read_snat_pool(Fields& f, SnatPoolConfig& pool) {
     pool.port_lo = r.lo;
     pool.port_hi = r.hi;
   }
+  // A fresh port order per process (port_alloc.h: a restarted node must not
+  // replay its predecessor's ports into the backends' TIME_WAIT).
+  do {
+    secure_random_bytes(&pool.shuffle_seed, sizeof pool.shuffle_seed);
+  } while (pool.shuffle_seed == 0);
 }
 
 // The allocator validates what the checks above may have missed. The stage

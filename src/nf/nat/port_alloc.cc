@@ -2,6 +2,9 @@
 
 #include <stdexcept>
 #include <string>
+#include <utility>
+
+#include "common/random.h"
 
 namespace tripod {
 
@@ -20,17 +23,23 @@ SnatPortAllocator::SnatPortAllocator(SnatPoolConfig cfg) : cfg_(std::move(cfg)) 
   if (cfg_.partitions == 0 || cfg_.partitions > range_) {
     throw std::invalid_argument("snat pool: partitions must be in [1, ports in range]");
   }
-  stacks_.resize(cfg_.addresses.size() * cfg_.partitions);
+  queues_.resize(cfg_.addresses.size() * cfg_.partitions);
+  SplitMix64 rng(cfg_.shuffle_seed);
   for (uint32_t a = 0; a < cfg_.addresses.size(); ++a) {
     for (uint32_t p = 0; p < cfg_.partitions; ++p) {
-      Stack& s = stack(a, p);
+      Queue& q = queue(a, p);
       const uint32_t n = (range_ - p + cfg_.partitions - 1) / cfg_.partitions;
-      s.ports = std::make_unique<uint16_t[]>(n);
-      // Highest first, so the lowest port of the partition is handed out first.
+      q.ports = std::make_unique<uint16_t[]>(n);
       for (uint32_t i = 0; i < n; ++i) {
-        s.ports[i] = static_cast<uint16_t>(cfg_.port_lo + p + (n - 1 - i) * cfg_.partitions);
+        q.ports[i] = static_cast<uint16_t>(cfg_.port_lo + p + i * cfg_.partitions);
       }
-      s.top = n;
+      if (cfg_.shuffle_seed != 0) {  // Fisher-Yates
+        for (uint32_t i = n; i > 1; --i) {
+          std::swap(q.ports[i - 1], q.ports[rng.below(i)]);
+        }
+      }
+      q.size = n;
+      q.count = n;
     }
   }
   in_use_.assign((size_t{range_} * cfg_.addresses.size() + 63) / 64, 0);
@@ -41,9 +50,11 @@ bool SnatPortAllocator::alloc(uint32_t partition, uint32_t hint, SnatLease* out)
   const uint32_t n = num_addresses();
   for (uint32_t i = 0; i < n; ++i) {
     const uint32_t a = (hint + i) % n;
-    Stack& s = stack(a, partition);
-    if (s.top == 0) continue;
-    const uint16_t port = s.ports[--s.top];
+    Queue& q = queue(a, partition);
+    if (q.count == 0) continue;
+    const uint16_t port = q.ports[q.head];
+    q.head = q.head + 1 == q.size ? 0 : q.head + 1;
+    --q.count;
     const size_t bit = size_t{a} * range_ + (port - cfg_.port_lo);
     in_use_[bit / 64] |= uint64_t{1} << (bit % 64);
     *out = SnatLease{a, port};
@@ -64,14 +75,17 @@ void SnatPortAllocator::free(const SnatLease& lease) {
     return;
   }
   in_use_[bit / 64] &= ~mask;
-  Stack& s = stack(lease.address, partition_of(lease.port));
-  s.ports[s.top++] = lease.port;
+  Queue& q = queue(lease.address, partition_of(lease.port));
+  // Never full here: the in-use bit proves this port is not queued.
+  const uint32_t tail = q.head + q.count;
+  q.ports[tail >= q.size ? tail - q.size : tail] = lease.port;
+  ++q.count;
 }
 
 uint32_t SnatPortAllocator::free_ports(uint32_t partition) const {
   uint32_t n = 0;
   for (uint32_t a = 0; a < num_addresses(); ++a)
-    n += stack(a, partition).top;
+    n += queue(a, partition).count;
   return n;
 }
 

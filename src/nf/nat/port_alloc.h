@@ -11,10 +11,18 @@
 // broadcast. Interleaving (rather than contiguous blocks) keeps every
 // partition's ports spread over the whole range.
 //
-// Each (address, partition) keeps a stack of free ports: alloc pops, free
-// pushes; both O(1), no allocation after construction. A port is returned to
-// the stack only by free(), which the owner calls when the mapping's
-// connection ends, so a live mapping's port is never handed out twice.
+// Each (address, partition) keeps a FIFO queue of free ports: alloc takes the
+// port freed longest ago, free appends; both O(1), no allocation after
+// construction. A port is returned only by free(), which the owner calls when
+// the mapping's connection ends, so a live mapping's port is never handed out
+// twice.
+//
+// Why FIFO and a shuffled start: a backend keeps a closed connection's 4-tuple
+// in TIME_WAIT for 60 s, and a SYN from an unrelated client on that tuple can
+// fail its PAWS check (1 s SYN retransmission). Reusing the least recently
+// freed port keeps reuse as far apart as the pool allows; a per-process
+// shuffle (`shuffle_seed`) keeps a restarted gateway, or a node taking over,
+// from walking the ports its predecessor just used in the same order.
 // One port per mapping per address (no per-destination port sharing): simple
 // and collision-free; per-destination sharing (VPP's NAT44-ED) can come later
 // if port exhaustion bites.
@@ -41,6 +49,9 @@ struct SnatPoolConfig {
   uint16_t port_lo = 1024;
   uint16_t port_hi = 65535;
   uint32_t partitions = 1;  // shards that own flows
+  // 0: ports are handed out in ascending order (tests, pcap cases); else the
+  // initial order of each queue is a permutation drawn from this seed.
+  uint64_t shuffle_seed = 0;
 };
 
 struct SnatLease {
@@ -71,19 +82,22 @@ class SnatPortAllocator {
   uint64_t bad_frees() const { return bad_frees_; }
 
  private:
-  struct Stack {
+  // A ring over `size` slots holding `count` free ports from `head` on.
+  struct Queue {
     std::unique_ptr<uint16_t[]> ports;
-    uint32_t top = 0;
+    uint32_t size = 0;
+    uint32_t head = 0;
+    uint32_t count = 0;
   };
-  Stack& stack(uint32_t address, uint32_t partition) {
-    return stacks_[size_t{address} * cfg_.partitions + partition];
+  Queue& queue(uint32_t address, uint32_t partition) {
+    return queues_[size_t{address} * cfg_.partitions + partition];
   }
-  const Stack& stack(uint32_t address, uint32_t partition) const {
-    return stacks_[size_t{address} * cfg_.partitions + partition];
+  const Queue& queue(uint32_t address, uint32_t partition) const {
+    return queues_[size_t{address} * cfg_.partitions + partition];
   }
 
   SnatPoolConfig cfg_;
-  std::vector<Stack> stacks_;
+  std::vector<Queue> queues_;
   std::vector<uint64_t> in_use_;  // bitmap per address over [lo, hi]: catches double frees
   uint32_t range_ = 0;
   uint64_t bad_frees_ = 0;

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <set>
 #include <vector>
 
@@ -103,6 +104,59 @@ TEST(SnatPorts, ChurnKeepsLeasesUnique) {
     }
   }
   EXPECT_EQ(a.bad_frees(), 0u);
+}
+
+// A freed port goes to the back of its queue: every other free port is
+// handed out before it comes round again (backends' TIME_WAIT, PAWS).
+TEST(SnatPorts, ReusesTheLeastRecentlyFreedPort) {
+  SnatPoolConfig c = pool(1, 3000, 3009);
+  c.addresses.resize(1);
+  SnatPortAllocator a(c);
+  SnatLease first;
+  ASSERT_TRUE(a.alloc(0, 0, &first));
+  EXPECT_EQ(first.port, 3000);  // unshuffled: ascending
+  a.free(first);
+  std::vector<uint16_t> order;
+  SnatLease l;
+  while (a.alloc(0, 0, &l))
+    order.push_back(l.port);
+  ASSERT_EQ(order.size(), 10u);
+  EXPECT_EQ(order.front(), 3001);
+  EXPECT_EQ(order.back(), 3000);  // the one freed, last
+  // Wrap-around: free in some order, get them back in that order.
+  const uint16_t freed[] = {3007, 3002, 3009, 3000};
+  for (uint16_t p : freed)
+    a.free(SnatLease{0, p});
+  for (uint16_t p : freed) {
+    ASSERT_TRUE(a.alloc(0, 0, &l));
+    EXPECT_EQ(l.port, p);
+  }
+  EXPECT_FALSE(a.alloc(0, 0, &l));
+}
+
+// A shuffle seed permutes each queue: every port still comes out exactly once
+// and in its partition, the order depends on the seed, and the same seed
+// gives the same order.
+TEST(SnatPorts, ShuffledStartIsAPermutationPerSeed) {
+  auto drain = [](uint64_t seed) {
+    SnatPoolConfig c = pool(3, 1024, 2047);
+    c.shuffle_seed = seed;
+    SnatPortAllocator a(c);
+    std::vector<uint16_t> out;
+    SnatLease l;
+    while (a.alloc(2, 0, &l)) {
+      EXPECT_EQ(a.partition_of(l.port), 2u);
+      if (l.address == 0) out.push_back(l.port);
+    }
+    return out;
+  };
+  const auto a = drain(1), b = drain(2), a2 = drain(1), plain = drain(0);
+  EXPECT_EQ(a, a2);
+  EXPECT_NE(a, b);
+  EXPECT_NE(a, plain);
+  EXPECT_EQ(std::set<uint16_t>(a.begin(), a.end()), std::set<uint16_t>(plain.begin(), plain.end()));
+  EXPECT_EQ(a.size(), plain.size());
+  EXPECT_TRUE(std::is_sorted(plain.begin(), plain.end()));
 }
 
 TEST(SnatPorts, RejectsBadConfig) {
