@@ -1,5 +1,6 @@
 #include "nf/gateway/gateway_stage.h"
 
+#include <algorithm>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -42,8 +43,9 @@ ConnTableConfig table_config(const GatewayConfig& cfg) {
 
 // The addresses of one family of a pool; nullptr when it has none.
 std::unique_ptr<SnatPortAllocator> family_pool(const SnatPoolConfig& cfg, Family f,
-                                               const char* what) {
+                                               const char* what, uint32_t partitions = 1) {
   SnatPoolConfig c = cfg;
+  c.partitions = partitions;
   c.addresses.clear();
   for (const auto& a : cfg.addresses) {
     if (a.family != Family::kIpv4 && a.family != Family::kIpv6)
@@ -118,8 +120,9 @@ void check_vip(const GatewayVipConfig& v, bool have_snat) {
 
 GatewayStage::GatewayStage(const GatewayConfig& cfg, uint64_t now_ns)
     : fw_(cfg.firewall),
-      snat_{family_pool(cfg.snat, Family::kIpv4, "snat"),
-            family_pool(cfg.snat, Family::kIpv6, "snat")},
+      // Clustered: a flow's SNAT port comes from its slot's partition.
+      snat_{family_pool(cfg.snat, Family::kIpv4, "snat", cfg.cluster.node_id != 0 ? kSlots : 1),
+            family_pool(cfg.snat, Family::kIpv6, "snat", cfg.cluster.node_id != 0 ? kSlots : 1)},
       egress_{family_pool(cfg.egress.snat, Family::kIpv4, "egress.snat"),
               family_pool(cfg.egress.snat, Family::kIpv6, "egress.snat")},
       egress_match_(egress_acl(cfg.egress.sources)),
@@ -130,13 +133,27 @@ GatewayStage::GatewayStage(const GatewayConfig& cfg, uint64_t now_ns)
       free_list_(cfg.max_connections, cfg.huge_pages, false),
       non_vip_dir_(cfg.non_vip_dir),
       hash_key_(cfg.table_hash_key),
-      lb_hash_key_(cfg.lb_hash_key) {
+      lb_hash_key_(cfg.lb_hash_key),
+      cluster_(cfg.cluster),
+      dirty_(cfg.cluster.node_id != 0 ? 2 * size_t{cfg.max_connections} : 1, cfg.huge_pages, false),
+      deletes_(cfg.cluster.node_id != 0 ? std::max<uint32_t>(cfg.cluster.delete_queue, 1) : 0) {
+  if (cluster_.node_id > kMaxClusterNodes)
+    throw std::invalid_argument("gateway: cluster node id must be in [1, " +
+                                std::to_string(kMaxClusterNodes) + "]");
   if (egress_match_ != nullptr && !egress_[0] && !egress_[1])
     throw std::invalid_argument("gateway: egress sources need egress.snat addresses");
   for (const auto& v : cfg.vips)
     check_vip(v, snat_[fam(v.key.addr.family)] != nullptr);
   for (const auto& v : cfg.vips)
     add_vip(v);
+  for (const SnatAddress& a : cluster_.snat_addresses) {
+    bool own = false;
+    if (const SnatPortAllocator* p = snat_[fam(a.family)].get()) {
+      for (uint32_t j = 0; j < p->num_addresses(); ++j)
+        own |= std::memcmp(p->address(j).addr, a.addr, 16) == 0;
+    }
+    is_own_snat_.push_back(own ? 1 : 0);
+  }
   for (uint32_t i = 0; i < capacity_; ++i)
     free_list_[i] = capacity_ - 1 - i;
   free_top_ = capacity_;
@@ -215,8 +232,8 @@ FlowKey GatewayStage::original_key(const ConnRecord& r) const {
 }
 
 FlowKey GatewayStage::reply_key(const ConnRecord& r) const {
-  return make_flow_key(r.family, r.proto, r.dip_addr, pool_of(r).address(r.lease.address).addr,
-                       r.dip_port, r.lease.port, false);
+  return make_flow_key(r.family, r.proto, r.dip_addr, snat_addr(r), r.dip_port, r.lease.port,
+                       false);
 }
 
 uint32_t GatewayStage::alloc_record() {
@@ -228,12 +245,25 @@ uint32_t GatewayStage::alloc_record() {
 
 void GatewayStage::free_record(uint32_t idx) {
   ConnRecord& r = records_[idx];
-  if (r.flags & kRecNat) pool_of(r).free(r.lease);
-  if (r.flags & (kRecNat | kRecDsr) && !(r.flags & kRecEgress))
+  if ((r.flags & kRecNat) && !(r.flags & kRecForeign)) pool_of(r).free(r.lease);
+  if (r.flags & (kRecNat | kRecDsr) && !(r.flags & kRecEgress) && r.lb.version != kNoVersion)
     lb_.conn_closed(r.lb.vip, r.lb.version);
+  if (r.flags & kRecStandby) {
+    --standby_;
+  } else {
+    --live_;
+    // The holders have it: they must not keep it (or promote it) later.
+    if (clustered() && (r.seen & kSyncSent)) {
+      if (del_tail_ - del_head_ == deletes_.size()) {
+        counters_.inc(GatewayCounter::kSyncDeleteOverflow);
+      } else {
+        fill_sync(r, &deletes_[del_tail_++ % deletes_.size()], FlowSyncOp::kDelete, 0);
+      }
+    }
+  }
   r.flags = 0;
+  r.seen = 0;
   free_list_[free_top_++] = idx;
-  --live_;
   counters_.inc(GatewayCounter::kConnsFreed);
 }
 
@@ -246,6 +276,7 @@ GatewayStage::Tick GatewayStage::on_expire(Tick now, const FlowKey& key, ConnLin
   if (!(r.flags & kRecLive)) return free_it;  // not reached: a record dies with its keys
   if (static_cast<int32_t>(r.deadline - now) > 0) {
     counters_.inc(GatewayCounter::kKeysRearmed);
+    mark_dirty(link.record);  // the holders' copies follow the deadline
     return r.deadline;
   }
   if (r.flags & kRecNat) {
@@ -279,7 +310,8 @@ bool GatewayStage::end_connection(uint32_t idx, SnatLease* kept) {
   if (r.flags & kRecNat) {
     const FlowKey rk = reply_key(r);
     table_.erase(rk, hash(rk));
-    if (kept != nullptr) {  // the caller frees it (after allocating another)
+    if (kept != nullptr &&
+        !(r.flags & kRecForeign)) {  // the caller frees it (after allocating another)
       *kept = r.lease;
       has_lease = true;
       // free_record() then releases the LB reference only.
@@ -309,12 +341,10 @@ bool GatewayStage::nat_forward(uint8_t* frame, PacketMeta& m, const ConnRecord& 
   if (r.flags & kRecEgress) {
     // Only the inside host's endpoint changes.
     a = dir == kLinkOriginal
-            ? nat_rewrite(frame, m, NatSide::kSource, pool_of(r).address(r.lease.address).addr,
-                          r.lease.port)
+            ? nat_rewrite(frame, m, NatSide::kSource, snat_addr(r), r.lease.port)
             : nat_rewrite(frame, m, NatSide::kDestination, r.client_addr, r.client_port);
   } else if (dir == kLinkOriginal) {
-    a = nat_rewrite_both(frame, m, pool_of(r).address(r.lease.address).addr, r.lease.port,
-                         r.dip_addr, r.dip_port);
+    a = nat_rewrite_both(frame, m, snat_addr(r), r.lease.port, r.dip_addr, r.dip_port);
   } else {
     a = nat_rewrite_both(frame, m, vip_addr(r), vip_port(r), r.client_addr, r.client_port);
   }
@@ -418,7 +448,21 @@ void GatewayStage::send_window_update(Burst& b, uint32_t i, const ConnRecord& r)
   counters_.inc(GatewayCounter::kSynProxyWindowUpdate);
 }
 
+// What the holders' copies carry besides write-once state changes rarely
+// (a TCP state, the SYN proxy opening, DSR's FIN/RST): only then is the
+// record queued for export, never per packet.
 bool GatewayStage::on_hit(Burst& b, uint32_t i, Table::Ref ref, Tick now) {
+  if (!clustered()) return on_hit_inner(b, i, ref, now);
+  const uint32_t idx = table_.value(ref.idx).record;
+  const ConnRecord& r = records_[idx];
+  const uint8_t state = r.fw.state, spf = r.sp.flags, seen = r.seen & (kSeenFin | kSeenRst);
+  const bool ok = on_hit_inner(b, i, ref, now);
+  if (r.fw.state != state || r.sp.flags != spf || (r.seen & (kSeenFin | kSeenRst)) != seen)
+    mark_dirty(idx);
+  return ok;
+}
+
+bool GatewayStage::on_hit_inner(Burst& b, uint32_t i, Table::Ref ref, Tick now) {
   counters_.inc(GatewayCounter::kHits);
   const ConnLink link = table_.value(ref.idx);
   ConnRecord& r = records_[link.record];
@@ -541,14 +585,15 @@ bool GatewayStage::create(Burst& b, uint32_t i, const FlowKey& dkey, uint64_t dh
   if (!dsr && has_reused_lease_) {
     r.lease = reused_lease_;  // see process(): a reopened tuple keeps its port
     has_reused_lease_ = false;
-  } else if (!dsr && !pool_of(r).alloc(0, static_cast<uint32_t>(dhash), &r.lease)) {
+  } else if (!dsr && !pool_of(r).alloc(clustered() ? slot_of(dkey) : 0,
+                                       static_cast<uint32_t>(dhash), &r.lease)) {
     free_list_[free_top_++] = idx;  // the VIP's family has a pool (checked at construction)
     return drop(GatewayCounter::kDropSnatExhausted);
   }
   const uint32_t alen = m.addr_len();
   r.fw = st;
   if (sp != nullptr) r.sp = *sp;
-  r.lb = LbConn{vip, sel.version, sel.index, 0};
+  r.lb = LbConn{vip, sel.version, sel.index, cluster_.node_id};
   std::memcpy(r.client_addr, frame + m.src_off, alen);
   std::memcpy(r.dip_addr, sel.backend->addr.bytes, alen);
   r.client_port = m.sport;
@@ -577,6 +622,7 @@ bool GatewayStage::create(Burst& b, uint32_t i, const FlowKey& dkey, uint64_t dh
   }
   lb_.conn_opened(vip, sel.version);
   ++live_;
+  mark_dirty(idx);
   counters_.inc(GatewayCounter::kConnsCreated);
   counters_.inc(dsr ? GatewayCounter::kConnsCreatedDsr : GatewayCounter::kConnsCreatedNat);
   maybe_clamp(frame, m, r);
@@ -649,6 +695,15 @@ bool GatewayStage::on_miss(Burst& b, uint32_t i, const FlowKey& dkey, uint64_t d
   const VipId vip = m.has(kMetaHasL4) && !m.has(kMetaFragment)
                         ? lb_.lookup_vip(m.family, frame + m.dst_off, m.proto, m.dport)
                         : kNoVip;
+  // A SYN-proxied VIP's ACK may carry our cookie: checked before anything
+  // goes elsewhere (below).
+  const bool cookie_ack = vip != kNoVip && vip_cfg_[vip].synproxy && m.proto == kProtoTcp &&
+                          (m.tcp_flags & (kTcpSyn | kTcpAck)) == kTcpAck;
+  if (clustered() && !cookie_ack) {
+    bool handled = false;
+    const bool ok = miss_to_holder(b, i, vip != kNoVip ? dkey : b.key[i], &handled);
+    if (handled) return ok;
+  }
   if (vip == kNoVip) {
     // No NAT: one canonical key, shared by both directions.
     const FlowKey& ckey = b.key[i];
@@ -679,6 +734,13 @@ bool GatewayStage::on_miss(Burst& b, uint32_t i, const FlowKey& dkey, uint64_t d
     r.proto = m.proto;
     r.flags = kRecLive;
     r.deadline = now + timeout_ticks(v.timeout_s);
+    // Unused otherwise: the key's endpoints, for replication (fill_sync()).
+    const size_t alen = ckey.family == Family::kIpv6 ? 16 : 4;
+    std::memcpy(r.client_addr, ckey.addr_a(), alen);
+    std::memcpy(r.dip_addr, ckey.addr_b(), alen);
+    r.client_port = ckey.port_a;
+    r.dip_port = ckey.port_b;
+    r.lb.spare = cluster_.node_id;
     const auto ins = table_.insert(ckey, ch, r.deadline);
     if (ins.status != InsertStatus::kInserted) {
       r.flags = 0;
@@ -688,6 +750,7 @@ bool GatewayStage::on_miss(Burst& b, uint32_t i, const FlowKey& dkey, uint64_t d
     *mutated = true;
     table_.value(ins.ref.idx) = ConnLink{idx, kLinkCanonical, {}};
     ++live_;
+    mark_dirty(idx);
     counters_.inc(GatewayCounter::kConnsCreated);
     return true;
   }
@@ -714,6 +777,11 @@ bool GatewayStage::on_miss(Burst& b, uint32_t i, const FlowKey& dkey, uint64_t d
   }
   CookieAck ack;
   SynProxyCounter ev = proxy_.check_ack(frame, m, b.now_ns, &ack);
+  if (is_drop(ev) && clustered()) {  // not a cookie: maybe another node's flow
+    bool handled = false;
+    const bool ok = miss_to_holder(b, i, dkey, &handled);
+    if (handled) return ok;
+  }
   proxy_.count(ev);
   if (is_drop(ev)) return drop(GatewayCounter::kDropSynProxy);
   const SynProxyState sp = synproxy_begin(ack, vc.synproxy_options);
@@ -752,7 +820,7 @@ bool GatewayStage::on_icmp_error(Burst& b, uint32_t i) {
       q2 = nat_rewrite_quote(frame, m, NatSide::kDestination, vip_addr(r), vip_port(r));
     } else {
       // About VIP -> client: becomes about DIP -> SNAT, sent to the backend.
-      const uint8_t* snat = pool_of(r).address(r.lease.address).addr;
+      const uint8_t* snat = snat_addr(r);
       a = nat_rewrite(frame, m, NatSide::kDestination, r.dip_addr, 0);
       q1 = nat_rewrite_quote(frame, m, NatSide::kSource, r.dip_addr, r.dip_port);
       q2 = nat_rewrite_quote(frame, m, NatSide::kDestination, snat, r.lease.port);
@@ -814,6 +882,16 @@ void GatewayStage::process(Burst& b) {
     const uint32_t i = sel[j];
     b.hash[i] = hashes[j];
     Table::Ref r = mutated ? table_.lookup(keys[j], hashes[j]) : refs[j];
+    if (r.found() && (records_[table_.value(r.idx).record].flags & kRecStandby)) {
+      // Another node's flow: to it while it lives, else ours from now on.
+      const uint32_t rec = table_.value(r.idx).record;
+      const uint16_t p = records_[rec].lb.spare;
+      if (p != cluster_.node_id && node_live(p)) {
+        redirect(b, i, p, GatewayCounter::kSyncRedirected);
+        continue;
+      }
+      promote(rec);
+    }
     Family reused_family = Family::kNone;
     if (r.found() && is_reuse(b.meta[i], table_.value(r.idx))) {
       const uint32_t rec = table_.value(r.idx).record;
@@ -841,15 +919,275 @@ void GatewayStage::process(Burst& b) {
   }
 }
 
+// ---- cluster ----
+
+bool GatewayStage::redirect(Burst& b, uint32_t i, uint16_t node, GatewayCounter c) {
+  // Same segment: only the destination MAC changes; the node's XDP program
+  // steers the VIP / SNAT destination to its workers as for any packet.
+  set_dst_mac(b.pkts[i].data, view_->mac[node]);
+  b.l2[i] = L2Action::kKeepDst;
+  counters_.inc(c);
+  return true;
+}
+
+uint32_t GatewayStage::find_cluster_snat(Family f, const uint8_t* addr) const {
+  const size_t len = f == Family::kIpv6 ? 16 : 4;
+  for (uint32_t a = 0; a < cluster_.snat_addresses.size(); ++a) {
+    const SnatAddress& sa = cluster_.snat_addresses[a];
+    if (sa.family == f && std::memcmp(sa.addr, addr, len) == 0) return a;
+  }
+  return UINT32_MAX;
+}
+
+bool GatewayStage::miss_to_holder(Burst& b, uint32_t i, const FlowKey& key, bool* handled) {
+  const PacketMeta& m = b.meta[i];
+  if (!m.has(kMetaHasL4) || m.has(kMetaFragment)) return false;
+  const uint32_t a = find_cluster_snat(m.family, b.pkts[i].data + m.dst_off);
+  const SnatPortAllocator* pool = snat_[fam(m.family)].get();
+  // A reply to another node's SNAT address names its slot by its port. Such
+  // a packet never opens a flow here: a holder has it, or no one.
+  const bool foreign_reply = a != UINT32_MAX && (pool == nullptr || !is_own_snat_[a]);
+  uint32_t slot;
+  if (foreign_reply) {
+    if (pool == nullptr || !pool->in_range(m.dport)) {
+      *handled = true;
+      return drop(GatewayCounter::kDropSyncNoState);
+    }
+    slot = pool->partition_of(m.dport);
+  } else {
+    // Only what cannot open a flow goes elsewhere: TCP that is not a SYN.
+    // (UDP cannot tell: a datagram of another node's flow opens one here.)
+    if (m.proto != kProtoTcp || (m.tcp_flags & (kTcpSyn | kTcpAck | kTcpRst)) == kTcpSyn)
+      return false;
+    slot = slot_of(key);
+  }
+  bool holder = false;
+  if (view_ != nullptr) {
+    for (uint32_t h = 0; h < kViewHolders; ++h)
+      holder |= view_->holders[slot][h] == cluster_.node_id ||
+                view_->prev_holders[slot][h] == cluster_.node_id;
+    if (!holder) {
+      for (uint32_t h = 0; h < kViewHolders; ++h) {
+        const uint16_t n = view_->holders[slot][h];
+        if (n != 0 && node_live(n) && mac_set(view_->mac[n])) {
+          *handled = true;
+          return redirect(b, i, n, GatewayCounter::kSyncMissRedirected);
+        }
+      }
+    }
+  }
+  if (!foreign_reply) return false;  // the firewall decides (an unknown flow)
+  *handled = true;
+  return drop(GatewayCounter::kDropSyncNoState);
+}
+
+void GatewayStage::promote(uint32_t idx) {
+  ConnRecord& r = records_[idx];
+  r.flags &= static_cast<uint8_t>(~kRecStandby);
+  r.lb.spare = cluster_.node_id;
+  r.seen &= static_cast<uint8_t>(~kSyncSent);  // to this node's holders, in full
+  --standby_;
+  ++live_;
+  mark_dirty(idx);
+  counters_.inc(GatewayCounter::kSyncPromoted);
+}
+
+void GatewayStage::peer_down(uint16_t node) {
+  // Its copies have no processor any more: whoever sees a packet first takes
+  // the flow over. Without this, a restarted peer (alive, empty) and a holder
+  // would hand its packets to each other.
+  for (uint32_t i = 0; i < capacity_; ++i) {
+    ConnRecord& r = records_[i];
+    if ((r.flags & (kRecLive | kRecStandby)) == (kRecLive | kRecStandby) && r.lb.spare == node)
+      r.lb.spare = 0;
+  }
+}
+
+void GatewayStage::resync() {
+  for (uint32_t i = 0; i < capacity_; ++i) {
+    ConnRecord& r = records_[i];
+    if ((r.flags & kRecLive) && !(r.flags & (kRecStandby | kRecEgress))) {
+      r.seen &= static_cast<uint8_t>(~kSyncSent);
+      mark_dirty(i);
+    }
+  }
+}
+
+void GatewayStage::fill_sync(const ConnRecord& r, FlowSync* s, FlowSyncOp op, Tick now) const {
+  *s = FlowSync{};
+  s->op = op;
+  s->family = r.family;
+  s->proto = r.proto;
+  const bool nat = (r.flags & kRecNat) != 0;
+  s->kind = static_cast<uint8_t>((nat ? kSyncNat : 0) | ((r.flags & kRecDsr) ? kSyncDsr : 0) |
+                                 ((r.flags & kRecSynProxy) ? kSyncSynProxy : 0));
+  s->processor = cluster_.node_id;
+  s->seen = r.seen & (kSeenFin | kSeenRst);
+  const size_t alen = r.family == Family::kIpv6 ? 16 : 4;
+  std::memcpy(s->src_addr, r.client_addr, alen);
+  s->src_port = r.client_port;
+  if (s->kind != 0) {
+    std::memcpy(s->dst_addr, vip_addr(r), alen);
+    s->dst_port = vip_port(r);
+  } else {  // firewall only: the canonical key's b side
+    std::memcpy(s->dst_addr, r.dip_addr, alen);
+    s->dst_port = r.dip_port;
+  }
+  if (op == FlowSyncOp::kDelete) return;
+  const auto left = static_cast<int32_t>(r.deadline - now);
+  s->remaining_ms =
+      left > 0 ? static_cast<uint32_t>(left) * static_cast<uint32_t>(kTickNs / 1'000'000) : 0;
+  s->fw = r.fw;
+  s->fw.peer[0] = s->fw.peer[1] = FwTcpPeer{};  // re-learned on promotion
+  s->sp = r.sp;
+  if (op != FlowSyncOp::kFull) return;
+  if (s->kind != 0) {
+    std::memcpy(s->dip_addr, r.dip_addr, alen);
+    s->dip_port = r.dip_port;
+  }
+  if (nat) {
+    std::memcpy(s->snat_addr, snat_addr(r), alen);
+    s->snat_port = r.lease.port;
+  }
+}
+
+uint32_t GatewayStage::export_sync(FlowSync* out, uint32_t max, uint64_t now_ns) {
+  if (!clustered()) return 0;
+  const Tick now = to_ticks(now_ns);
+  uint32_t n = 0;
+  // Closed flows first: a tuple closed and reopened since the last call
+  // then reaches the holders as delete + full, in that order.
+  while (n < max && del_head_ != del_tail_)
+    out[n++] = deletes_[del_head_++ % deletes_.size()];
+  while (n < max && dirty_head_ != dirty_tail_) {
+    const uint32_t idx = dirty_[dirty_head_++ % dirty_.size()];
+    ConnRecord& r = records_[idx];
+    // A stale entry: freed (and maybe reused and queued again) since.
+    if (!(r.flags & kRecLive) || !(r.seen & kSyncQueued)) continue;
+    r.seen &= static_cast<uint8_t>(~kSyncQueued);
+    if (r.flags & (kRecStandby | kRecEgress)) continue;
+    fill_sync(r, &out[n++], (r.seen & kSyncSent) ? FlowSyncOp::kUpdate : FlowSyncOp::kFull, now);
+    r.seen |= kSyncSent;
+  }
+  counters_.inc(GatewayCounter::kSyncExported, n);
+  return n;
+}
+
+GatewayCounter GatewayStage::import_sync(const FlowSync& s, uint64_t now_ns) {
+  auto count = [&](GatewayCounter c) {
+    counters_.inc(c);
+    return c;
+  };
+  if (!clustered() || s.processor == cluster_.node_id)
+    return count(GatewayCounter::kSyncIgnoredLive);
+  const Tick now = to_ticks(now_ns);
+  const FlowKey k =
+      make_flow_key(s.family, s.proto, s.src_addr, s.dst_addr, s.src_port, s.dst_port, false);
+  const uint64_t h = hash(k);
+  // The processor's deadline plus the grace, within what the timer wheel holds.
+  const uint64_t left = uint64_t{s.remaining_ms} / (kTickNs / 1'000'000) + 1 +
+                        timeout_ticks(cluster_.standby_grace_s);
+  const Tick deadline = now + static_cast<Tick>(std::min<uint64_t>(left, Table::kMaxTimeout));
+  const Table::Ref ref = table_.lookup(k, h);
+  if (ref.found()) {
+    const uint32_t idx = table_.value(ref.idx).record;
+    ConnRecord& r = records_[idx];
+    if (!(r.flags & kRecStandby)) return count(GatewayCounter::kSyncIgnoredLive);
+    if (s.op == FlowSyncOp::kDelete) {
+      end_connection(idx);
+      return count(GatewayCounter::kSyncDeleted);
+    }
+    r.fw = s.fw;
+    r.sp = s.sp;
+    r.seen = static_cast<uint8_t>((r.seen & ~(kSeenFin | kSeenRst)) | s.seen);
+    r.lb.spare = s.processor;
+    r.deadline = deadline;
+    // Keys' deadlines are lower bounds: pull them in if the flow now ends sooner.
+    if (static_cast<int32_t>(deadline - table_.deadline(ref)) < 0)
+      table_.set_deadline(ref, deadline);
+    if (r.flags & kRecNat) {
+      const FlowKey rk = reply_key(r);
+      const Table::Ref rref = table_.lookup(rk, hash(rk));
+      if (rref.found() && static_cast<int32_t>(deadline - table_.deadline(rref)) < 0)
+        table_.set_deadline(rref, deadline);
+    }
+    return count(GatewayCounter::kSyncUpdated);
+  }
+  if (s.op != FlowSyncOp::kFull) return count(GatewayCounter::kSyncUpdateUnknown);
+
+  const uint32_t idx = alloc_record();
+  if (idx == UINT32_MAX) return count(GatewayCounter::kDropRecordPoolFull);
+  ConnRecord& r = records_[idx];
+  auto fail = [&](GatewayCounter c) {
+    r.flags = 0;
+    free_list_[free_top_++] = idx;
+    return count(c);
+  };
+  const size_t alen = s.family == Family::kIpv6 ? 16 : 4;
+  r.family = s.family;
+  r.proto = s.proto;
+  std::memcpy(r.client_addr, s.src_addr, alen);
+  r.client_port = s.src_port;
+  r.fw = s.fw;
+  r.sp = s.sp;
+  r.seen = s.seen & (kSeenFin | kSeenRst);
+  r.deadline = deadline;
+  r.flags = kRecLive | kRecStandby;
+  r.lb.spare = s.processor;
+  Selection sel;
+  if (s.kind == 0) {
+    std::memcpy(r.dip_addr, s.dst_addr, alen);
+    r.dip_port = s.dst_port;
+    const auto ins = table_.insert(k, h, deadline);
+    if (ins.status != InsertStatus::kInserted) return fail(GatewayCounter::kDropTableFull);
+    table_.value(ins.ref.idx) = ConnLink{idx, kLinkCanonical, {}};
+  } else {
+    VipKey vk;
+    vk.addr = IpAddress::from_bytes(s.family, s.dst_addr);
+    vk.proto = s.proto;
+    vk.port = s.dst_port;
+    const VipId vip = lb_.find_vip(vk);
+    if (vip == kNoVip) return fail(GatewayCounter::kSyncUnknownVip);
+    sel = lb_.pools().find_backend(vip, IpAddress::from_bytes(s.family, s.dip_addr), s.dip_port,
+                                   s.dst_port);
+    if ((s.kind & kSyncDsr) && sel.backend == nullptr)
+      return fail(GatewayCounter::kSyncUnknownBackend);
+    // Without a local version the flow still translates (the DIP is in the
+    // record); it only escapes the pool's connection count and kills.
+    r.lb = LbConn{vip, sel.backend != nullptr ? sel.version : kNoVersion, sel.index, s.processor};
+    std::memcpy(r.dip_addr, s.dip_addr, alen);
+    r.dip_port = s.dip_port;
+    if (s.kind & kSyncNat) {
+      const uint32_t a = find_cluster_snat(s.family, s.snat_addr);
+      if (a == UINT32_MAX) return fail(GatewayCounter::kSyncUnknownSnat);
+      r.lease = SnatLease{a, s.snat_port};
+      r.flags |= kRecNat | kRecForeign | ((s.kind & kSyncSynProxy) ? kRecSynProxy : 0);
+      if (!insert_keys(k, h, idx, r)) return fail(GatewayCounter::kDropTableFull);
+    } else {
+      r.flags |= kRecDsr;
+      const auto ins = table_.insert(k, h, deadline);
+      if (ins.status != InsertStatus::kInserted) return fail(GatewayCounter::kDropTableFull);
+      table_.value(ins.ref.idx) = ConnLink{idx, kLinkOriginal, {}};
+    }
+    if (sel.backend != nullptr) lb_.conn_opened(vip, sel.version);
+  }
+  ++standby_;
+  return count(GatewayCounter::kSyncImported);
+}
+
 void GatewayStage::export_counters(const CounterFn& fn) const {
   for (size_t i = 0; i < counters_.size(); ++i)
     fn(kGatewayCounterNames[i], counters_.get(i));
   fn("conns_live", live_);
+  fn("conns_standby", standby_);
   fn("conns_capacity", capacity_);
   static constexpr const char* kFam[2] = {"ipv4", "ipv6"};
   for (size_t f = 0; f < 2; ++f) {
     if (snat_[f]) {
-      fn(std::string("snat_free_ports_") + kFam[f], snat_[f]->free_ports(0));
+      uint64_t free = 0;
+      for (uint32_t p = 0; p < snat_[f]->partitions(); ++p)
+        free += snat_[f]->free_ports(p);
+      fn(std::string("snat_free_ports_") + kFam[f], free);
       fn(std::string("snat_bad_frees_") + kFam[f], snat_[f]->bad_frees());
     }
     if (egress_[f]) {

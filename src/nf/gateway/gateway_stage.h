@@ -23,6 +23,7 @@
 #include "common/counters.h"
 #include "common/siphash.h"
 #include "nf/firewall/conntrack.h"
+#include "nf/gateway/flow_sync.h"
 #include "nf/lb/lb.h"
 #include "nf/nat/port_alloc.h"
 #include "nf/synproxy/handshake.h"
@@ -38,10 +39,19 @@ inline constexpr uint8_t kRecNat = 1u << 1;       // FullNAT: two directional ke
 inline constexpr uint8_t kRecSynProxy = 1u << 2;  // sp is in use
 inline constexpr uint8_t kRecEgress = 1u << 3;    // with kRecNat: egress SNAT (source only)
 inline constexpr uint8_t kRecDsr = 1u << 4;       // DSR: one original key, MAC rewrite only
+// Cluster: a copy held for the flow's processor (lb.spare), not processed
+// here unless promoted; kRecForeign: lease.address indexes the cluster's
+// SNAT address list (GatewayClusterConfig), not this node's pool.
+inline constexpr uint8_t kRecStandby = 1u << 5;
+inline constexpr uint8_t kRecForeign = 1u << 6;
 
 // ConnRecord::seen (DSR).
 inline constexpr uint8_t kSeenFin = 1u << 0;
 inline constexpr uint8_t kSeenRst = 1u << 1;
+// ConnRecord::seen, cluster: the holders have the full record; the record
+// is in the export queue.
+inline constexpr uint8_t kSyncSent = 1u << 2;
+inline constexpr uint8_t kSyncQueued = 1u << 3;
 
 // Two cache lines, aligned: the per-packet path touches exactly two lines of
 // state besides the table. The VIP is not stored: it is the VIP's key
@@ -105,7 +115,22 @@ static_assert(sizeof(ConnLink) == 8);
   X(kDropKeyCollision, "drop_key_collision")     /* reply key already taken */                \
   X(kDropNatUnsupported, "drop_nat_unsupported") /* fragments */                              \
   X(kDropIcmpNoConn, "drop_icmp_no_conn")        /* ICMP error about no connection */         \
-  X(kDropSynProxy, "drop_synproxy")              /* reason in synproxy_* */
+  X(kDropSynProxy, "drop_synproxy")              /* reason in synproxy_* */                   \
+  /* cluster (flow_sync.h) */                                                                 \
+  X(kSyncExported, "sync_exported")                                                           \
+  X(kSyncImported, "sync_imported")              /* standby records created */                \
+  X(kSyncUpdated, "sync_updated")                /* standby records updated */                \
+  X(kSyncDeleted, "sync_deleted")                /* standby records the processor closed */   \
+  X(kSyncPromoted, "sync_promoted")              /* standby taken over: processor gone */     \
+  X(kSyncRedirected, "sync_redirected")          /* handed to the live processor */           \
+  X(kSyncMissRedirected, "sync_miss_redirected") /* no record: handed to a holder */          \
+  X(kSyncUpdateUnknown, "sync_update_unknown")   /* update or delete of no standby record */  \
+  X(kSyncIgnoredLive, "sync_ignored_live")       /* about a flow processed here */            \
+  X(kSyncUnknownVip, "sync_unknown_vip")                                                      \
+  X(kSyncUnknownSnat, "sync_unknown_snat")                                                    \
+  X(kSyncUnknownBackend, "sync_unknown_backend") /* DSR backend not in any version here */    \
+  X(kSyncDeleteOverflow, "sync_delete_overflow") /* holders' copies expire on their own */    \
+  X(kDropSyncNoState, "drop_sync_no_state")      /* reply to a cluster SNAT address, no flow */
 
 TRIPOD_DECLARE_REASONS(GatewayCounter, TRIPOD_GATEWAY_COUNTERS)
 
@@ -142,6 +167,17 @@ struct EgressConfig {
   SnatPoolConfig snat;  // the public addresses (either family or both)
 };
 
+// Cluster replication (src/cluster/README.md). Off while node_id is 0.
+struct GatewayClusterConfig {
+  uint16_t node_id = 0;   // this node, 1..kMaxClusterNodes
+  SipKey slot_key{7, 8};  // cluster-wide: a flow's slot (the same on every node)
+  // Every node's FullNAT SNAT addresses, this node's included: the reply
+  // key of a flow taken over from another node names one of them.
+  std::vector<SnatAddress> snat_addresses;
+  uint32_t delete_queue = 4096;   // closed flows awaiting export
+  uint32_t standby_grace_s = 10;  // a copy outlives its processor's deadline by this
+};
+
 struct GatewayConfig {
   FirewallConfig firewall;
   std::vector<GatewayVipConfig> vips;
@@ -156,6 +192,7 @@ struct GatewayConfig {
   SipKey lb_hash_key{3, 4};                   // cluster-wide secret of Maglev's flow hash
   SipKey synproxy_master{5, 6};
   CookieConfig cookies;
+  GatewayClusterConfig cluster;
 };
 
 class GatewayStage final : public Stage {
@@ -210,6 +247,29 @@ class GatewayStage final : public Stage {
   uint64_t count(GatewayCounter c) const { return counters_.get(c); }
   VipId vip_id(const VipKey& k) const { return lb_.find_vip(k); }
 
+  // ---- cluster (owner thread, between bursts) ----
+  // What the data plane reads of the cluster; the caller keeps it alive and
+  // updates it between bursts. nullptr (the default): every peer is
+  // unknown, nothing is redirected, standby copies are promoted on use.
+  void set_cluster_view(const ClusterView* v) { view_ = v; }
+  // Up to `max` records for the holders: closed flows first, then flows
+  // created or changed since the last call (full the first time).
+  uint32_t export_sync(FlowSync* out, uint32_t max, uint64_t now_ns);
+  // Applies a record from a flow's processor. Returns the counter it hit.
+  GatewayCounter import_sync(const FlowSync& s, uint64_t now_ns);
+  // The slot of a flow (either direction's packet names it: FullNAT ports
+  // come from partition `slot`).
+  uint32_t slot_of(const FlowKey& original) const {
+    return static_cast<uint32_t>(hash_flow_key(original, cluster_.slot_key) % kSlots);
+  }
+  uint32_t standby_connections() const { return standby_; }
+  // A peer is gone: its flows' copies here lose their processor, so the
+  // first packet of each promotes it (O(records)).
+  void peer_down(uint16_t node);
+  // The holders changed (a new epoch): every flow goes out in full again
+  // (O(records)).
+  void resync();
+
  private:
   static Tick to_ticks(uint64_t ns) { return static_cast<Tick>(ns / kTickNs); }
   static Tick timeout_ticks(uint32_t s) {
@@ -262,6 +322,31 @@ class GatewayStage final : public Stage {
   bool reset_killed(Burst& b, uint32_t i, Table::Ref ref, ConnRecord& r, uint8_t dir, Tick now);
   void send_window_update(Burst& b, uint32_t i, const ConnRecord& r);
   void maybe_clamp(uint8_t* frame, const PacketMeta& m, const ConnRecord& r);
+  // Cluster.
+  bool clustered() const { return cluster_.node_id != 0; }
+  const uint8_t* snat_addr(const ConnRecord& r) const {
+    return (r.flags & kRecForeign) ? cluster_.snat_addresses[r.lease.address].addr
+                                   : pool_of(r).address(r.lease.address).addr;
+  }
+  void mark_dirty(uint32_t idx) {
+    ConnRecord& r = records_[idx];
+    if (!clustered() || (r.seen & kSyncQueued) || (r.flags & (kRecStandby | kRecEgress))) return;
+    r.seen |= kSyncQueued;
+    dirty_[dirty_tail_++ % capacity_] = idx;
+  }
+  bool node_live(uint16_t node) const {
+    return view_ != nullptr && node >= 1 && node <= kMaxClusterNodes &&
+           (view_->live >> (node - 1) & 1) != 0;
+  }
+  bool redirect(Burst& b, uint32_t i, uint16_t node, GatewayCounter c);
+  // A packet without a record: hand it to a holder of its slot (true, with
+  // `*handled` set to the verdict) when this node is not one.
+  bool miss_to_holder(Burst& b, uint32_t i, const FlowKey& dkey, bool* handled);
+  void promote(uint32_t idx);
+  void fill_sync(const ConnRecord& r, FlowSync* s, FlowSyncOp op, Tick now) const;
+  uint32_t find_cluster_snat(Family f, const uint8_t* addr) const;
+  bool on_hit_inner(Burst& b, uint32_t i, Table::Ref ref, Tick now);
+
   bool drop(GatewayCounter c) {
     counters_.inc(c);
     return false;
@@ -286,6 +371,16 @@ class GatewayStage final : public Stage {
   TrafficDir non_vip_dir_;
   SipKey hash_key_;
   SipKey lb_hash_key_;
+  GatewayClusterConfig cluster_;
+  const ClusterView* view_ = nullptr;
+  std::vector<uint8_t> is_own_snat_;     // by cluster SNAT address: one of this node's
+  internal::HugeArray<uint32_t> dirty_;  // ring of record indices; each queued at most once
+  uint64_t dirty_head_ = 0;
+  uint64_t dirty_tail_ = 0;
+  std::vector<FlowSync> deletes_;  // ring, fixed size (cluster.delete_queue)
+  uint64_t del_head_ = 0;
+  uint64_t del_tail_ = 0;
+  uint32_t standby_ = 0;
   CounterSet<GatewayCounter, size_t(GatewayCounter::kCount)> counters_;
 };
 

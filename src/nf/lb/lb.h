@@ -37,7 +37,7 @@ struct LbConn {
   VipId vip = kNoVip;
   uint32_t version = kNoVersion;
   uint16_t backend = 0;
-  uint16_t reserved = 0;
+  uint16_t spare = 0;  // the record's owner's (the gateway: the flow's processor node)
 };
 static_assert(sizeof(LbConn) == 12);
 

@@ -184,6 +184,30 @@ size_t PoolTable::collect_garbage() {
   return freed;
 }
 
+Selection PoolTable::find_backend(VipId vip, const IpAddress& addr, uint16_t port,
+                                  uint16_t vip_port) const {
+  const Vip* v = vip < vips_.size() ? vips_[vip].get() : nullptr;
+  if (v == nullptr) return {};
+  auto in = [&](const Slot& s) -> Selection {
+    if (s.state != State::kCommitted) return {};
+    for (size_t i = 0; i < s.pool->backends.size(); ++i) {
+      const Backend& b = s.pool->backends[i];
+      if (b.addr == addr && (b.port != 0 ? b.port : vip_port) == port)
+        return Selection{&b, s.version, static_cast<uint16_t>(i)};
+    }
+    return {};
+  };
+  if (v->active != nullptr) {
+    const Selection a = in(*v->active);
+    if (a.backend != nullptr) return a;
+  }
+  for (const Slot& s : v->slots) {
+    const Selection o = in(s);
+    if (o.backend != nullptr) return o;
+  }
+  return {};
+}
+
 uint32_t PoolTable::active_version(VipId vip) const {
   const Vip* v = vip < vips_.size() ? vips_[vip].get() : nullptr;
   return v != nullptr && v->active != nullptr ? v->active->version : kNoVersion;

@@ -94,6 +94,11 @@ class PoolTable {
   // Live connections of a VIP, over all its versions (status; O(versions)).
   uint64_t vip_connections(VipId vip) const;
   const BuiltPool* pool(VipId vip, uint32_t version) const;
+  // A committed version holding the endpoint (the active one first): where
+  // a replicated connection's backend lives on this node. `port` is the
+  // port connections go to (a backend port 0 means `vip_port`). backend ==
+  // nullptr: none. O(versions x backends); control path (replication).
+  Selection find_backend(VipId vip, const IpAddress& addr, uint16_t port, uint16_t vip_port) const;
 
   // ---- data plane (owner thread; noexcept, no allocation) ----
   // NEW connection: the active version's Maglev choice for `flow_hash`.

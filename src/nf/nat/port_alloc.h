@@ -79,6 +79,7 @@ class SnatPortAllocator {
   const SnatAddress& address(uint32_t i) const { return cfg_.addresses[i]; }
   uint32_t num_addresses() const { return static_cast<uint32_t>(cfg_.addresses.size()); }
   uint32_t free_ports(uint32_t partition) const;
+  uint32_t partitions() const { return cfg_.partitions; }
   uint64_t bad_frees() const { return bad_frees_; }
 
  private:

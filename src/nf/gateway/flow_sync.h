@@ -1,0 +1,111 @@
+// The replicated form of one connection (issue 5; src/cluster/README.md):
+// what a flow's processor sends to the flow's holders, and how it travels
+// as bytes. Three record types, each of fixed size on the wire:
+//
+//   full    write-once state (backend, SNAT endpoint, SYN-proxy deltas) and
+//           the mutable part; sent when a holder first needs the flow
+//   update  the mutable part only: TCP state, DSR's FIN/RST, SYN-proxy flags,
+//           time left before expiry
+//   delete  the identity only: the processor closed the flow
+//
+// The firewall's sequence windows are never sent: they change with every
+// segment, and a promoted flow re-learns them from its first packet in each
+// direction (netfilter's pickup of a conntrackd-injected entry: td_maxwin 0).
+// Everything is explicit network byte order; decode() validates every enum
+// and range, so a hostile record is an error, never a bad record in the table.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "common/counters.h"
+#include "nf/firewall/fw_state.h"
+#include "nf/synproxy/state.h"
+#include "packet/packet_meta.h"
+
+namespace tripod {
+
+// Flow slots: either direction of a flow names its slot (the client key's
+// hash; FullNAT ports come from partition `slot`, port_alloc.h).
+inline constexpr uint32_t kSlots = 256;
+inline constexpr uint16_t kMaxClusterNodes = 64;  // node ids 1..64: a live set is one uint64
+inline constexpr uint32_t kViewHolders = 4;
+
+// What the data plane reads of the cluster, filled by the cluster agent from
+// its membership and ring (current epoch, and the previous one while flows
+// migrate). Plain data: the worker copies it between bursts.
+struct ClusterView {
+  uint64_t live = 0;                                // bit (node - 1): the node is up
+  uint8_t mac[kMaxClusterNodes + 1][6] = {};        // by node id: its data-plane MAC (redirects)
+  uint8_t holders[kSlots][kViewHolders] = {};       // node ids in ring order; 0: none
+  uint8_t prev_holders[kSlots][kViewHolders] = {};  // the previous epoch's
+};
+
+enum class FlowSyncOp : uint8_t { kFull = 1, kUpdate = 2, kDelete = 3 };
+
+// FlowSync::kind
+inline constexpr uint8_t kSyncNat = 1u << 0;       // FullNAT to a VIP
+inline constexpr uint8_t kSyncDsr = 1u << 1;       // DSR to a VIP
+inline constexpr uint8_t kSyncSynProxy = 1u << 2;  // with kSyncNat
+inline constexpr uint8_t kSyncKinds = kSyncNat | kSyncDsr | kSyncSynProxy;
+
+struct FlowSync {
+  FlowSyncOp op = FlowSyncOp::kFull;
+  Family family = Family::kNone;
+  uint8_t proto = 0;
+  uint8_t kind = 0;        // kSync*; 0: a firewall-only flow (one canonical key)
+  uint16_t processor = 0;  // the node that processes the flow
+  uint8_t seen = 0;        // DSR: kSeenFin | kSeenRst (gateway_stage.h)
+  // Identity. NAT / DSR: the client -> VIP direction. Firewall-only: the
+  // canonical key's a -> b.
+  uint8_t src_addr[16] = {};
+  uint8_t dst_addr[16] = {};
+  uint16_t src_port = 0;
+  uint16_t dst_port = 0;
+  // update and full
+  uint32_t remaining_ms = 0;  // until the processor's deadline, at export
+  FwConnState fw{};           // peer[] (the windows) is not carried: zero
+  SynProxyState sp{};
+  // full only
+  uint8_t dip_addr[16] = {};
+  uint8_t snat_addr[16] = {};
+  uint16_t dip_port = 0;
+  uint16_t snat_port = 0;
+};
+
+// Record type numbers (the cluster transport's registry) and sizes.
+inline constexpr uint8_t kRecordFlowFull = 1;
+inline constexpr uint8_t kRecordFlowUpdate = 2;
+inline constexpr uint8_t kRecordFlowDelete = 3;
+inline constexpr size_t kFlowDeleteSize = 44;
+inline constexpr size_t kFlowUpdateSize = kFlowDeleteSize + 4 + 16 + 16;
+inline constexpr size_t kFlowFullSize = kFlowUpdateSize + 36;
+inline constexpr size_t kFlowMaxSize = kFlowFullSize;
+
+constexpr uint8_t record_type(FlowSyncOp op) {
+  return static_cast<uint8_t>(op);
+}
+constexpr size_t record_size(FlowSyncOp op) {
+  return op == FlowSyncOp::kFull     ? kFlowFullSize
+         : op == FlowSyncOp::kUpdate ? kFlowUpdateSize
+                                     : kFlowDeleteSize;
+}
+
+#define TRIPOD_FLOW_SYNC_ERRORS(X)                                     \
+  X(kOk, "ok")                                                         \
+  X(kBadSize, "bad_size") /* length is not the type's size */          \
+  X(kBadOp, "bad_op")     /* op byte != record type */                 \
+  X(kBadFamily, "bad_family")                                          \
+  X(kBadKind, "bad_kind")         /* unknown bits, DSR with NAT ... */ \
+  X(kBadFwState, "bad_fw_state")  /* firewall kind / state / scale */  \
+  X(kBadSynProxy, "bad_synproxy") /* unknown flags */                  \
+  X(kBadAddress, "bad_address")   /* IPv4 with bytes beyond the 4th */
+
+TRIPOD_DECLARE_REASONS(FlowSyncError, TRIPOD_FLOW_SYNC_ERRORS)
+
+// Writes record_size(s.op) bytes to `out`.
+void encode_flow_sync(const FlowSync& s, uint8_t* out);
+// Reads a record of `type` (kRecordFlow*) and `len` bytes.
+FlowSyncError decode_flow_sync(uint8_t type, const uint8_t* in, size_t len, FlowSync* out);
+
+}  // namespace tripod

@@ -1,0 +1,461 @@
+// Two and three gateway stages as cluster nodes, records passed between them
+// as the wire bytes (flow_sync.h): a flow exported by its processor continues
+// on another node byte for byte, goes to its processor while that one lives,
+// and reaches a holder from a node that has never seen it.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <string>
+
+#include "common/clock.h"
+#include "nf/gateway/flow_sync.h"
+#include "nf/gateway/gateway_stage.h"
+#include "packet/builder.h"
+#include "packet/parser.h"
+#include "pipeline/parse_stage.h"
+#include "pipeline/pipeline.h"
+
+namespace tripod {
+namespace {
+
+constexpr const char* kClient = "198.51.100.7";
+constexpr const char* kVip = "192.0.2.10";
+constexpr const char* kProxyVip = "192.0.2.20";
+constexpr const char* kSnat[4] = {"", "10.0.0.101", "10.0.0.102", "10.0.0.103"};  // by node
+constexpr const char* kDip = "10.1.0.1";
+constexpr uint16_t kBport = 8080;
+constexpr uint64_t kSec = 1'000'000'000;
+const uint8_t kMac[4][6] = {{}, {2, 0, 0, 0, 0, 1}, {2, 0, 0, 0, 0, 2}, {2, 0, 0, 0, 0, 3}};
+
+struct Seg {
+  const char* src;
+  const char* dst;
+  uint16_t sport, dport;
+  uint8_t flags;
+  uint32_t seq = 0, ack = 0;
+  std::string payload = {};
+};
+
+Bytes seg(const Seg& s) {
+  PacketBuilder b;
+  b.ipv4(s.src, s.dst).dont_fragment().tcp(s.sport, s.dport).flags(s.flags).seq(s.seq);
+  if (s.flags & kTcpAck) b.ack_seq(s.ack);
+  b.window(65535);
+  if (!s.payload.empty()) b.payload(s.payload);
+  return b.build();
+}
+
+SnatAddress snat(const char* ip) {
+  SnatAddress a;
+  a.family = Family::kIpv4;
+  std::memcpy(a.addr, IpAddress::parse(ip).bytes, 4);
+  return a;
+}
+
+GatewayConfig node_config(uint16_t node) {
+  GatewayConfig c;
+  c.firewall.acl = parse_rules("default allow");
+  Backend be;
+  be.addr = IpAddress::parse(kDip);
+  be.port = kBport;
+  GatewayVipConfig v;
+  v.key = VipKey{IpAddress::parse(kVip), kProtoTcp, 80};
+  v.pool.backends = {be};
+  c.vips.push_back(v);
+  GatewayVipConfig p = v;
+  p.key = VipKey{IpAddress::parse(kProxyVip), kProtoTcp, 443};
+  p.synproxy = true;
+  p.synproxy_options.timestamps = false;
+  c.vips.push_back(p);
+  c.snat.addresses = {snat(kSnat[node])};
+  c.snat.port_lo = 5000;
+  c.snat.port_hi = 9999;
+  c.max_connections = 256;
+  c.huge_pages = false;
+  c.synproxy_master = SipKey{5, 6};  // cluster-wide: a cookie from any node opens anywhere
+  c.cluster.node_id = node;
+  c.cluster.snat_addresses = {snat(kSnat[1]), snat(kSnat[2]), snat(kSnat[3])};
+  return c;
+}
+
+class Node {
+ public:
+  explicit Node(uint16_t id, ManualClock* clock) : clock_(clock) {
+    p_.add(std::make_unique<ParseStage>());
+    auto gw = std::make_unique<GatewayStage>(node_config(id), clock->now_ns());
+    gw_ = gw.get();
+    p_.add(std::move(gw));
+  }
+  std::vector<Bytes> send(std::vector<Bytes> in) {
+    MemoryPort port(std::move(in));
+    p_.run_to_end(port, clock_);
+    return port.output();
+  }
+  Bytes one(const Bytes& in) {
+    auto out = send({in});
+    return out.empty() ? Bytes{} : out[0];
+  }
+  uint64_t counter(const std::string& name) const {
+    uint64_t v = 0;
+    gw_->export_counters([&](std::string_view n, uint64_t x) {
+      if (n == name) v = x;
+    });
+    return v;
+  }
+  // Everything this node would send its holders, through the wire format.
+  std::vector<std::pair<uint8_t, std::vector<uint8_t>>> export_wire() {
+    FlowSync out[64];
+    const uint32_t n = gw_->export_sync(out, 64, clock_->now_ns());
+    std::vector<std::pair<uint8_t, std::vector<uint8_t>>> recs;
+    for (uint32_t i = 0; i < n; ++i) {
+      std::vector<uint8_t> bytes(record_size(out[i].op));
+      encode_flow_sync(out[i], bytes.data());
+      recs.emplace_back(record_type(out[i].op), std::move(bytes));
+    }
+    return recs;
+  }
+  void import_wire(const std::vector<std::pair<uint8_t, std::vector<uint8_t>>>& recs) {
+    for (const auto& [type, bytes] : recs) {
+      FlowSync s;
+      ASSERT_EQ(decode_flow_sync(type, bytes.data(), bytes.size(), &s), FlowSyncError::kOk);
+      gw_->import_sync(s, clock_->now_ns());
+    }
+  }
+  GatewayStage& gw() { return *gw_; }
+
+ private:
+  ManualClock* clock_;
+  Pipeline p_;
+  GatewayStage* gw_;
+};
+
+struct Ends {
+  std::string dst;
+  uint16_t sport = 0;
+};
+Ends ends_of(const Bytes& f) {
+  PacketMeta m;
+  EXPECT_EQ(parse_packet(f.data(), static_cast<uint32_t>(f.size()), &m), ParseError::kOk);
+  return {IpAddress::from_bytes(m.family, f.data() + m.dst_off).to_string(), m.sport};
+}
+
+// A FullNAT connection opened through `n`: returns its SNAT port.
+uint16_t open_conn(Node& n, uint16_t node_id, uint16_t cport) {
+  const Bytes syn_out = n.one(seg({kClient, kVip, cport, 80, kTcpSyn, 1000}));
+  EXPECT_FALSE(syn_out.empty());
+  const uint16_t port = ends_of(syn_out).sport;
+  EXPECT_FALSE(
+      n.one(seg({kDip, kSnat[node_id], kBport, port, kTcpSyn | kTcpAck, 5000, 1001})).empty());
+  EXPECT_FALSE(n.one(seg({kClient, kVip, cport, 80, kTcpAck, 1001, 5001})).empty());
+  return port;
+}
+
+class Cluster : public ::testing::Test {
+ protected:
+  ManualClock clock_{1000 * kSec};
+  Node a_{1, &clock_};
+  Node b_{2, &clock_};
+};
+
+// The processor's record, replayed on a holder whose processor is gone: the
+// holder continues the flow with the same translation, both directions.
+TEST_F(Cluster, FlowContinuesOnTheHolderByteForByte) {
+  const uint16_t port = open_conn(a_, 1, 40000);
+  // The SNAT port names the flow's slot.
+  const FlowKey orig = make_flow_key(Family::kIpv4, kProtoTcp, IpAddress::parse(kClient).bytes,
+                                     IpAddress::parse(kVip).bytes, 40000, 80, false);
+  EXPECT_EQ(a_.gw().snat()->partition_of(port), a_.gw().slot_of(orig));
+
+  const auto recs = a_.export_wire();
+  ASSERT_EQ(recs.size(), 1u);  // created and established in one interval: one full record
+  EXPECT_EQ(recs[0].first, kRecordFlowFull);
+  EXPECT_TRUE(a_.export_wire().empty());  // nothing changed since
+  b_.import_wire(recs);
+  EXPECT_EQ(b_.counter("sync_imported"), 1u);
+  EXPECT_EQ(b_.gw().standby_connections(), 1u);
+  EXPECT_EQ(b_.counter("conns_live"), 0u);
+
+  // No view: node 1 is not known to be alive, so node 2 takes the flow.
+  const Bytes data = seg({kClient, kVip, 40000, 80, kTcpAck | kTcpPsh, 1001, 5001, "hello"});
+  const Bytes reply = seg({kDip, kSnat[1], kBport, port, kTcpAck | kTcpPsh, 5001, 1006, "world"});
+  const Bytes on_a = a_.one(data);
+  const Bytes on_b = b_.one(data);
+  ASSERT_FALSE(on_b.empty());
+  EXPECT_EQ(on_b, on_a);
+  EXPECT_EQ(b_.counter("sync_promoted"), 1u);
+  EXPECT_EQ(b_.gw().standby_connections(), 0u);
+  EXPECT_EQ(b_.counter("conns_live"), 1u);
+  const Bytes back_b = b_.one(reply);
+  ASSERT_FALSE(back_b.empty());
+  EXPECT_EQ(back_b, a_.one(reply));
+  EXPECT_EQ(ends_of(back_b).dst, kClient);
+  EXPECT_EQ(b_.counter("drop_firewall"), 0u);
+
+  // Now node 2 processes it: its holders get the record in full, naming it.
+  const auto again = b_.export_wire();
+  ASSERT_EQ(again.size(), 1u);
+  FlowSync s;
+  ASSERT_EQ(decode_flow_sync(again[0].first, again[0].second.data(), again[0].second.size(), &s),
+            FlowSyncError::kOk);
+  EXPECT_EQ(s.op, FlowSyncOp::kFull);
+  EXPECT_EQ(s.processor, 2);
+  EXPECT_EQ(IpAddress::from_bytes(Family::kIpv4, s.snat_addr).to_string(), kSnat[1]);
+  EXPECT_EQ(s.snat_port, port);
+}
+
+// While the processor lives, a holder hands the flow's packets to it: the
+// frame leaves unchanged but for its destination MAC.
+TEST_F(Cluster, HolderRedirectsToALiveProcessor) {
+  const uint16_t port = open_conn(a_, 1, 40001);
+  b_.import_wire(a_.export_wire());
+  ClusterView view;
+  view.live = 0b11;
+  std::memcpy(view.mac[1], kMac[1], 6);
+  std::memcpy(view.mac[2], kMac[2], 6);
+  b_.gw().set_cluster_view(&view);
+  const Bytes data = seg({kClient, kVip, 40001, 80, kTcpAck, 1001, 5001});
+  const Bytes out = b_.one(data);
+  ASSERT_EQ(out.size(), data.size());
+  EXPECT_EQ(0, std::memcmp(out.data(), kMac[1], 6));
+  EXPECT_EQ(0, std::memcmp(out.data() + 6, data.data() + 6, out.size() - 6));
+  EXPECT_EQ(b_.counter("sync_redirected"), 1u);
+  EXPECT_EQ(b_.gw().standby_connections(), 1u);
+
+  // Node 1 dies (or restarts empty): the copy loses its processor, and the
+  // next packet promotes it even if node 1 is back.
+  b_.gw().peer_down(1);
+  const Bytes out2 = b_.one(seg({kDip, kSnat[1], kBport, port, kTcpAck, 5001, 1001}));
+  ASSERT_FALSE(out2.empty());
+  EXPECT_EQ(ends_of(out2).dst, kClient);
+  EXPECT_EQ(b_.counter("sync_promoted"), 1u);
+}
+
+// A node that has never seen a flow hands its packets to the slot's first
+// live holder; a SYN still opens a new flow locally.
+TEST_F(Cluster, MissGoesToTheSlotsHolder) {
+  Node c{3, &clock_};
+  ClusterView view;
+  view.live = 0b111;
+  for (int n = 1; n <= 3; ++n)
+    std::memcpy(view.mac[n], kMac[n], 6);
+  for (uint32_t s = 0; s < kSlots; ++s) {
+    view.holders[s][0] = 1;
+    view.holders[s][1] = 2;
+  }
+  c.gw().set_cluster_view(&view);
+  const Bytes ack = seg({kClient, kVip, 40002, 80, kTcpAck, 1001, 5001});
+  const Bytes out = c.one(ack);
+  ASSERT_FALSE(out.empty());
+  EXPECT_EQ(0, std::memcmp(out.data(), kMac[1], 6));
+  EXPECT_EQ(c.counter("sync_miss_redirected"), 1u);
+  // A reply to node 1's SNAT address: its slot from the port, to a holder.
+  const Bytes reply = seg({kDip, kSnat[1], kBport, 5003, kTcpAck, 5001, 1001});
+  const Bytes out2 = c.one(reply);
+  ASSERT_FALSE(out2.empty());
+  EXPECT_EQ(0, std::memcmp(out2.data(), kMac[1], 6));
+  EXPECT_EQ(c.counter("sync_miss_redirected"), 2u);
+  // A SYN opens here.
+  const Bytes syn = c.one(seg({kClient, kVip, 40003, 80, kTcpSyn, 1000}));
+  ASSERT_FALSE(syn.empty());
+  EXPECT_EQ(IpAddress::from_bytes(Family::kIpv4, syn.data() + 26).to_string(), kSnat[3]);
+  EXPECT_EQ(c.counter("conns_created"), 1u);
+
+  // A holder without the flow does not pass it on: the firewall decides (a
+  // stray ACK); a reply to another node's address without a flow is dropped.
+  a_.gw().set_cluster_view(&view);
+  EXPECT_TRUE(a_.one(ack).empty());
+  EXPECT_EQ(a_.counter("sync_miss_redirected"), 0u);
+  EXPECT_TRUE(a_.one(seg({kDip, kSnat[2], kBport, 5003, kTcpAck, 5001, 1001})).empty());
+  EXPECT_EQ(a_.counter("drop_sync_no_state"), 1u);
+}
+
+// State changes travel as updates; closing travels as a delete, and the
+// holder's copy goes with it.
+TEST_F(Cluster, UpdatesAndDeletesFollowTheFlow) {
+  const uint16_t port = open_conn(a_, 1, 40004);
+  b_.import_wire(a_.export_wire());
+  EXPECT_TRUE(a_.one(seg({kClient, kVip, 40004, 80, kTcpAck | kTcpFin, 1001, 5001})).size());
+  auto recs = a_.export_wire();
+  ASSERT_EQ(recs.size(), 1u);
+  EXPECT_EQ(recs[0].first, kRecordFlowUpdate);
+  b_.import_wire(recs);
+  EXPECT_EQ(b_.counter("sync_updated"), 1u);
+  EXPECT_TRUE(a_.one(seg({kDip, kSnat[1], kBport, port, kTcpAck | kTcpFin, 5001, 1002})).size());
+  EXPECT_TRUE(a_.one(seg({kClient, kVip, 40004, 80, kTcpAck, 1002, 5002})).size());
+  b_.import_wire(a_.export_wire());
+  // TIME_WAIT passes on node 1: the flow ends there and on node 2.
+  clock_.advance_ns(200 * kSec);
+  a_.gw().advance_to(clock_.now_ns());
+  EXPECT_EQ(a_.counter("conns_live"), 0u);
+  recs = a_.export_wire();
+  ASSERT_EQ(recs.size(), 1u);
+  EXPECT_EQ(recs[0].first, kRecordFlowDelete);
+  b_.import_wire(recs);
+  EXPECT_EQ(b_.counter("sync_deleted"), 1u);
+  EXPECT_EQ(b_.gw().standby_connections(), 0u);
+  EXPECT_EQ(b_.gw().table().size(), 0u);
+  // Nothing left for a record that never reached anyone.
+  EXPECT_TRUE(a_.export_wire().empty());
+}
+
+// A standby copy that hears nothing expires on its own, grace included.
+TEST_F(Cluster, StandbyExpiresWithoutItsProcessor) {
+  open_conn(a_, 1, 40005);
+  b_.import_wire(a_.export_wire());
+  EXPECT_EQ(b_.gw().standby_connections(), 1u);
+  clock_.advance_ns(6 * 86400 * kSec);  // past ESTABLISHED's 5 days
+  b_.gw().advance_to(clock_.now_ns());
+  EXPECT_EQ(b_.gw().standby_connections(), 0u);
+  EXPECT_EQ(b_.gw().table().size(), 0u);
+}
+
+// A SYN-proxied flow carries its sequence translation: the holder goes on
+// translating where the processor stopped.
+TEST_F(Cluster, SynProxyFlowKeepsItsTranslation) {
+  const Bytes synack = a_.one(seg({kClient, kProxyVip, 40006, 443, kTcpSyn, 1000}));
+  PacketMeta m;
+  ASSERT_EQ(parse_packet(synack.data(), static_cast<uint32_t>(synack.size()), &m), ParseError::kOk);
+  const uint32_t cookie = m.tcp_seq;
+  const Bytes bsyn = a_.one(seg({kClient, kProxyVip, 40006, 443, kTcpAck, 1001, cookie + 1}));
+  ASSERT_FALSE(bsyn.empty());
+  const uint16_t port = ends_of(bsyn).sport;
+  ASSERT_EQ(a_.send({seg({kDip, kSnat[1], kBport, port, kTcpSyn | kTcpAck, 7000, 1001})}).size(),
+            2u);
+  b_.import_wire(a_.export_wire());
+  ASSERT_EQ(b_.gw().standby_connections(), 1u);
+  const Bytes data =
+      seg({kClient, kProxyVip, 40006, 443, kTcpAck | kTcpPsh, 1001, cookie + 1, "x"});
+  const Bytes reply = seg({kDip, kSnat[1], kBport, port, kTcpAck | kTcpPsh, 7001, 1002, "yz"});
+  const Bytes on_b = b_.one(data);
+  ASSERT_FALSE(on_b.empty());
+  EXPECT_EQ(on_b, a_.one(data));
+  const Bytes back = b_.one(reply);
+  ASSERT_FALSE(back.empty());
+  EXPECT_EQ(back, a_.one(reply));
+  ASSERT_EQ(parse_packet(back.data(), static_cast<uint32_t>(back.size()), &m), ParseError::kOk);
+  EXPECT_EQ(m.tcp_seq, cookie + 1);  // the backend's 7001 in the client's space
+}
+
+// A cookie ACK opens its flow on the node that receives it, clustered or not
+// (the SYN-proxy key is the cluster's): it is not handed to a holder.
+TEST_F(Cluster, CookieAckOpensLocally) {
+  const Bytes synack = a_.one(seg({kClient, kProxyVip, 40007, 443, kTcpSyn, 1000}));
+  PacketMeta m;
+  ASSERT_EQ(parse_packet(synack.data(), static_cast<uint32_t>(synack.size()), &m), ParseError::kOk);
+  ClusterView view;
+  view.live = 0b11;
+  std::memcpy(view.mac[1], kMac[1], 6);
+  for (uint32_t s = 0; s < kSlots; ++s)
+    view.holders[s][0] = 1;
+  b_.gw().set_cluster_view(&view);
+  const Bytes bsyn = b_.one(seg({kClient, kProxyVip, 40007, 443, kTcpAck, 1001, m.tcp_seq + 1}));
+  ASSERT_FALSE(bsyn.empty());
+  EXPECT_EQ(ends_of(bsyn).dst, kDip);
+  EXPECT_EQ(b_.counter("sync_miss_redirected"), 0u);
+  // Not a cookie: handed to the holder.
+  const Bytes other = b_.one(seg({kClient, kProxyVip, 40008, 443, kTcpAck, 1001, 77}));
+  ASSERT_FALSE(other.empty());
+  EXPECT_EQ(0, std::memcmp(other.data(), kMac[1], 6));
+}
+
+// Records about flows this node processes, from nodes that think otherwise,
+// change nothing here.
+TEST_F(Cluster, RecordsAboutOwnFlowsAreIgnored) {
+  open_conn(a_, 1, 40009);
+  open_conn(b_, 2, 40009);  // same client tuple, processed by node 2 as well
+  b_.import_wire(a_.export_wire());
+  EXPECT_EQ(b_.counter("sync_ignored_live"), 1u);
+  EXPECT_EQ(b_.gw().standby_connections(), 0u);
+}
+
+// ---- the codec ----
+
+FlowSync sample(FlowSyncOp op) {
+  FlowSync s;
+  s.op = op;
+  s.family = Family::kIpv6;
+  s.proto = kProtoTcp;
+  s.kind = kSyncNat | kSyncSynProxy;
+  s.processor = 3;
+  s.seen = kSeenFin;
+  for (int i = 0; i < 16; ++i) {
+    s.src_addr[i] = static_cast<uint8_t>(i + 1);
+    s.dst_addr[i] = static_cast<uint8_t>(0x20 + i);
+  }
+  s.src_port = 40000;
+  s.dst_port = 443;
+  if (op == FlowSyncOp::kDelete) return s;
+  s.remaining_ms = 123456;
+  s.fw.kind = FwKind::kTcp;
+  s.fw.state = static_cast<uint8_t>(TcpState::kEstablished);
+  s.fw.scale[0] = 7;
+  s.fw.scale[1] = 14;
+  s.fw.peer_flags[0] = kPeerSackPerm;
+  s.fw.last_end = 0xdeadbeef;
+  s.fw.last_win = 512;
+  s.fw.flags = kConnOrigInbound;
+  s.sp = SynProxyState{0x11223344, 0x55667788, 0x99aabbcc, 1000, kSpOpen, 0x27};
+  if (op == FlowSyncOp::kUpdate) return s;
+  for (int i = 0; i < 16; ++i) {
+    s.dip_addr[i] = static_cast<uint8_t>(0x40 + i);
+    s.snat_addr[i] = static_cast<uint8_t>(0x60 + i);
+  }
+  s.dip_port = 8443;
+  s.snat_port = 5123;
+  return s;
+}
+
+TEST(FlowSyncCodec, RoundTripsEveryOp) {
+  for (FlowSyncOp op : {FlowSyncOp::kFull, FlowSyncOp::kUpdate, FlowSyncOp::kDelete}) {
+    const FlowSync s = sample(op);
+    uint8_t buf[kFlowMaxSize];
+    encode_flow_sync(s, buf);
+    FlowSync d;
+    ASSERT_EQ(decode_flow_sync(record_type(op), buf, record_size(op), &d), FlowSyncError::kOk);
+    EXPECT_EQ(d.op, op);
+    EXPECT_EQ(d.processor, 3);
+    EXPECT_EQ(0, std::memcmp(d.src_addr, s.src_addr, 16));
+    EXPECT_EQ(0, std::memcmp(d.dst_addr, s.dst_addr, 16));
+    EXPECT_EQ(d.src_port, 40000);
+    EXPECT_EQ(d.dst_port, 443);
+    EXPECT_EQ(d.remaining_ms, s.remaining_ms);
+    EXPECT_EQ(0, std::memcmp(&d.fw, &s.fw, sizeof s.fw));
+    EXPECT_EQ(0, std::memcmp(&d.sp, &s.sp, sizeof s.sp));
+    EXPECT_EQ(0, std::memcmp(d.dip_addr, s.dip_addr, 16));
+    EXPECT_EQ(0, std::memcmp(d.snat_addr, s.snat_addr, 16));
+    EXPECT_EQ(d.snat_port, s.snat_port);
+  }
+}
+
+TEST(FlowSyncCodec, RejectsEveryBadField) {
+  uint8_t buf[kFlowMaxSize];
+  FlowSync d;
+  auto bad = [&](auto mutate, FlowSyncError want) {
+    FlowSync s = sample(FlowSyncOp::kFull);
+    encode_flow_sync(s, buf);
+    mutate(buf);
+    EXPECT_EQ(decode_flow_sync(kRecordFlowFull, buf, kFlowFullSize, &d), want);
+  };
+  bad([](uint8_t* b) { b[0] = 2; }, FlowSyncError::kBadOp);
+  bad([](uint8_t* b) { b[1] = 5; }, FlowSyncError::kBadFamily);
+  bad([](uint8_t* b) { b[3] = kSyncNat | kSyncDsr; }, FlowSyncError::kBadKind);
+  bad([](uint8_t* b) { b[3] = kSyncSynProxy; }, FlowSyncError::kBadKind);
+  bad([](uint8_t* b) { b[3] = 0x80; }, FlowSyncError::kBadKind);
+  bad([](uint8_t* b) { b[48 + 6] = 9; }, FlowSyncError::kBadFwState);   // fw kind
+  bad([](uint8_t* b) { b[48 + 7] = 77; }, FlowSyncError::kBadFwState);  // TCP state
+  bad([](uint8_t* b) { b[48 + 8] = 15; }, FlowSyncError::kBadFwState);  // scale
+  bad([](uint8_t* b) { b[64 + 14] = 0x80; }, FlowSyncError::kBadSynProxy);
+  bad(
+      [](uint8_t* b) {
+        b[1] = 4;
+        b[8 + 5] = 1;  // IPv4 with a byte past the 4th
+      },
+      FlowSyncError::kBadAddress);
+  encode_flow_sync(sample(FlowSyncOp::kFull), buf);
+  EXPECT_EQ(decode_flow_sync(kRecordFlowFull, buf, kFlowFullSize - 1, &d), FlowSyncError::kBadSize);
+  EXPECT_EQ(decode_flow_sync(kRecordFlowUpdate, buf, kFlowFullSize, &d), FlowSyncError::kBadSize);
+  EXPECT_EQ(decode_flow_sync(9, buf, kFlowFullSize, &d), FlowSyncError::kBadOp);
+}
+
+}  // namespace
+}  // namespace tripod
