@@ -1,5 +1,6 @@
 #include "control/config.h"
 
+#include <sodium.h>
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
@@ -782,6 +783,145 @@ void read_vip(const V& v, TripodConfig& cfg, const std::vector<V>& all) {
   cfg.vips.push_back(std::move(dv));
 }
 
+// "192.0.2.1:7946", "[2001:db8::1]:7946".
+std::pair<IpAddress, uint16_t> read_endpoint(const V& v) {
+  const char* expected = "an address:port (IPv6 in brackets: [addr]:port)";
+  const std::string& s = v.text(expected);
+  const size_t colon = s.rfind(':');
+  if (colon == std::string::npos || colon + 1 == s.size())
+    v.fail(std::string("must be ") + expected);
+  std::string host = s.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  } else if (host.find(':') != std::string::npos) {
+    v.fail("an IPv6 address needs brackets: [addr]:port, got " + shown(s));
+  }
+  IpAddress a;
+  try {
+    a = IpAddress::parse(host);
+  } catch (const std::invalid_argument&) {
+    v.fail(std::string("must be ") + expected + ", got " + shown(s));
+  }
+  uint32_t port = 0;
+  const std::string ps = s.substr(colon + 1);
+  const auto [end, ec] = std::from_chars(ps.data(), ps.data() + ps.size(), port);
+  if (ec != std::errc{} || end != ps.data() + ps.size() || port < 1 || port > 65535 || a.empty())
+    v.fail(std::string("must be ") + expected + ", got " + shown(s));
+  return {a, static_cast<uint16_t>(port)};
+}
+
+// A SipHash key for `label`, derived from the cluster key (keyed BLAKE2b):
+// every node derives the same one, and none of them is the cluster key.
+SipKey derive_key(const std::array<uint8_t, 32>& key, const char* label) {
+  uint8_t out[16];
+  crypto_generichash(out, sizeof out, reinterpret_cast<const uint8_t*>(label), std::strlen(label),
+                     key.data(), key.size());
+  SipKey k;
+  for (int i = 7; i >= 0; --i) {
+    k.k0 = (k.k0 << 8) | out[i];
+    k.k1 = (k.k1 << 8) | out[8 + i];
+  }
+  return k;
+}
+
+void read_cluster(const V& v, TripodConfig& cfg, const std::optional<V>& secrets) {
+  ClusterConfig& c = cfg.cluster;
+  c.enabled = true;
+  c.where = v.where();
+  Fields f(v);
+  const V id = f.need("node_id");
+  c.node_id = id.u16(1, kMaxClusterNodes);
+  if (auto i = f.get("cluster_id")) c.cluster_id = i->u32(0, UINT32_MAX);
+  {
+    const V k = f.need("key");
+    const std::string& s = k.text("64 hex digits");
+    if (s.size() != 64)
+      k.fail("must be 64 hex digits (32 bytes), got " + std::to_string(s.size()) + " characters");
+    for (size_t i = 0; i < 32; ++i) {
+      const auto [end, ec] = std::from_chars(s.data() + 2 * i, s.data() + 2 * i + 2, c.key[i], 16);
+      if (ec != std::errc{} || end != s.data() + 2 * i + 2) k.fail("must be 64 hex digits");
+    }
+  }
+  if (auto h = f.get("heartbeat_interval"))
+    c.heartbeat_interval_ns = h->duration_ms(1, 10'000) * 1'000'000;
+  std::optional<V> dead = f.get("dead_after");
+  if (dead) c.dead_after_ns = dead->duration_ms(2, 60'000) * 1'000'000;
+  if (c.dead_after_ns <= c.heartbeat_interval_ns)
+    (dead ? *dead : v).fail("dead_after must be longer than heartbeat_interval");
+  if (auto r = f.get("rise")) c.rise = r->u32(1, 100);
+  if (auto r = f.get("replicas")) c.replicas = r->u32(1, 3);
+  if (auto ci = f.get("checkpoint_interval"))
+    c.checkpoint_interval_ns = ci->duration_ms(1, 1000) * 1'000'000;
+  if (auto m = f.get("mode")) {
+    c.mode = static_cast<ReplicationMode>(m->choice({"async", "sync"}));
+    if (c.mode == ReplicationMode::kSync)
+      m->fail("sync (output commit) is not implemented yet; use async");
+  }
+  const V nodes = f.need("nodes");
+  for (const V& nv : nodes.items()) {
+    Fields nf(nv);
+    ClusterNodeConfig n;
+    const V nid = nf.need("id");
+    n.id = nid.u16(1, kMaxClusterNodes);
+    for (const auto& o : c.nodes)
+      if (o.id == n.id) nid.fail("node id " + std::to_string(n.id) + " listed twice");
+    std::tie(n.address, n.port) = read_endpoint(nf.need("address"));
+    if (auto sv = nf.get("snat")) {
+      for (const V& item : sv->items()) {
+        const IpAddress ip = item.address();
+        SnatAddress sa;
+        sa.family = ip.family;
+        std::memcpy(sa.addr, ip.bytes, sizeof sa.addr);
+        n.snat.push_back(sa);
+      }
+    }
+    nf.done();
+    c.nodes.push_back(std::move(n));
+  }
+  f.done();
+  const ClusterNodeConfig* self = c.self();
+  if (self == nullptr)
+    nodes.fail("node_id " + std::to_string(c.node_id) + " is not in the list of nodes");
+  // This node's SNAT addresses are its FullNAT pool's: the same set.
+  const SnatPoolConfig& pool = cfg.gateway.snat;
+  bool same = self->snat.size() == pool.addresses.size();
+  for (const SnatAddress& a : self->snat) {
+    bool found = false;
+    for (const SnatAddress& b : pool.addresses)
+      found |= a.family == b.family && std::memcmp(a.addr, b.addr, 16) == 0;
+    same &= found;
+  }
+  if (!same)
+    nodes.fail("node " + std::to_string(c.node_id) + "'s snat must list exactly snat.addresses");
+
+  GatewayClusterConfig& g = cfg.gateway.cluster;
+  g.node_id = c.node_id;
+  g.slot_key = derive_key(c.key, "tripod slot");
+  g.snat_addresses.clear();
+  for (const auto& n : c.nodes)
+    for (const SnatAddress& a : n.snat) {
+      for (const SnatAddress& b : g.snat_addresses)
+        if (a.family == b.family && std::memcmp(a.addr, b.addr, 16) == 0)
+          nodes.fail("SNAT address " + IpAddress::from_bytes(a.family, a.addr).to_string() +
+                     " belongs to two nodes");
+      g.snat_addresses.push_back(a);
+    }
+  // Keys every node must share: from the cluster key unless the file sets them.
+  bool has_lb = false, has_sp = false;
+  if (secrets && secrets->is_map()) {
+    has_lb = secrets->node()["lb_key"].IsDefined();
+    has_sp = secrets->node()["synproxy_key"].IsDefined();
+  }
+  if (!has_lb) {
+    cfg.gateway.lb_hash_key = derive_key(c.key, "tripod lb");
+    cfg.generated.lb_key = false;
+  }
+  if (!has_sp) {
+    cfg.gateway.synproxy_master = derive_key(c.key, "tripod synproxy");
+    cfg.generated.synproxy_key = false;
+  }
+}
+
 TripodConfig parse_document(const YAML::Node& root, const std::string& file) {
   TripodConfig cfg;
   cfg.file = file;
@@ -809,7 +949,8 @@ TripodConfig parse_document(const YAML::Node& root, const std::string& file) {
     if (cfg.status_socket[0] != '/' || cfg.status_socket.size() > 107)
       s->fail("must be an absolute path of at most 107 bytes (sun_path)");
   }
-  read_secrets(f.get("secrets"), cfg);
+  const std::optional<V> secrets = f.get("secrets");
+  read_secrets(secrets, cfg);
   if (auto c = f.get("syn_cookies")) read_syn_cookies(*c, g.cookies);
   if (auto fw = f.get("firewall")) read_firewall(*fw, g);
   if (auto t = f.get("timeouts")) read_timeouts(*t, g.firewall.timeouts);
@@ -827,6 +968,7 @@ TripodConfig parse_document(const YAML::Node& root, const std::string& file) {
     for (const V& vn : vip_nodes)
       read_vip(vn, cfg, vip_nodes);
   }
+  if (auto c = f.get("cluster")) read_cluster(*c, cfg, secrets);
   f.done();
 
   // FullNAT needs a source address of the backends' family.

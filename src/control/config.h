@@ -15,6 +15,7 @@
 // restart (reported as errors: the daemon keeps the old configuration).
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -89,6 +90,35 @@ struct LoggingConfig {
   friend bool operator==(const LoggingConfig&, const LoggingConfig&) = default;
 };
 
+// The cluster (issue 5; src/cluster/README.md). Every node runs with the same
+// `nodes` list and key; `node_id` names this one.
+struct ClusterNodeConfig {
+  uint16_t id = 0;    // 1..64
+  IpAddress address;  // control network (UDP): heartbeats, replication
+  uint16_t port = 0;
+  std::vector<SnatAddress> snat;  // its FullNAT SNAT addresses
+};
+enum class ReplicationMode : uint8_t { kAsync, kSync };
+struct ClusterConfig {
+  bool enabled = false;
+  uint16_t node_id = 0;
+  uint32_t cluster_id = 1;
+  std::vector<ClusterNodeConfig> nodes;  // this node included
+  std::array<uint8_t, 32> key{};         // authenticates datagrams; other keys derive from it
+  uint64_t heartbeat_interval_ns = 10'000'000;
+  uint64_t dead_after_ns = 50'000'000;
+  uint32_t rise = 3;
+  uint32_t replicas = 1;
+  uint64_t checkpoint_interval_ns = 1'000'000;
+  ReplicationMode mode = ReplicationMode::kAsync;
+  std::string where;  // "file:line:col" of the section
+  const ClusterNodeConfig* self() const {
+    for (const auto& n : nodes)
+      if (n.id == node_id) return &n;
+    return nullptr;
+  }
+};
+
 // Which secrets were absent from the file and drawn at random on load.
 struct GeneratedSecrets {
   bool table_key = false;
@@ -104,6 +134,7 @@ struct TripodConfig {
   std::string status_socket = "/run/tripod/status.sock";
   std::vector<VipDaemonConfig> vips;  // parallel to gateway.vips
   GeneratedSecrets generated;
+  ClusterConfig cluster;
   GatewayConfig gateway;
 
   // Sockets the interfaces ask for: sum of their queues.

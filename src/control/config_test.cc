@@ -297,6 +297,51 @@ std::vector<ErrorCase> error_cases() {
       {"empty_file", "# nothing\n", 0, 0, "", "empty configuration"},
       {"two_documents", "interfaces: [{name: eth0}]\n---\nworkers: 1\n", 2, 1, "",
        "more than one YAML document"},
+      {"cluster_self_missing",
+       base("cluster:\n  node_id: 3\n  key: "
+            "\"abababababababababababababababababababababababababababababababab\"\n  nodes:\n"
+            "    - {id: 1, address: 10.9.0.1:7946, snat: [198.51.100.1]}\n"),
+       7, 5, "cluster.nodes", "node_id 3 is not in the list of nodes"},
+      {"cluster_duplicate_id",
+       base("cluster:\n  node_id: 1\n  key: "
+            "\"abababababababababababababababababababababababababababababababab\"\n  nodes:\n"
+            "    - {id: 1, address: 10.9.0.1:7946, snat: [198.51.100.1]}\n"
+            "    - {id: 1, address: 10.9.0.2:7946}\n"),
+       8, 12, "cluster.nodes[1].id", "listed twice"},
+      {"cluster_short_key", base("cluster:\n  node_id: 1\n  key: abcd\n  nodes: []\n"), 5, 8,
+       "cluster.key", "must be 64 hex digits"},
+      {"cluster_snat_mismatch",
+       base("cluster:\n  node_id: 1\n  key: "
+            "\"abababababababababababababababababababababababababababababababab\"\n  nodes:\n"
+            "    - {id: 1, address: 10.9.0.1:7946, snat: [198.51.100.9]}\n"),
+       7, 5, "cluster.nodes", "must list exactly snat.addresses"},
+      {"cluster_shared_snat",
+       base("cluster:\n  node_id: 1\n  key: "
+            "\"abababababababababababababababababababababababababababababababab\"\n  nodes:\n"
+            "    - {id: 1, address: 10.9.0.1:7946, snat: [198.51.100.1]}\n"
+            "    - {id: 2, address: 10.9.0.2:7946, snat: [198.51.100.1]}\n"),
+       7, 5, "cluster.nodes", "belongs to two nodes"},
+      {"cluster_sync_mode",
+       base("cluster:\n  node_id: 1\n  key: "
+            "\"abababababababababababababababababababababababababababababababab\"\n  mode: sync\n  "
+            "nodes: []\n"),
+       6, 9, "cluster.mode", "not implemented yet"},
+      {"cluster_dead_after",
+       base("cluster:\n  node_id: 1\n  key: "
+            "\"abababababababababababababababababababababababababababababababab\"\n  "
+            "heartbeat_interval: 20ms\n"
+            "  dead_after: 20ms\n  nodes: []\n"),
+       7, 15, "cluster.dead_after", "longer than heartbeat_interval"},
+      {"cluster_endpoint_v6",
+       base("cluster:\n  node_id: 1\n  key: "
+            "\"abababababababababababababababababababababababababababababababab\"\n  nodes:\n"
+            "    - {id: 1, address: fd00::1:7946}\n"),
+       7, 24, "cluster.nodes[0].address", "needs brackets"},
+      {"cluster_endpoint_port",
+       base("cluster:\n  node_id: 1\n  key: "
+            "\"abababababababababababababababababababababababababababababababab\"\n  nodes:\n"
+            "    - {id: 1, address: 10.9.0.1}\n"),
+       7, 24, "cluster.nodes[0].address", "address:port"},
       // yaml-cpp 0.7's LoadAll() would loop forever on these.
       {"stray_comma", ",", 1, 1, "", "YAML syntax: unexpected text after the document"},
       {"stray_comma_after_list", "[a]\n,\n", 2, 1, "", "YAML syntax"},
@@ -326,6 +371,48 @@ TEST_P(ConfigErrorTest, NamesFileLineColumnAndPath) {
 
 INSTANTIATE_TEST_SUITE_P(Cases, ConfigErrorTest, testing::ValuesIn(error_cases()),
                          [](const testing::TestParamInfo<ErrorCase>& i) { return i.param.name; });
+
+// Two nodes of one cluster derive the same shared keys from the cluster key,
+// and every node's SNAT addresses reach the data plane.
+TEST(ConfigTest, ClusterNodesShareDerivedKeys) {
+  auto node = [](int id, const char* snat) {
+    return "interfaces: [{name: eth0}]\n"
+           "snat: {addresses: [" +
+           std::string(snat) +
+           "]}\n"
+           "cluster:\n"
+           "  node_id: " +
+           std::to_string(id) +
+           "\n"
+           "  key: \"abababababababababababababababababababababababababababababababab\"\n"
+           "  heartbeat_interval: 5ms\n"
+           "  nodes:\n"
+           "    - {id: 1, address: 10.9.0.1:7946, snat: [198.51.100.1]}\n"
+           "    - {id: 2, address: \"[fd00::2]:7946\", snat: [198.51.100.2]}\n";
+  };
+  const TripodConfig a = load_config_string(node(1, "198.51.100.1"));
+  const TripodConfig b = load_config_string(node(2, "198.51.100.2"));
+  EXPECT_TRUE(a.cluster.enabled);
+  EXPECT_EQ(a.cluster.heartbeat_interval_ns, 5'000'000u);
+  EXPECT_EQ(b.cluster.nodes[1].port, 7946);
+  EXPECT_EQ(b.cluster.nodes[1].address.to_string(), "fd00::2");
+  EXPECT_EQ(a.gateway.cluster.node_id, 1);
+  EXPECT_EQ(b.gateway.cluster.node_id, 2);
+  EXPECT_EQ(a.gateway.cluster.snat_addresses.size(), 2u);
+  for (const TripodConfig* c : {&a, &b}) {
+    EXPECT_FALSE(c->generated.lb_key);
+    EXPECT_FALSE(c->generated.synproxy_key);
+  }
+  EXPECT_EQ(a.gateway.lb_hash_key.k0, b.gateway.lb_hash_key.k0);
+  EXPECT_EQ(a.gateway.synproxy_master.k1, b.gateway.synproxy_master.k1);
+  EXPECT_EQ(a.gateway.cluster.slot_key.k0, b.gateway.cluster.slot_key.k0);
+  EXPECT_NE(a.gateway.cluster.slot_key.k0, a.gateway.lb_hash_key.k0);
+  EXPECT_NE(a.gateway.table_hash_key.k0, b.gateway.table_hash_key.k0);  // per process
+  // A cluster change needs a restart.
+  TripodConfig c = a;
+  c.cluster.replicas = 2;
+  EXPECT_FALSE(plan_reload(a, c).ok());
+}
 
 // The brief's example message, verbatim.
 TEST(ConfigTest, WhatIsTheOneLineForm) {

@@ -56,6 +56,28 @@ bool same_snat(const SnatPoolConfig& a, const SnatPoolConfig& b) {
   return true;
 }
 
+// Membership, keys and timers are fixed for a node's life: a change is a
+// rolling restart, node by node (the cluster keeps every flow meanwhile).
+bool same_cluster(const ClusterConfig& a, const ClusterConfig& b) {
+  if (a.enabled != b.enabled || a.node_id != b.node_id || a.cluster_id != b.cluster_id ||
+      a.key != b.key || a.heartbeat_interval_ns != b.heartbeat_interval_ns ||
+      a.dead_after_ns != b.dead_after_ns || a.rise != b.rise || a.replicas != b.replicas ||
+      a.checkpoint_interval_ns != b.checkpoint_interval_ns || a.mode != b.mode ||
+      a.nodes.size() != b.nodes.size())
+    return false;
+  for (size_t i = 0; i < a.nodes.size(); ++i) {
+    const ClusterNodeConfig& x = a.nodes[i];
+    const ClusterNodeConfig& y = b.nodes[i];
+    if (x.id != y.id || !(x.address == y.address) || x.port != y.port ||
+        x.snat.size() != y.snat.size())
+      return false;
+    for (size_t j = 0; j < x.snat.size(); ++j)
+      if (x.snat[j].family != y.snat[j].family || std::memcmp(x.snat[j].addr, y.snat[j].addr, 16))
+        return false;
+  }
+  return true;
+}
+
 bool same_cookies(const CookieConfig& a, const CookieConfig& b) {
   return a.slot_ns == b.slot_ns && a.max_age_slots == b.max_age_slots &&
          a.rotate_every_slots == b.rotate_every_slots &&
@@ -108,6 +130,7 @@ ReloadPlan plan_reload(const TripodConfig& running, const TripodConfig& next) {
   key("secrets.synproxy_key", running.generated.synproxy_key, next.generated.synproxy_key,
       r.synproxy_master, n.synproxy_master);
   if (!same_cookies(r.cookies, n.cookies)) restart("syn_cookies", "changed");
+  if (!same_cluster(running.cluster, next.cluster)) restart("cluster", "changed");
   // Live connections hold leases by address index and port.
   if (!same_snat(r.snat, n.snat)) restart("snat", "changed");
   if (r.egress.sources != n.egress.sources || !same_snat(r.egress.snat, n.egress.snat))
