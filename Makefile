@@ -38,7 +38,7 @@ asan: deps
 
 tsan: deps
 	cmake --preset tsan >/dev/null
-	cmake --build --preset tsan -j $(JOBS) --target table_shard_test route_snapshot_test health_test daemon_test
+	cmake --build --preset tsan -j $(JOBS) --target table_shard_test route_snapshot_test health_test daemon_test cluster_agent_test
 	ctest --preset tsan -L threads
 
 fuzz: deps

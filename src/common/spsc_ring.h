@@ -56,6 +56,11 @@ class SpscRing {
   }
 
   uint32_t capacity() const { return cap_; }
+  // Producer side: how many items push() would take now (at least).
+  uint32_t room() const {
+    return cap_ - (prod_.tail.load(std::memory_order_relaxed) -
+                   cons_.head.load(std::memory_order_acquire));
+  }
 
  private:
   struct alignas(kCacheLine) Producer {

@@ -21,6 +21,7 @@
 #include "common/counters.h"
 #include "nf/firewall/fw_state.h"
 #include "nf/synproxy/state.h"
+#include "packet/flow_key.h"
 #include "packet/packet_meta.h"
 
 namespace tripod {
@@ -40,6 +41,12 @@ struct ClusterView {
   uint8_t holders[kSlots][kViewHolders] = {};       // node ids in ring order; 0: none
   uint8_t prev_holders[kSlots][kViewHolders] = {};  // the previous epoch's
 };
+
+// A flow's slot from its original (client -> VIP, or canonical) key, under
+// the cluster-wide slot key.
+inline uint32_t flow_slot(const FlowKey& original, const SipKey& slot_key) {
+  return static_cast<uint32_t>(hash_flow_key(original, slot_key) % kSlots);
+}
 
 enum class FlowSyncOp : uint8_t { kFull = 1, kUpdate = 2, kDelete = 3 };
 
@@ -102,6 +109,13 @@ constexpr size_t record_size(FlowSyncOp op) {
   X(kBadAddress, "bad_address")   /* IPv4 with bytes beyond the 4th */
 
 TRIPOD_DECLARE_REASONS(FlowSyncError, TRIPOD_FLOW_SYNC_ERRORS)
+
+// The slot of the flow a record is about.
+inline uint32_t flow_slot(const FlowSync& s, const SipKey& slot_key) {
+  return flow_slot(
+      make_flow_key(s.family, s.proto, s.src_addr, s.dst_addr, s.src_port, s.dst_port, false),
+      slot_key);
+}
 
 // Writes record_size(s.op) bytes to `out`.
 void encode_flow_sync(const FlowSync& s, uint8_t* out);

@@ -25,7 +25,9 @@ constexpr const char* kSnat[4] = {"", "10.0.0.101", "10.0.0.102", "10.0.0.103"};
 constexpr const char* kDip = "10.1.0.1";
 constexpr uint16_t kBport = 8080;
 constexpr uint64_t kSec = 1'000'000'000;
-const uint8_t kMac[4][6] = {{}, {2, 0, 0, 0, 0, 1}, {2, 0, 0, 0, 0, 2}, {2, 0, 0, 0, 0, 3}};
+// Not PacketBuilder's default source MAC (02:00:00:00:00:01): a frame from a client
+// must not look like one a peer handed over.
+const uint8_t kMac[4][6] = {{}, {2, 0, 0, 0, 0xa, 1}, {2, 0, 0, 0, 0xa, 2}, {2, 0, 0, 0, 0xa, 3}};
 
 struct Seg {
   const char* src;
@@ -253,6 +255,12 @@ TEST_F(Cluster, MissGoesToTheSlotsHolder) {
   const Bytes out2 = c.one(reply);
   ASSERT_FALSE(out2.empty());
   EXPECT_EQ(0, std::memcmp(out2.data(), kMac[1], 6));
+  EXPECT_EQ(c.counter("sync_miss_redirected"), 2u);
+  // A packet a peer already handed over is not passed on again (no loops):
+  // here, with no record, the firewall decides (a stray ACK).
+  Bytes handed = ack;
+  std::memcpy(handed.data() + 6, kMac[2], 6);
+  EXPECT_TRUE(c.one(handed).empty());
   EXPECT_EQ(c.counter("sync_miss_redirected"), 2u);
   // A SYN opens here.
   const Bytes syn = c.one(seg({kClient, kVip, 40003, 80, kTcpSyn, 1000}));

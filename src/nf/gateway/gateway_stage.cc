@@ -886,7 +886,9 @@ void GatewayStage::process(Burst& b) {
       // Another node's flow: to it while it lives, else ours from now on.
       const uint32_t rec = table_.value(r.idx).record;
       const uint16_t p = records_[rec].lb.spare;
-      if (p != cluster_.node_id && node_live(p)) {
+      // (A packet the processor itself handed here: it lost the flow.)
+      if (p != cluster_.node_id && node_live(p) && mac_set(view_->mac[p]) &&
+          std::memcmp(b.pkts[i].data + 6, view_->mac[p], 6) != 0) {
         redirect(b, i, p, GatewayCounter::kSyncRedirected);
         continue;
       }
@@ -961,24 +963,37 @@ bool GatewayStage::miss_to_holder(Burst& b, uint32_t i, const FlowKey& key, bool
       return false;
     slot = slot_of(key);
   }
-  bool holder = false;
-  if (view_ != nullptr) {
-    for (uint32_t h = 0; h < kViewHolders; ++h)
-      holder |= view_->holders[slot][h] == cluster_.node_id ||
-                view_->prev_holders[slot][h] == cluster_.node_id;
-    if (!holder) {
-      for (uint32_t h = 0; h < kViewHolders; ++h) {
-        const uint16_t n = view_->holders[slot][h];
-        if (n != 0 && node_live(n) && mac_set(view_->mac[n])) {
-          *handled = true;
-          return redirect(b, i, n, GatewayCounter::kSyncMissRedirected);
-        }
-      }
+  // The slot's first live holder has the flow's copy (or the flow): it is
+  // the old first backup when the processor died, and the processor itself
+  // otherwise whenever it comes first. If that is this node, the previous
+  // epoch's (a rejoining node has not got its copies yet). A packet a peer
+  // already handed over is never passed on again: no loops.
+  if (view_ != nullptr && !from_peer(b.pkts[i].data)) {
+    uint16_t target = first_live(view_->holders[slot]);
+    if (target == cluster_.node_id) target = first_live(view_->prev_holders[slot]);
+    if (target != 0 && target != cluster_.node_id) {
+      *handled = true;
+      return redirect(b, i, target, GatewayCounter::kSyncMissRedirected);
     }
   }
   if (!foreign_reply) return false;  // the firewall decides (an unknown flow)
   *handled = true;
   return drop(GatewayCounter::kDropSyncNoState);
+}
+
+uint16_t GatewayStage::first_live(const uint8_t (&holders)[kViewHolders]) const {
+  for (uint8_t n : holders)
+    if (n != 0 && node_live(n) && mac_set(view_->mac[n])) return n;
+  return 0;
+}
+
+bool GatewayStage::from_peer(const uint8_t* frame) const {
+  // Redirects leave with the sender's own MAC as the source (L2Action::kKeepDst).
+  for (uint64_t live = view_->live; live != 0; live &= live - 1) {
+    const auto n = static_cast<uint16_t>(__builtin_ctzll(live) + 1);
+    if (n != cluster_.node_id && std::memcmp(frame + 6, view_->mac[n], 6) == 0) return true;
+  }
+  return false;
 }
 
 void GatewayStage::promote(uint32_t idx) {

@@ -259,9 +259,7 @@ class GatewayStage final : public Stage {
   GatewayCounter import_sync(const FlowSync& s, uint64_t now_ns);
   // The slot of a flow (either direction's packet names it: FullNAT ports
   // come from partition `slot`).
-  uint32_t slot_of(const FlowKey& original) const {
-    return static_cast<uint32_t>(hash_flow_key(original, cluster_.slot_key) % kSlots);
-  }
+  uint32_t slot_of(const FlowKey& original) const { return flow_slot(original, cluster_.slot_key); }
   uint32_t standby_connections() const { return standby_; }
   // A peer is gone: its flows' copies here lose their processor, so the
   // first packet of each promotes it (O(records)).
@@ -342,6 +340,8 @@ class GatewayStage final : public Stage {
   // A packet without a record: hand it to a holder of its slot (true, with
   // `*handled` set to the verdict) when this node is not one.
   bool miss_to_holder(Burst& b, uint32_t i, const FlowKey& dkey, bool* handled);
+  uint16_t first_live(const uint8_t (&holders)[kViewHolders]) const;  // 0: none
+  bool from_peer(const uint8_t* frame) const;  // its source MAC is a live peer's
   void promote(uint32_t idx);
   void fill_sync(const ConnRecord& r, FlowSync* s, FlowSyncOp op, Tick now) const;
   uint32_t find_cluster_snat(Family f, const uint8_t* addr) const;

@@ -1,0 +1,346 @@
+#include "cluster/agent/agent.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+namespace tripod::cluster {
+
+static_assert(kSlots == tripod::kSlots, "the ring's slots are the gateway's");
+static_assert(kMaxHolders == kViewHolders);
+static_assert(kMaxNodes == kMaxClusterNodes);
+
+namespace {
+
+uint64_t mono_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return uint64_t(ts.tv_sec) * 1'000'000'000 + uint64_t(ts.tv_nsec);
+}
+
+// Grows across restarts of this node (the wire and membership need that).
+uint64_t new_incarnation() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return uint64_t(ts.tv_sec) * 1'000'000'000 + uint64_t(ts.tv_nsec);
+}
+
+MembershipConfig membership_config(const AgentConfig& c) {
+  MembershipConfig m;
+  m.self = c.self;
+  NodeSet all = node_bit(c.self);
+  for (const auto& p : c.peers)
+    all |= node_bit(p.id);
+  m.members = all;
+  m.heartbeat_interval_ns = c.heartbeat_interval_ns;
+  m.dead_after_ns = c.dead_after_ns;
+  m.rise = c.rise;
+  return m;
+}
+
+RingConfig ring_config(const AgentConfig& c) {
+  RingConfig r;
+  r.key = c.ring_key;
+  r.members = membership_config(c).members;
+  return r;
+}
+
+}  // namespace
+
+// ---- worker side ----
+
+void FlowLink::worker_poll(GatewayStage& gw, uint64_t now_ns) {
+  FlowSync buf[64];
+  for (int round = 0; round < 16; ++round) {
+    const uint32_t n = to_worker_.pop(buf, 64);
+    for (uint32_t i = 0; i < n; ++i)
+      gw.import_sync(buf[i], now_ns);
+    if (n < 64) break;
+  }
+  if (now_ns - last_export_ns_ < checkpoint_ns_) return;
+  last_export_ns_ = now_ns;
+  for (;;) {
+    const uint32_t room = std::min<uint32_t>(to_agent_.room(), 64);
+    if (room == 0) return;
+    const uint32_t n = gw.export_sync(buf, room, now_ns);
+    if (n == 0) return;
+    to_agent_.push(buf, n);  // fits: this thread is the only producer
+  }
+}
+
+// ---- agent ----
+
+struct Agent::Peer {
+  AgentPeer addr;
+  std::unique_ptr<PeerSink> sink;
+  std::unique_ptr<wire::Channel> ch;
+  uint32_t info_session = 0;  // session in which our node info went out
+};
+
+class Agent::PeerSink final : public wire::ChannelSink {
+ public:
+  PeerSink(Agent* a, Peer* p) : a_(a), p_(p) {}
+  void transmit(std::span<const uint8_t> d) override {
+    const ssize_t r =
+        ::sendto(a_->fd_, d.data(), d.size(), MSG_DONTWAIT,
+                 reinterpret_cast<const sockaddr*>(&p_->addr.addr), p_->addr.addr_len);
+    a_->counters_.inc(r < 0 ? AgentCounter::kSendErrors : AgentCounter::kDatagramsOut);
+  }
+  void deliver(uint64_t seq, const wire::Record& r) override {
+    (void)seq;
+    a_->on_record(p_->addr.id, r);
+  }
+  void heartbeat(const wire::Header& h, const wire::Heartbeat& hb) override {
+    a_->on_events(a_->membership_.on_heartbeat(p_->addr.id, h.sender_inc,
+                                               (hb.state & wire::kStateReady) != 0, a_->now_));
+  }
+
+ private:
+  Agent* a_;
+  Peer* p_;
+};
+
+Agent::Agent(const AgentConfig& cfg, std::vector<FlowLink*> links, ViewSink sink)
+    : cfg_(cfg),
+      links_(std::move(links)),
+      sink_(std::move(sink)),
+      incarnation_(new_incarnation()),
+      records_({{kRecordFlowFull, uint16_t{kFlowFullSize}},
+                {kRecordFlowUpdate, uint16_t{kFlowUpdateSize}},
+                {kRecordFlowDelete, uint16_t{kFlowDeleteSize}},
+                {kRecordNodeInfo, kNodeInfoSize}}),
+      codec_(wire::CodecConfig{cfg.cluster_id, cfg.self, cfg.key}, records_),
+      membership_(membership_config(cfg)),
+      ring_(ring_config(cfg)) {
+  if (cfg_.replicas < 1 || cfg_.replicas >= kMaxHolders)
+    throw std::runtime_error("cluster: replicas must be in 1.." + std::to_string(kMaxHolders - 1));
+  fd_ = ::socket(cfg_.bind.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd_ < 0) throw std::runtime_error(std::string("cluster: socket: ") + std::strerror(errno));
+  if (::bind(fd_, reinterpret_cast<const sockaddr*>(&cfg_.bind), cfg_.bind_len) != 0) {
+    const int e = errno;
+    ::close(fd_);
+    throw std::runtime_error(std::string("cluster: bind to the node's control address: ") +
+                             std::strerror(e));
+  }
+  for (const AgentPeer& ap : cfg_.peers) {
+    auto p = std::make_unique<Peer>();
+    p->addr = ap;
+    p->sink = std::make_unique<PeerSink>(this, p.get());
+    wire::ChannelConfig cc;
+    cc.peer = ap.id;
+    cc.incarnation = incarnation_;
+    p->ch = std::make_unique<wire::Channel>(codec_, cc, p->sink.get());
+    peers_.push_back(std::move(p));
+  }
+  std::memcpy(macs_[cfg_.self].data(), cfg_.data_mac, 6);
+  // A cold start: this node serves at once. (A rejoining node would first
+  // take back its state; README.md, "where I stopped".)
+  on_events(membership_.set_self_ready(true));
+}
+
+Agent::~Agent() {
+  stop();
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void Agent::start() {
+  thread_ = std::thread([this] { loop(); });
+}
+
+void Agent::stop() {
+  stop_.store(true, std::memory_order_relaxed);
+  if (thread_.joinable()) thread_.join();
+}
+
+Agent::Peer* Agent::peer(uint16_t id) {
+  for (auto& p : peers_)
+    if (p->addr.id == id) return p.get();
+  return nullptr;
+}
+
+void Agent::on_record(uint16_t from, const wire::Record& r) {
+  counters_.inc(AgentCounter::kRecordsReceived);
+  if (r.type == kRecordNodeInfo) {
+    std::memcpy(macs_[from].data(), r.body.data(), 6);
+    dirty_ = true;
+    return;
+  }
+  FlowSync s;
+  if (decode_flow_sync(r.type, r.body.data(), r.body.size(), &s) != FlowSyncError::kOk) {
+    counters_.inc(AgentCounter::kRecordsBad);
+    return;
+  }
+  // One worker per node today: every flow's copy goes to it.
+  if (links_.empty() || links_[0]->to_worker().push(&s, 1) != 1)
+    counters_.inc(AgentCounter::kImportRingFull);
+}
+
+void Agent::on_events(std::span<const MemberEvent> events) {
+  for (const MemberEvent& e : events) {
+    switch (e.kind) {
+      case MemberEventKind::kStatus:
+        if (e.from == PeerStatus::kUp && e.to != PeerStatus::kUp) down_.push_back(e.node);
+        break;
+      case MemberEventKind::kRestarted:
+        down_.push_back(e.node);
+        break;
+      case MemberEventKind::kEpoch:
+        ring_.update(e.live, e.epoch);
+        live_.store(e.live, std::memory_order_relaxed);
+        epoch_.store(e.epoch, std::memory_order_relaxed);
+        resync_ = true;
+        break;
+    }
+    dirty_ = true;
+  }
+}
+
+void Agent::publish() {
+  auto v = std::make_shared<ClusterView>();
+  v->live = membership_.live_set();
+  for (uint32_t n = 1; n <= kMaxNodes; ++n)
+    std::memcpy(v->mac[n], macs_[n].data(), 6);
+  const SlotTable& cur = ring_.current();
+  const SlotTable* prev = ring_.previous();
+  for (uint32_t s = 0; s < kSlots; ++s) {
+    const auto h = cur.holders(s);
+    for (size_t i = 0; i < h.size() && i < kViewHolders; ++i)
+      v->holders[s][i] = static_cast<uint8_t>(h[i]);
+    if (prev != nullptr) {
+      const auto ph = prev->holders(s);
+      for (size_t i = 0; i < ph.size() && i < kViewHolders; ++i)
+        v->prev_holders[s][i] = static_cast<uint8_t>(ph[i]);
+    }
+  }
+  ViewChange c;
+  c.view = std::move(v);
+  c.down.swap(down_);
+  c.resync = resync_;
+  sink_(c);
+  resync_ = false;
+  dirty_ = false;
+  counters_.inc(AgentCounter::kViewsPublished);
+}
+
+void Agent::route_exports(uint64_t now) {
+  FlowSync buf[64];
+  uint8_t bytes[kFlowMaxSize];
+  for (FlowLink* l : links_) {
+    for (int round = 0; round < 64; ++round) {
+      const uint32_t n = l->to_agent().pop(buf, 64);
+      for (uint32_t i = 0; i < n; ++i) {
+        const FlowSync& s = buf[i];
+        encode_flow_sync(s, bytes);
+        const auto body = std::span<const uint8_t>(bytes, record_size(s.op));
+        // The first `replicas` holders of its slot that are not this node.
+        uint32_t sent = 0;
+        for (NodeId h : ring_.current().holders(flow_slot(s, cfg_.slot_key))) {
+          if (sent == cfg_.replicas) break;
+          if (h == cfg_.self) continue;
+          Peer* p = peer(h);
+          if (p == nullptr) continue;
+          if (p->ch->push(record_type(s.op), body, now).status == wire::PushStatus::kOk) {
+            counters_.inc(AgentCounter::kRecordsSent);
+          } else {
+            counters_.inc(AgentCounter::kRecordsBackpressure);
+          }
+          ++sent;
+        }
+        if (sent == 0) counters_.inc(AgentCounter::kRecordsNoHolder);
+      }
+      if (n < 64) break;
+    }
+  }
+}
+
+void Agent::receive(uint64_t now) {
+  uint8_t buf[2048];
+  for (;;) {
+    const ssize_t n = ::recv(fd_, buf, sizeof buf, MSG_DONTWAIT);
+    if (n < 0) return;  // EAGAIN (or an error the next round sees again)
+    counters_.inc(AgentCounter::kDatagramsIn);
+    wire::Datagram d;
+    if (codec_.open(buf, static_cast<size_t>(n), &d) != wire::WireDrop::kOk) continue;
+    Peer* p = peer(d.header.sender);
+    if (p == nullptr) {
+      counters_.inc(AgentCounter::kUnknownSender);
+      continue;
+    }
+    p->ch->receive(d, now);
+  }
+}
+
+void Agent::tick(uint64_t now) {
+  now_ = now;
+  if (now >= next_heartbeat_) {
+    wire::Heartbeat hb;
+    hb.members = membership_.live_set();
+    hb.state = membership_.self_ready() ? wire::kStateReady : 0;
+    hb.interval_us = static_cast<uint32_t>(cfg_.heartbeat_interval_ns / 1000);
+    for (auto& p : peers_) {
+      p->ch->set_epoch(membership_.epoch());
+      p->ch->send_heartbeat(hb, now);
+    }
+    next_heartbeat_ = now + cfg_.heartbeat_interval_ns;
+  }
+  receive(now);
+  on_events(membership_.tick(now));
+  // Our data-plane MAC, once per session with each peer (a restarted peer
+  // starts a new one).
+  for (auto& p : peers_) {
+    if (p->ch->peer_incarnation() != 0 && p->info_session != p->ch->session()) {
+      uint8_t info[kNodeInfoSize] = {};
+      std::memcpy(info, cfg_.data_mac, 6);
+      if (p->ch->push(kRecordNodeInfo, info, now).status == wire::PushStatus::kOk)
+        p->info_session = p->ch->session();
+    }
+  }
+  route_exports(now);
+  for (auto& p : peers_) {
+    p->ch->flush(now);
+    p->ch->poll(now);
+  }
+  if (dirty_) publish();
+}
+
+void Agent::loop() {
+  while (!stop_.load(std::memory_order_relaxed)) {
+    const uint64_t now = mono_ns();
+    tick(now);
+    // Sleep until a datagram, the next heartbeat or retransmission, or 1 ms
+    // (the workers' checkpoints wait in their rings meanwhile).
+    uint64_t until = std::min(next_heartbeat_, now + 1'000'000);
+    until = std::min(until, membership_.next_expiry_ns());
+    for (auto& p : peers_)
+      until = std::min(until, p->ch->next_deadline());
+    const uint64_t wait = until > now ? until - now : 0;
+    pollfd pfd{fd_, POLLIN, 0};
+    const timespec ts{static_cast<time_t>(wait / 1'000'000'000),
+                      static_cast<long>(wait % 1'000'000'000)};
+    ::ppoll(&pfd, 1, &ts, nullptr);
+  }
+}
+
+void Agent::export_counters(const CounterFn& fn) const {
+  for (size_t i = 0; i < counters_.size(); ++i)
+    fn(kAgentCounterNames[i], counters_.get(i));
+  codec_.export_counters(fn);
+  const auto& mc = membership_.counters();
+  for (size_t i = 0; i < mc.size(); ++i)
+    fn(kMembershipCounterNames[i], mc.get(i));
+  for (const auto& p : peers_) {
+    const std::string pre = "peer" + std::to_string(p->addr.id) + "_";
+    p->ch->export_counters([&](std::string_view n, uint64_t v) { fn(pre + std::string(n), v); });
+  }
+  for (size_t i = 0; i < links_.size(); ++i)
+    fn("import_drops", links_[i]->import_drops());
+}
+
+}  // namespace tripod::cluster

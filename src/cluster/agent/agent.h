@@ -1,0 +1,167 @@
+// The cluster agent: one thread per node that speaks to the peers over UDP on
+// the control network. It sends and hears heartbeats (membership), keeps the
+// slot ring of the live members, carries flow records between the workers'
+// gateway stages and the flows' holders (wire channels), and tells the
+// workers what they need of all this (ClusterView).
+//
+//   worker --export_sync()--> FlowLink.to_agent --> agent --> holders' channels
+//   peers' channels --> agent --> FlowLink.to_worker --import_sync()--> worker
+//
+// The worker side of the link (FlowLink::worker_poll) runs on the worker
+// thread between bursts; the agent never touches a gateway stage itself.
+#pragma once
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cluster/membership/membership.h"
+#include "cluster/membership/ring.h"
+#include "cluster/wire/channel.h"
+#include "common/counters.h"
+#include "common/spsc_ring.h"
+#include "nf/gateway/flow_sync.h"
+#include "nf/gateway/gateway_stage.h"
+
+namespace tripod::cluster {
+
+// Node information, sent once per channel session (record kRecordNodeInfo):
+// the data-plane MAC that redirected packets are sent to.
+inline constexpr uint8_t kRecordNodeInfo = 16;
+inline constexpr uint16_t kNodeInfoSize = 8;
+
+// The rings between one worker and the agent. Records are plain data.
+class FlowLink {
+ public:
+  explicit FlowLink(uint32_t capacity = 1u << 16, uint64_t checkpoint_ns = 1'000'000)
+      : to_agent_(capacity), to_worker_(capacity), checkpoint_ns_(checkpoint_ns) {}
+
+  // Worker thread, between bursts: applies what peers sent, and once per
+  // checkpoint interval hands the stage's changed flows to the agent (no
+  // more than the ring has room for: nothing is lost to a full ring, it
+  // waits in the stage's queue).
+  void worker_poll(GatewayStage& gw, uint64_t now_ns);
+
+  SpscRing<FlowSync>& to_agent() { return to_agent_; }
+  SpscRing<FlowSync>& to_worker() { return to_worker_; }
+  uint64_t import_drops() const { return import_drops_.load(std::memory_order_relaxed); }
+  void count_import_drop() { import_drops_.fetch_add(1, std::memory_order_relaxed); }
+
+ private:
+  SpscRing<FlowSync> to_agent_;
+  SpscRing<FlowSync> to_worker_;
+  uint64_t checkpoint_ns_;
+  uint64_t last_export_ns_ = 0;
+  std::atomic<uint64_t> import_drops_{0};
+};
+
+struct AgentPeer {
+  uint16_t id = 0;
+  sockaddr_storage addr{};
+  socklen_t addr_len = 0;
+};
+
+struct AgentConfig {
+  uint16_t self = 0;
+  uint32_t cluster_id = 0;
+  std::array<uint8_t, 32> key{};
+  sockaddr_storage bind{};
+  socklen_t bind_len = 0;
+  std::vector<AgentPeer> peers;  // every node but this one
+  uint64_t heartbeat_interval_ns = 10'000'000;
+  uint64_t dead_after_ns = 50'000'000;
+  uint32_t rise = 3;
+  uint32_t replicas = 1;
+  SipKey slot_key;  // the gateways' (GatewayClusterConfig::slot_key)
+  SipKey ring_key;
+  uint8_t data_mac[6] = {};  // this node's data-plane interface
+};
+
+// What the agent tells the workers (on the agent thread; the daemon posts it
+// to each worker): a new view, the peers that went down or restarted since
+// the last one (their flows' copies lose their processor), and whether the
+// holders changed (every flow goes out again in full).
+struct ViewChange {
+  std::shared_ptr<const ClusterView> view;
+  std::vector<uint16_t> down;
+  bool resync = false;
+};
+using ViewSink = std::function<void(const ViewChange&)>;
+
+#define TRIPOD_AGENT_COUNTERS(X)                                                     \
+  X(kRecordsSent, "records_sent")                                                    \
+  X(kRecordsNoHolder, "records_no_holder")        /* no live holder but this node */ \
+  X(kRecordsBackpressure, "records_backpressure") /* a channel's window is full */   \
+  X(kRecordsReceived, "records_received")                                            \
+  X(kRecordsBad, "records_bad") /* failed flow_sync decoding */                      \
+  X(kImportRingFull, "import_ring_full")                                             \
+  X(kDatagramsIn, "datagrams_in")                                                    \
+  X(kDatagramsOut, "datagrams_out")                                                  \
+  X(kSendErrors, "send_errors")                                                      \
+  X(kUnknownSender, "unknown_sender")                                                \
+  X(kViewsPublished, "views_published")
+
+TRIPOD_DECLARE_REASONS(AgentCounter, TRIPOD_AGENT_COUNTERS)
+
+class Agent {
+ public:
+  // Binds the socket; throws std::runtime_error (bind, config) with a message.
+  Agent(const AgentConfig& cfg, std::vector<FlowLink*> links, ViewSink sink);
+  ~Agent();
+  Agent(const Agent&) = delete;
+  Agent& operator=(const Agent&) = delete;
+
+  void start();
+  void stop();  // idempotent; joins
+
+  // Any thread: a consistent-enough snapshot for status.
+  NodeSet live_set() const { return live_.load(std::memory_order_relaxed); }
+  uint32_t epoch() const { return epoch_.load(std::memory_order_relaxed); }
+  using CounterFn = std::function<void(std::string_view, uint64_t)>;
+  void export_counters(const CounterFn& fn) const;
+
+ private:
+  class PeerSink;
+  struct Peer;
+
+  void loop();
+  void on_record(uint16_t from, const wire::Record& r);
+  void tick(uint64_t now);
+  void receive(uint64_t now);
+  void route_exports(uint64_t now);
+  void on_events(std::span<const MemberEvent> events);
+  void publish();
+  Peer* peer(uint16_t id);
+
+  AgentConfig cfg_;
+  std::vector<FlowLink*> links_;
+  ViewSink sink_;
+  int fd_ = -1;
+  uint64_t incarnation_;
+  wire::RecordTable records_;
+  wire::Codec codec_;
+  Membership membership_;
+  RingView ring_;
+  std::vector<std::unique_ptr<Peer>> peers_;
+  std::array<std::array<uint8_t, 6>, kMaxClusterNodes + 1> macs_{};
+  std::vector<uint16_t> down_;  // since the last publish
+  bool dirty_ = true;           // a view to publish
+  bool resync_ = false;
+  uint64_t next_heartbeat_ = 0;
+  uint64_t now_ = 0;  // of the current tick (heartbeat callbacks)
+  std::atomic<NodeSet> live_{0};
+  std::atomic<uint32_t> epoch_{0};
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+  CounterSet<AgentCounter, size_t(AgentCounter::kCount)> counters_;
+};
+
+}  // namespace tripod::cluster
