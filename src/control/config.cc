@@ -897,6 +897,7 @@ void read_cluster(const V& v, TripodConfig& cfg, const std::optional<V>& secrets
   GatewayClusterConfig& g = cfg.gateway.cluster;
   g.node_id = c.node_id;
   g.slot_key = derive_key(c.key, "tripod slot");
+  c.ring_key = derive_key(c.key, "tripod ring");
   g.snat_addresses.clear();
   for (const auto& n : c.nodes)
     for (const SnatAddress& a : n.snat) {

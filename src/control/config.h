@@ -105,6 +105,7 @@ struct ClusterConfig {
   uint32_t cluster_id = 1;
   std::vector<ClusterNodeConfig> nodes;  // this node included
   std::array<uint8_t, 32> key{};         // authenticates datagrams; other keys derive from it
+  SipKey ring_key;                       // derived: positions on the slot ring
   uint64_t heartbeat_interval_ns = 10'000'000;
   uint64_t dead_after_ns = 50'000'000;
   uint32_t rise = 3;

@@ -1,8 +1,12 @@
 #include "daemon/daemon.h"
 
+#include <arpa/inet.h>
+#include <net/if.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
+#include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -158,13 +162,16 @@ Daemon::Daemon(TripodConfig cfg, std::string config_path)
     push_pool(v);
   }
   status_fd_ = open_status_socket(cfg_.status_socket);
+  if (cfg_.cluster.enabled) start_cluster();
   for (auto& w : workers_)
     w->start();
+  if (agent_) agent_->start();
   spdlog::info("tripod running: {} VIP(s), {} worker(s), status on {}", cfg_.gateway.vips.size(),
                workers_.size(), cfg_.status_socket);
 }
 
 Daemon::~Daemon() {
+  if (agent_) agent_->stop();  // it posts views to the workers
   for (auto& w : workers_)
     w->stop();
   if (health_) health_->stop();
@@ -188,7 +195,103 @@ std::vector<std::string> Daemon::steered_addresses() const {
     add(addr_text(a.family, a.addr));
   for (const auto& a : cfg_.gateway.egress.snat.addresses)
     add(addr_text(a.family, a.addr));
+  // Every node's SNAT addresses: replies of flows taken over from a node,
+  // and packets a peer hands over, arrive here too.
+  for (const auto& a : cfg_.gateway.cluster.snat_addresses)
+    add(addr_text(a.family, a.addr));
   return out;
+}
+
+namespace {
+
+sockaddr_storage sockaddr_of(const IpAddress& a, uint16_t port, socklen_t* len) {
+  sockaddr_storage ss{};
+  if (a.family == Family::kIpv6) {
+    auto* s6 = reinterpret_cast<sockaddr_in6*>(&ss);
+    s6->sin6_family = AF_INET6;
+    s6->sin6_port = htons(port);
+    std::memcpy(&s6->sin6_addr, a.bytes, 16);
+    *len = sizeof(sockaddr_in6);
+  } else {
+    auto* s4 = reinterpret_cast<sockaddr_in*>(&ss);
+    s4->sin_family = AF_INET;
+    s4->sin_port = htons(port);
+    std::memcpy(&s4->sin_addr, a.bytes, 4);
+    *len = sizeof(sockaddr_in);
+  }
+  return ss;
+}
+
+// The interface's MAC: where peers send the packets they hand over.
+void interface_mac(const std::string& name, uint8_t out[6]) {
+  ifreq ifr{};
+  std::strncpy(ifr.ifr_name, name.c_str(), IFNAMSIZ - 1);
+  const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  const bool ok = fd >= 0 && ::ioctl(fd, SIOCGIFHWADDR, &ifr) == 0;
+  if (fd >= 0) ::close(fd);
+  if (!ok) throw std::runtime_error("cluster: cannot read the MAC of " + name);
+  std::memcpy(out, ifr.ifr_hwaddr.sa_data, 6);
+}
+
+}  // namespace
+
+void Daemon::start_cluster() {
+  const ClusterConfig& c = cfg_.cluster;
+  cluster::AgentConfig ac;
+  ac.self = c.node_id;
+  ac.cluster_id = c.cluster_id;
+  ac.key = c.key;
+  for (const ClusterNodeConfig& n : c.nodes) {
+    if (n.id == c.node_id) {
+      ac.bind = sockaddr_of(n.address, n.port, &ac.bind_len);
+      continue;
+    }
+    cluster::AgentPeer p;
+    p.id = n.id;
+    p.addr = sockaddr_of(n.address, n.port, &p.addr_len);
+    ac.peers.push_back(p);
+  }
+  ac.heartbeat_interval_ns = c.heartbeat_interval_ns;
+  ac.dead_after_ns = c.dead_after_ns;
+  ac.rise = c.rise;
+  ac.replicas = c.replicas;
+  ac.slot_key = cfg_.gateway.cluster.slot_key;
+  ac.ring_key = c.ring_key;
+  interface_mac(cfg_.interfaces.front().name, ac.data_mac);
+  std::vector<cluster::FlowLink*> links;
+  for (auto& w : workers_) {
+    links_.push_back(std::make_unique<cluster::FlowLink>(1u << 16, c.checkpoint_interval_ns));
+    views_.push_back(std::make_unique<ClusterView>());
+    cluster::FlowLink* l = links_.back().get();
+    w->set_poll([l](GatewayStage& g, uint64_t now) { l->worker_poll(g, now); });
+    links.push_back(l);
+  }
+  agent_ = std::make_unique<cluster::Agent>(ac, links,
+                                            [this](const cluster::ViewChange& v) { on_view(v); });
+  spdlog::info("cluster: node {} of {}, replicas {}, heartbeat {} ms, dead after {} ms", c.node_id,
+               c.nodes.size(), c.replicas, c.heartbeat_interval_ns / 1'000'000,
+               c.dead_after_ns / 1'000'000);
+}
+
+// On the agent thread: every worker takes the new view between two bursts.
+void Daemon::on_view(const cluster::ViewChange& change) {
+  std::string live;
+  for (uint16_t n = 1; n <= kMaxClusterNodes; ++n)
+    if (change.view->live >> (n - 1) & 1) live += (live.empty() ? "" : ",") + std::to_string(n);
+  for (uint16_t d : change.down)
+    spdlog::warn("cluster: node {} is down; its flows' copies here take over on their next packet",
+                 d);
+  if (change.resync) spdlog::info("cluster: live nodes {{{}}}", live);
+  for (size_t k = 0; k < workers_.size(); ++k) {
+    ClusterView* mine = views_[k].get();
+    workers_[k]->call([&](GatewayStage& g) {
+      *mine = *change.view;
+      g.set_cluster_view(mine);
+      for (uint16_t d : change.down)
+        g.peer_down(d);
+      if (change.resync) g.resync();
+    });
+  }
 }
 
 void Daemon::steer_addresses(bool add, const GatewayVipConfig& v) {
@@ -481,6 +584,19 @@ std::string Daemon::status_json() {
   json hc = json::object();
   health_->export_counters([&](std::string_view n, uint64_t val) { hc[std::string(n)] = val; });
   doc["health_checks"] = hc;
+  if (agent_) {
+    json cl = json::object();
+    json live = json::array();
+    for (uint16_t n = 1; n <= kMaxClusterNodes; ++n)
+      if (agent_->live_set() >> (n - 1) & 1) live.push_back(n);
+    cl["node_id"] = cfg_.cluster.node_id;
+    cl["epoch"] = agent_->epoch();
+    cl["live"] = live;
+    json cc = json::object();
+    agent_->export_counters([&](std::string_view n, uint64_t val) { cc[std::string(n)] = val; });
+    cl["counters"] = cc;
+    doc["cluster"] = cl;
+  }
   json nl = json::object();
   for (size_t i = 0; i < monitor_->counters().size(); ++i)
     nl[std::string(route::kMonitorCounterNames[i])] = monitor_->counters().get(i);

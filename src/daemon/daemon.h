@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "cluster/agent/agent.h"
 #include "control/config.h"
 #include "control/health/health_checker.h"
 #include "daemon/worker.h"
@@ -69,6 +70,8 @@ class Daemon {
   // Stops steering removed VIPs' addresses once their connections are gone.
   void drain_removed();
   std::vector<std::string> steered_addresses() const;
+  void start_cluster();
+  void on_view(const cluster::ViewChange& change);
 
   TripodConfig cfg_;
   std::string path_;
@@ -78,6 +81,11 @@ class Daemon {
   std::vector<std::unique_ptr<XdpSteering>> steering_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::unique_ptr<HealthChecker> health_;
+  // Cluster: one link and one view per worker (the view is the worker's
+  // own copy, replaced between bursts), and the agent thread.
+  std::vector<std::unique_ptr<cluster::FlowLink>> links_;
+  std::vector<std::unique_ptr<ClusterView>> views_;
+  std::unique_ptr<cluster::Agent> agent_;
   std::vector<VipState> vips_;  // parallel to cfg_.gateway.vips
   struct Draining {
     VipKey key;

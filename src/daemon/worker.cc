@@ -59,12 +59,14 @@ void Worker::run_tasks() {
 void Worker::loop() {
   while (!stop_.load(std::memory_order_relaxed)) {
     if (has_tasks_.load(std::memory_order_relaxed)) run_tasks();
+    if (poll_) poll_(*gateway_, clock_.now_ns());
     if (pipeline_.run_once(*port_, &clock_, &stats_) == 0) {
       // Idle: expire connections, then sleep until packets (or 10 ms, so
       // tasks and stop are seen promptly).
       gateway_->advance_to(clock_.now_ns());
       if (l2_ != nullptr) l2_->offline();
-      port_->wait(10);
+      // With a cluster the checkpoint interval is 1 ms: sleep no longer.
+      port_->wait(poll_ ? 1 : 10);
       if (l2_ != nullptr) l2_->online();
     }
   }

@@ -34,6 +34,10 @@ class Worker {
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
 
+  // Runs fn(gateway, now) on the worker thread once per loop round, between
+  // bursts (the cluster's flow records). Set before start().
+  void set_poll(std::function<void(GatewayStage&, uint64_t)> fn) { poll_ = std::move(fn); }
+
   void start();
   void stop();  // idempotent; joins
 
@@ -62,6 +66,7 @@ class Worker {
   Pipeline pipeline_;
   MonotonicClock clock_;
   RunStats stats_;
+  std::function<void(GatewayStage&, uint64_t)> poll_;
   std::thread thread_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> has_tasks_{false};
