@@ -3,12 +3,14 @@
 # nginx backends on one L2 segment, every piece in its own network namespace.
 #
 #   lab.sh up     [--name NAME] [--gateways N] [--backends M] [--clients K]
-#                 [--mode kernel|haproxy|tripod|none]
+#                 [--mode kernel|haproxy|tripod|none] [--routing static|bgp]
 #   lab.sh mode   [--name NAME] kernel|haproxy|tripod|none   switch the gateways
 #   lab.sh down   [--name NAME]                              idempotent teardown
 #   lab.sh status [--name NAME]
 #   lab.sh exec   [--name NAME] NS CMD...                    NS: rt, sw, c1, gw1, be1...
 #   lab.sh pid    [--name NAME] NS ROLE                      PID of a lab process
+#   lab.sh kill   [--name NAME] gwI [--keep-link]            a node dies (SIGKILL; bgp routing)
+#   lab.sh revive [--name NAME] gwI                          the node comes back
 #
 # Everything the lab creates lives in namespaces named NAME-<role>; the root
 # namespace only sees the namespaces being created and deleted. Every process
@@ -25,6 +27,10 @@ LAB_BIG_MIB=${LAB_BIG_MIB:-16}
 # Fault injection for the tests: abort `up` right after this stage
 # (router, clients, gateways, backends, servers).
 LAB_FAIL_AT=${LAB_FAIL_AT:-}
+# --routing bgp: BFD between the router and each node. BIRD's minimum
+# rx/tx interval (ms) and detect multiplier; detection time = their product.
+LAB_BFD_INTERVAL_MS=${LAB_BFD_INTERVAL_MS:-10}
+LAB_BFD_MULTIPLIER=${LAB_BFD_MULTIPLIER:-5}
 
 # ---------------------------------------------------------------------------
 # Addresses (all the lab's own; see README.md)
@@ -39,20 +45,31 @@ RT_SEG_HOST=1             # router on the segment: 10.77.0.1, fd77::1
 HTTP_PORT=80
 IPERF_PORT=5201
 HASH_SEED=0x77            # jhash seed shared by every node (same choice everywhere)
+# --routing bgp: the SNAT addresses are routed (announced by the nodes), not
+# on the segment: 10.77.200.0/24, fd77:200::/64.
+RSNAT4_PREFIX=10.77.200
+RSNAT6_PREFIX=fd77:200:
+RSNAT4_NET=$RSNAT4_PREFIX.0/24
+RSNAT6_NET=${RSNAT6_PREFIX}:/64
+RT_AS=65000               # the router's AS
+GW_AS=65100               # every gateway node's AS (one cluster, one AS)
 # File descriptors the servers may use: the hard limit we run under (capped).
 NOFILE=$(ulimit -Hn)
 if [ "$NOFILE" = unlimited ] || [ "$NOFILE" -gt 65536 ]; then NOFILE=65536; fi
 
 gw_ip4() { echo "$SEG4_PREFIX.$((10 + $1))"; }      # node address    10.77.0.11..
-gw_snat4() { echo "$SEG4_PREFIX.$((20 + $1))"; }    # SNAT address    10.77.0.21..
 be_ip4() { echo "$SEG4_PREFIX.$((100 + $1))"; }     # backend         10.77.0.101..
 gw_ip6() { echo "${SEG6_PREFIX}:$((10 + $1))"; }    # fd77::11..
-gw_snat6() { echo "${SEG6_PREFIX}:$((20 + $1))"; }  # fd77::21..
+# SNAT addresses (kernel mode): on the segment with static routing, routed
+# (10.77.200.2I, fd77:200::2I) with --routing bgp.
+gw_snat4() { if [ "$ROUTING" = bgp ]; then echo "$RSNAT4_PREFIX.$((20 + $1))"; else echo "$SEG4_PREFIX.$((20 + $1))"; fi; }
+gw_snat6() { if [ "$ROUTING" = bgp ]; then echo "${RSNAT6_PREFIX}:$((20 + $1))"; else echo "${SEG6_PREFIX}:$((20 + $1))"; fi; }
 # tripod's own SNAT addresses: the NAT modes must not share one, or the
 # backends' TIME_WAIT sockets left by one mode reject the other's SYNs on the
 # same 4-tuple (PAWS; see "Why HAProxy does not use the SNAT address").
-gw_tsnat4() { echo "$SEG4_PREFIX.$((30 + $1))"; }   # 10.77.0.31..
-gw_tsnat6() { echo "${SEG6_PREFIX}:$((30 + $1))"; } # fd77::31..
+# 10.77.0.3I / fd77::3I, or routed 10.77.200.3I / fd77:200::3I with bgp.
+gw_tsnat4() { if [ "$ROUTING" = bgp ]; then echo "$RSNAT4_PREFIX.$((30 + $1))"; else echo "$SEG4_PREFIX.$((30 + $1))"; fi; }
+gw_tsnat6() { if [ "$ROUTING" = bgp ]; then echo "${RSNAT6_PREFIX}:$((30 + $1))"; else echo "${SEG6_PREFIX}:$((30 + $1))"; fi; }
 be_ip6() { echo "${SEG6_PREFIX}:$((100 + $1))"; }   # fd77::101..
 cl_ip4() { echo "10.77.$((10 + $1)).2"; }           # client k: 10.77.(10+k).2/24
 cl_rt4() { echo "10.77.$((10 + $1)).1"; }
@@ -76,6 +93,7 @@ NGW=2
 NBE=3
 NCL=1
 MODE=kernel
+ROUTING=static
 
 state() { echo "$LAB_RUN/$NAME"; }
 ns() { echo "$NAME-$1"; }
@@ -140,33 +158,44 @@ start_proc() {  # ns role logfile cmd...
   echo "$pid"
 }
 
-pid_alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null; }
+# Alive: exists and is not a zombie (the lab's processes are orphans once
+# lab.sh exits, and whoever adopts them may take a while to reap them).
+pid_alive() {
+  [ -n "$1" ] && kill -0 "$1" 2>/dev/null || return 1
+  local st
+  st=$(awk '$1 == "State:" {print $2}' "/proc/$1/status" 2>/dev/null) || return 1
+  [ -n "$st" ] && [ "$st" != Z ]
+}
 
 # Stop one recorded process: only if it still runs in the recorded namespace
-# (so a recycled PID is never hit). TERM, then KILL after 3 s.
-stop_pid() {  # nsname pid
+# (so a recycled PID is never hit). TERM, then KILL after 3 s (or KILL at
+# once with a third argument KILL).
+stop_pid() {  # nsname pid [KILL]
   local n=$1 pid=$2 i
   pid_alive "$pid" || return 0
   local in
   in=$(ip netns identify "$pid" 2>/dev/null || true)
   [ "$in" = "$n" ] || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for i in $(seq 30); do pid_alive "$pid" || return 0; sleep 0.1; done
+  if [ "${3:-}" != KILL ]; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for i in $(seq 30); do pid_alive "$pid" || return 0; sleep 0.1; done
+  fi
   kill -KILL "$pid" 2>/dev/null || true
-  for i in $(seq 20); do pid_alive "$pid" || return 0; sleep 0.1; done
+  for i in $(seq 100); do pid_alive "$pid" || return 0; sleep 0.02; done
   echo "lab: pid $pid in $n did not exit" >&2
 }
 
-# Stop recorded processes whose role matches a regex; drop their lines.
-stop_roles() {  # role-regex
+# Stop recorded processes whose role matches a regex (and, optionally, whose
+# namespace is the given one); drop their lines.
+stop_roles() {  # role-regex [nsname [KILL]]
   local f
   f="$(state)/pids"
   [ -f "$f" ] || return 0
   local n role pid
   while read -r n role pid; do
-    [[ $role =~ $1 ]] && stop_pid "$n" "$pid"
+    if [[ $role =~ $1 ]] && { [ -z "${2:-}" ] || [ "$n" = "$2" ]; }; then stop_pid "$n" "$pid" "${3:-}"; fi
   done <"$f"
-  awk -v re="$1" '$2 !~ re' "$f" >"$f.new" && mv "$f.new" "$f"
+  awk -v re="$1" -v ns="${2:-}" '!($2 ~ re && (ns == "" || $1 == ns))' "$f" >"$f.new" && mv "$f.new" "$f"
 }
 
 wait_tcp() {  # ns ip port [tries] -- wait until something listens
@@ -226,26 +255,41 @@ build_topology() {
     add_veth "gw$i" eth0 sw "p-gw$i" "$(gw_mac "$i")"
     nsx sw ip link set "p-gw$i" master br0
     nsx "gw$i" ip addr add "$(gw_ip4 "$i")/24" dev eth0
-    nsx "gw$i" ip addr add "$(gw_snat4 "$i")/24" dev eth0
     nsx "gw$i" ip addr add "$(gw_ip6 "$i")/64" dev eth0 nodad
-    # preferred_lft 0: never the kernel's own source address (health checks,
-    # ND): what reaches a SNAT address is tripod's when tripod runs.
-    nsx "gw$i" ip addr add "$(gw_snat6 "$i")/64" dev eth0 nodad preferred_lft 0
-    nsx "gw$i" ip addr add "$(gw_tsnat4 "$i")/24" dev eth0
-    nsx "gw$i" ip addr add "$(gw_tsnat6 "$i")/64" dev eth0 nodad preferred_lft 0
+    if [ "$ROUTING" = bgp ]; then
+      # Routed SNAT addresses: on no interface; the node's BIRD announces
+      # them. Replies reaching a node for a SNAT address it does not (or no
+      # longer) translate end here rather than loop back to the router.
+      nsx "gw$i" ip route add blackhole "$RSNAT4_NET"
+      nsx "gw$i" ip -6 route add blackhole "$RSNAT6_NET"
+    else
+      nsx "gw$i" ip addr add "$(gw_snat4 "$i")/24" dev eth0
+      # preferred_lft 0: never the kernel's own source address (health checks,
+      # ND): what reaches a SNAT address is tripod's when tripod runs.
+      nsx "gw$i" ip addr add "$(gw_snat6 "$i")/64" dev eth0 nodad preferred_lft 0
+      nsx "gw$i" ip addr add "$(gw_tsnat4 "$i")/24" dev eth0
+      nsx "gw$i" ip addr add "$(gw_tsnat6 "$i")/64" dev eth0 nodad preferred_lft 0
+    fi
     nsx "gw$i" ip route add default via "$SEG4_PREFIX.$RT_SEG_HOST"
     nsx "gw$i" ip -6 route add default via "${SEG6_PREFIX}:$RT_SEG_HOST"
   done
   fail_at gateways
 
-  # ECMP on the router: the VIP prefixes via every gateway node.
-  local nh4=() nh6=()
-  for i in $(seq "$NGW"); do
-    nh4+=(nexthop via "$(gw_ip4 "$i")" dev seg weight 1)
-    nh6+=(nexthop via "$(gw_ip6 "$i")" dev seg weight 1)
-  done
-  nsx rt ip route add "$VIP4_NET" "${nh4[@]}"
-  nsx rt ip -6 route add "$VIP6_NET" "${nh6[@]}"
+  if [ "$ROUTING" = bgp ]; then
+    # BGP + BFD: the nodes announce, the router's BIRD installs ECMP routes.
+    bgp_configs
+    bird_start rt
+    for i in $(seq "$NGW"); do bird_start "gw$i"; done
+  else
+    # ECMP on the router: the VIP prefixes via every gateway node.
+    local nh4=() nh6=()
+    for i in $(seq "$NGW"); do
+      nh4+=(nexthop via "$(gw_ip4 "$i")" dev seg weight 1)
+      nh6+=(nexthop via "$(gw_ip6 "$i")" dev seg weight 1)
+    done
+    nsx rt ip route add "$VIP4_NET" "${nh4[@]}"
+    nsx rt ip -6 route add "$VIP6_NET" "${nh6[@]}"
+  fi
 
   # Backends: VIP on lo (for DSR) with arp_ignore/arp_announce, default route
   # to the router (DSR replies go straight to it; FullNAT replies stay on-link).
@@ -262,6 +306,14 @@ build_topology() {
     nsx "be$i" ip addr add "$VIP6/128" dev lo nodad
     nsx "be$i" ip route add default via "$SEG4_PREFIX.$RT_SEG_HOST"
     nsx "be$i" ip -6 route add default via "${SEG6_PREFIX}:$RT_SEG_HOST"
+    # bgp: replies to the routed SNAT addresses go through the default route
+    # to the router, which sends them back out on the segment to the node
+    # (and, for IPv6, a redirect the backend must not follow: a redirected
+    # route would outlive the node's withdrawal).
+    if [ "$ROUTING" = bgp ]; then
+      sysctl_in "be$i" net.ipv4.conf.all.accept_redirects=0 net.ipv4.conf.default.accept_redirects=0 \
+        net.ipv6.conf.all.accept_redirects=0 net.ipv6.conf.default.accept_redirects=0
+    fi
   done
   fail_at backends
 
@@ -315,6 +367,144 @@ http {
 EOF
   start_proc "be$i" nginx "$d/nginx.log" nginx -e "$d/nginx.log" -p "$d" -c "$d/nginx.conf" >/dev/null
   start_proc "be$i" iperf3 "$d/iperf3.log" iperf3 -s -p "$IPERF_PORT" >/dev/null
+}
+
+# ---------------------------------------------------------------------------
+# routing: BGP + BFD (--routing bgp)
+# ---------------------------------------------------------------------------
+# BIRD 2 in the router and in every node, each with its config, control
+# socket and log in $(state)/<rt|gwI>/. Two sessions per node (IPv4 over
+# IPv4, IPv6 over IPv6), each with BFD. A node announces the VIP prefixes and
+# every node's SNAT addresses: its own as they are, the others' with its AS
+# prepended twice, so the router sends replies to the owner while it lives
+# and spreads them over the survivors when it dies. The router merges equal
+# BGP paths into one ECMP kernel route (merge paths).
+bfd_block() {  # interface
+  cat <<EOF
+protocol bfd {
+  interface "$1" {
+    min rx interval $LAB_BFD_INTERVAL_MS ms;
+    min tx interval $LAB_BFD_INTERVAL_MS ms;
+    idle tx interval 100 ms;
+    multiplier $LAB_BFD_MULTIPLIER;
+  };
+}
+EOF
+}
+
+# BGP timers: quick reconnection after a node comes back (the defaults wait
+# 5 s before connecting and 60 s after an error).
+BGP_TIMERS="hold time 3; keepalive time 1; connect delay time 1; connect retry time 1; error wait time 1, 3;"
+BIRD_LOG="{ trace, info, remote, warning, error, auth, fatal, bug }"
+
+bgp_configs() {
+  local i j d snat4="" snat6=""
+  [[ $LAB_BFD_INTERVAL_MS =~ ^[1-9][0-9]{0,4}$ ]] || die "LAB_BFD_INTERVAL_MS: 1..99999 (ms)"
+  [[ $LAB_BFD_MULTIPLIER =~ ^[1-9][0-9]?$ ]] || die "LAB_BFD_MULTIPLIER: 1..99"
+  for j in $(seq "$NGW"); do
+    snat4+="$(gw_snat4 "$j") $(gw_tsnat4 "$j") "
+    snat6+="$(gw_snat6 "$j") $(gw_tsnat6 "$j") "
+  done
+  d="$(state)/rt"
+  mkdir -p "$d"
+  {
+    echo "# generated by lab.sh: $(ns rt) (--routing bgp)"
+    echo "log \"$d/bird.log\" $BIRD_LOG;"
+    echo "debug protocols { states };"
+    echo "router id $SEG4_PREFIX.$RT_SEG_HOST;"
+    echo "protocol device { scan time 10; }"
+    echo "protocol kernel kernel4 { ipv4 { import none; export all; }; merge paths on; }"
+    echo "protocol kernel kernel6 { ipv6 { import none; export all; }; merge paths on; }"
+    bfd_block seg
+    echo "filter from_node4 { if net ~ [ $VIP4_NET, $RSNAT4_NET{32,32} ] then accept; reject; }"
+    echo "filter from_node6 { if net ~ [ $VIP6_NET, $RSNAT6_NET{128,128} ] then accept; reject; }"
+    echo "template bgp node { local as $RT_AS; direct; bfd on; $BGP_TIMERS }"
+    for i in $(seq "$NGW"); do
+      echo "protocol bgp gw${i}v4 from node { neighbor $(gw_ip4 "$i") as $GW_AS; source address $SEG4_PREFIX.$RT_SEG_HOST;"
+      echo "  ipv4 { import filter from_node4; export none; }; }"
+      echo "protocol bgp gw${i}v6 from node { neighbor $(gw_ip6 "$i") as $GW_AS; source address ${SEG6_PREFIX}:$RT_SEG_HOST;"
+      echo "  ipv6 { import filter from_node6; export none; }; }"
+    done
+  } >"$d/bird.conf"
+  for i in $(seq "$NGW"); do
+    d="$(state)/gw$i"
+    mkdir -p "$d"
+    {
+      echo "# generated by lab.sh: $(ns "gw$i") (--routing bgp)"
+      echo "log \"$d/bird.log\" $BIRD_LOG;"
+      echo "router id $(gw_ip4 "$i");"
+      echo "protocol device { scan time 10; }"
+      # Originated only (no kernel protocol: the node's own routes stay static).
+      echo "protocol static static4 { ipv4;"
+      echo "  route $VIP4_NET blackhole;"
+      for j in $snat4; do echo "  route $j/32 blackhole;"; done
+      echo "}"
+      echo "protocol static static6 { ipv6;"
+      echo "  route $VIP6_NET blackhole;"
+      for j in $snat6; do echo "  route $j/128 blackhole;"; done
+      echo "}"
+      bfd_block eth0
+      echo "filter to_router4 {"
+      echo "  if net = $VIP4_NET then accept;"
+      echo "  if net ~ [ $(gw_snat4 "$i")/32, $(gw_tsnat4 "$i")/32 ] then accept;"
+      echo "  if net ~ [ $RSNAT4_NET{32,32} ] then { bgp_path.prepend($GW_AS); bgp_path.prepend($GW_AS); accept; }"
+      echo "  reject;"
+      echo "}"
+      echo "filter to_router6 {"
+      echo "  if net = $VIP6_NET then accept;"
+      echo "  if net ~ [ $(gw_snat6 "$i")/128, $(gw_tsnat6 "$i")/128 ] then accept;"
+      echo "  if net ~ [ $RSNAT6_NET{128,128} ] then { bgp_path.prepend($GW_AS); bgp_path.prepend($GW_AS); accept; }"
+      echo "  reject;"
+      echo "}"
+      echo "template bgp uplink { local as $GW_AS; direct; bfd on; $BGP_TIMERS }"
+      echo "protocol bgp rt4 from uplink { neighbor $SEG4_PREFIX.$RT_SEG_HOST as $RT_AS; source address $(gw_ip4 "$i");"
+      echo "  ipv4 { import none; export filter to_router4; }; }"
+      echo "protocol bgp rt6 from uplink { neighbor ${SEG6_PREFIX}:$RT_SEG_HOST as $RT_AS; source address $(gw_ip6 "$i");"
+      echo "  ipv6 { import none; export filter to_router6; }; }"
+    } >"$d/bird.conf"
+  done
+  for d in rt $(for i in $(seq "$NGW"); do echo "gw$i"; done); do
+    bird -p -c "$(state)/$d/bird.conf" || die "generated BIRD config invalid: $(state)/$d/bird.conf"
+  done
+}
+
+# BIRD in the foreground (-f), so the recorded PID is BIRD's own.
+bird_start() {  # rt|gwI
+  local d
+  d="$(state)/$1"
+  start_proc "$1" bird "$d/bird.log" bird -f -c "$d/bird.conf" -s "$d/bird.ctl" >/dev/null
+}
+
+birdc_in() {  # rt|gwI birdc-args...
+  local n=$1
+  shift
+  nsx "$n" birdc -s "$(state)/$n/bird.ctl" "$@"
+}
+
+# Next hops of the router's kernel route for a prefix (0 when none).
+rt_nexthops() {  # prefix
+  local fam=-4
+  [[ $1 == *:* ]] && fam=-6
+  ip -n "$(ns rt)" "$fam" route show exact "$1" 2>/dev/null | grep -o ' via ' | wc -l
+}
+
+# Gateways that are up (not killed).
+live_gws() {
+  local i
+  for i in $(seq "$NGW"); do [ -e "$(state)/gw$i/killed" ] || echo "$i"; done
+}
+
+# Wait until the router's VIP routes have a next hop per live node.
+wait_ecmp() {  # [tries of 0.1 s]
+  local want i
+  want=$(live_gws | wc -l)
+  for i in $(seq "${1:-300}"); do
+    if [ "$(rt_nexthops "$VIP4_NET")" -eq "$want" ] && [ "$(rt_nexthops "$VIP6_NET")" -eq "$want" ]; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  return 1
 }
 
 # ---------------------------------------------------------------------------
@@ -379,18 +569,24 @@ EOF
 # and a backend's TIME_WAIT sockets from one mode would then reject (PAWS) the
 # SYNs of the other mode on the same 4-tuples when the modes take turns.
 mode_haproxy() {
-  local i j d servers80 servers5201
-  for i in $(seq "$NGW"); do
-    d="$(state)/gw$i"
-    mkdir -p "$d"
-    nsx "gw$i" ip addr add "$VIP4/32" dev lo
-    nsx "gw$i" ip addr add "$VIP6/128" dev lo nodad
-    servers80="" servers5201=""
-    for j in $(seq "$NBE"); do
-      servers80+="  server be$j $(be_ip4 "$j"):$HTTP_PORT check inter 500ms fall 2 rise 2"$'\n'
-      servers5201+="  server be$j $(be_ip4 "$j"):$IPERF_PORT check inter 1s"$'\n'
-    done
-    cat >"$d/haproxy.cfg" <<EOF
+  local i
+  # Not on a killed node (`revive` starts it there).
+  for i in $(live_gws); do haproxy_start "$i"; done
+  for i in $(live_gws); do haproxy_wait "$i"; done
+}
+
+haproxy_start() {  # gateway index
+  local i=$1 j d servers80 servers5201
+  d="$(state)/gw$i"
+  mkdir -p "$d"
+  nsx "gw$i" ip addr replace "$VIP4/32" dev lo
+  nsx "gw$i" ip addr replace "$VIP6/128" dev lo nodad
+  servers80="" servers5201=""
+  for j in $(seq "$NBE"); do
+    servers80+="  server be$j $(be_ip4 "$j"):$HTTP_PORT check inter 500ms fall 2 rise 2"$'\n'
+    servers5201+="  server be$j $(be_ip4 "$j"):$IPERF_PORT check inter 1s"$'\n'
+  done
+  cat >"$d/haproxy.cfg" <<EOF
 # generated by lab.sh: $(ns "gw$i") in haproxy mode
 global
   maxconn $(((NOFILE - 200) / 2))
@@ -422,13 +618,13 @@ backend iperf
   source $(gw_ip4 "$i")
 $servers5201
 EOF
-    haproxy -c -q -f "$d/haproxy.cfg" || die "generated haproxy config invalid: $d/haproxy.cfg"
-    # -db: stay in the foreground so the recorded PID is HAProxy's own.
-    start_proc "gw$i" haproxy "$d/haproxy.log" haproxy -db -f "$d/haproxy.cfg" >/dev/null
-  done
-  for i in $(seq "$NGW"); do
-    wait_tcp "gw$i" "$VIP4" "$HTTP_PORT" || die "haproxy on gw$i did not start (see $(state)/gw$i/haproxy.log)"
-  done
+  haproxy -c -q -f "$d/haproxy.cfg" || die "generated haproxy config invalid: $d/haproxy.cfg"
+  # -db: stay in the foreground so the recorded PID is HAProxy's own.
+  start_proc "gw$i" haproxy "$d/haproxy.log" haproxy -db -f "$d/haproxy.cfg" >/dev/null
+}
+
+haproxy_wait() {  # gateway index
+  wait_tcp "gw$1" "$VIP4" "$HTTP_PORT" || die "haproxy on gw$1 did not start (see $(state)/gw$1/haproxy.log)"
 }
 
 tripod_supported() {
@@ -439,71 +635,77 @@ tripod_supported() {
 # tripod: the daemon on AF_XDP on each node's eth0.
 mode_tripod() {
   tripod_supported || die "tripod mode needs the daemon (issue 4): $TRIPOD_BIN does not support 'run --config'"
-  local i j d fwd=${TRIPOD_FORWARDING:-fullnat} check_web=${TRIPOD_HEALTH:-http}
-  for i in $(seq "$NGW"); do
-    d="$(state)/gw$i"
-    mkdir -p "$d"
-    {
-      echo "# generated by lab.sh: $(ns "gw$i") in tripod mode ($fwd)"
-      echo "interfaces:"
-      echo "  - {name: eth0, queues: [0], bind_mode: copy}"
-      echo "max_connections: 65536"
-      echo "status_socket: $d/status.sock"
-      echo "logging: {level: info}"
-      # Shared by every node: after an ECMP change a flow's new node picks the
-      # same backend and accepts the first node's SYN cookies.
-      echo "secrets: {lb_key: 6c61622d6c622d6b65792d3030303031, synproxy_key: 6c61622d73796e2d6b65792d30303031}"
-      echo "snat: {addresses: [$(gw_tsnat4 "$i"), \"$(gw_tsnat6 "$i")\"], port_range: 1024-65535}"
-      echo "firewall:"
-      echo "  default: deny"
-      echo "  rules:"
-      # First match wins: denials before the allows.
-      for extra in ${TRIPOD_DENY:-}; do echo "    - deny in from $extra"; done
-      echo "    - allow in tcp to $VIP4 port $HTTP_PORT,$IPERF_PORT"
-      echo "    - allow in tcp to $VIP6 port $HTTP_PORT"
-      echo "    - allow icmp"
-      echo "    - allow icmpv6"
-      echo "vips:"
-      local vip port name check
-      for spec in "web $VIP4 $HTTP_PORT $check_web" "iperf $VIP4 $IPERF_PORT tcp" "web6 $VIP6 $HTTP_PORT $check_web"; do
-        read -r name vip port check <<<"$spec"
-        echo "  - name: $name"
-        echo "    address: \"$vip\""
-        echo "    port: $port"
-        echo "    mode: $fwd"
-        # iperf3's control and data connections must meet on one backend.
-        [ "$name" = iperf ] && echo "    scheduler: source"
-        [ "$fwd" = fullnat ] && [ "$name" = web ] && [ -n "${TRIPOD_SYNPROXY:-}" ] && echo "    synproxy: true"
-        echo "    health_check: {type: $check, interval: 500ms, timeout: 250ms, rise: 2, fall: 2}"
-        echo "    backends:"
-        local mac addr
-        for j in $(seq "$NBE"); do
-          mac="" addr=$(be_ip4 "$j")
-          [ "$name" = web6 ] && addr=$(be_ip6 "$j")
-          [ "$fwd" = dsr ] && mac=", mac: \"$(be_mac "$j")\""
-          echo "      - {address: \"$addr\"$mac}"
-        done
+  local i
+  # Not on a killed node (`revive` starts it there).
+  for i in $(live_gws); do tripod_start "$i"; done
+  for i in $(live_gws); do tripod_wait "$i"; done
+}
+
+tripod_start() {  # gateway index
+  local i=$1 j d fwd=${TRIPOD_FORWARDING:-fullnat} check_web=${TRIPOD_HEALTH:-http}
+  d="$(state)/gw$i"
+  mkdir -p "$d"
+  {
+    echo "# generated by lab.sh: $(ns "gw$i") in tripod mode ($fwd)"
+    echo "interfaces:"
+    echo "  - {name: eth0, queues: [0], bind_mode: copy}"
+    echo "max_connections: 65536"
+    echo "status_socket: $d/status.sock"
+    echo "logging: {level: info}"
+    # Shared by every node: after an ECMP change a flow's new node picks the
+    # same backend and accepts the first node's SYN cookies.
+    echo "secrets: {lb_key: 6c61622d6c622d6b65792d3030303031, synproxy_key: 6c61622d73796e2d6b65792d30303031}"
+    echo "snat: {addresses: [$(gw_tsnat4 "$i"), \"$(gw_tsnat6 "$i")\"], port_range: 1024-65535}"
+    echo "firewall:"
+    echo "  default: deny"
+    echo "  rules:"
+    # First match wins: denials before the allows.
+    for extra in ${TRIPOD_DENY:-}; do echo "    - deny in from $extra"; done
+    echo "    - allow in tcp to $VIP4 port $HTTP_PORT,$IPERF_PORT"
+    echo "    - allow in tcp to $VIP6 port $HTTP_PORT"
+    echo "    - allow icmp"
+    echo "    - allow icmpv6"
+    echo "vips:"
+    local vip port name check
+    for spec in "web $VIP4 $HTTP_PORT $check_web" "iperf $VIP4 $IPERF_PORT tcp" "web6 $VIP6 $HTTP_PORT $check_web"; do
+      read -r name vip port check <<<"$spec"
+      echo "  - name: $name"
+      echo "    address: \"$vip\""
+      echo "    port: $port"
+      echo "    mode: $fwd"
+      # iperf3's control and data connections must meet on one backend.
+      [ "$name" = iperf ] && echo "    scheduler: source"
+      [ "$fwd" = fullnat ] && [ "$name" = web ] && [ -n "${TRIPOD_SYNPROXY:-}" ] && echo "    synproxy: true"
+      echo "    health_check: {type: $check, interval: 500ms, timeout: 250ms, rise: 2, fall: 2}"
+      echo "    backends:"
+      local mac addr
+      for j in $(seq "$NBE"); do
+        mac="" addr=$(be_ip4 "$j")
+        [ "$name" = web6 ] && addr=$(be_ip6 "$j")
+        [ "$fwd" = dsr ] && mac=", mac: \"$(be_mac "$j")\""
+        echo "      - {address: \"$addr\"$mac}"
       done
-    } >"$d/tripod.yaml"
-    start_proc "gw$i" tripod "$d/tripod.log" "$TRIPOD_BIN" run --config "$d/tripod.yaml" >/dev/null
-  done
-  for i in $(seq "$NGW"); do
-    local pid ok=0
-    pid=$(awk -v n="$(ns "gw$i")" '$1 == n && $2 == "tripod" {print $3}' "$(state)/pids" | tail -1)
-    # Up once the status socket answers and every backend passed its checks.
-    for _ in $(seq 100); do
-      pid_alive "$pid" || die "tripod on gw$i exited (see $(state)/gw$i/tripod.log)"
-      if nsx "gw$i" "$TRIPOD_BIN" status --socket "$(state)/gw$i/status.sock" --json 2>/dev/null |
-        grep -q '"health": "up"' &&
-        ! nsx "gw$i" "$TRIPOD_BIN" status --socket "$(state)/gw$i/status.sock" --json 2>/dev/null |
-        grep -q '"health": "down"'; then
-        ok=1
-        break
-      fi
-      sleep 0.1
     done
-    [ "$ok" = 1 ] || die "tripod on gw$i: backends not up after 10 s (see $(state)/gw$i/tripod.log)"
+  } >"$d/tripod.yaml"
+  start_proc "gw$i" tripod "$d/tripod.log" "$TRIPOD_BIN" run --config "$d/tripod.yaml" >/dev/null
+}
+
+tripod_wait() {  # gateway index
+  local i=$1 pid ok=0
+  pid=$(awk -v n="$(ns "gw$i")" '$1 == n && $2 == "tripod" {print $3}' "$(state)/pids" | tail -1)
+  # Up once the status socket answers and every backend passed its checks.
+  for _ in $(seq 100); do
+    pid_alive "$pid" || die "tripod on gw$i exited (see $(state)/gw$i/tripod.log)"
+    if nsx "gw$i" "$TRIPOD_BIN" status --socket "$(state)/gw$i/status.sock" --json 2>/dev/null |
+      grep -q '"health": "up"' &&
+      ! nsx "gw$i" "$TRIPOD_BIN" status --socket "$(state)/gw$i/status.sock" --json 2>/dev/null |
+      grep -q '"health": "down"'; then
+      ok=1
+      break
+    fi
+    sleep 0.1
   done
+  [ "$ok" = 1 ] || die "tripod on gw$i: backends not up after 10 s (see $(state)/gw$i/tripod.log)"
 }
 
 set_mode() {
@@ -534,6 +736,10 @@ up_precheck() {
   [[ $NBE =~ ^[1-9][0-9]?$ ]] || die "--backends: 1..99"
   [[ $NCL =~ ^[1-9]$ ]] || die "--clients: 1..9"
   case "$MODE" in kernel | haproxy | tripod | none) ;; *) die "unknown mode '$MODE' (kernel|haproxy|tripod|none)" ;; esac
+  case "$ROUTING" in static | bgp) ;; *) die "unknown routing '$ROUTING' (static|bgp)" ;; esac
+  if [ "$ROUTING" = bgp ] && ! { command -v bird && command -v birdc; } >/dev/null; then
+    die "--routing bgp needs BIRD 2 (bird, birdc)"
+  fi
   if [ -d "$(state)" ] || [ -n "$(lab_namespaces)" ]; then
     die "lab '$NAME' exists; run: lab.sh down --name $NAME"
   fi
@@ -547,11 +753,64 @@ cmd_up() {
 NGW=$NGW
 NBE=$NBE
 NCL=$NCL
+ROUTING=$ROUTING
 MODE=none
 EOF
   build_topology
   set_mode "$MODE"
-  log "up: $NCL client(s), router, $NGW gateway(s), $NBE backend(s); VIP $VIP4 / $VIP6"
+  if [ "$ROUTING" = bgp ]; then
+    wait_ecmp 300 || die "router: no ECMP route via all $NGW node(s) after 30 s (see $(state)/rt/bird.log; lab.sh status)"
+  fi
+  log "up: $NCL client(s), router, $NGW gateway(s), $NBE backend(s); VIP $VIP4 / $VIP6; $ROUTING routing"
+}
+
+# Which gateway a kill/revive names: gwI with I in 1..NGW.
+gw_arg() {  # gwI
+  if ! [[ ${1:-} =~ ^gw([1-9])$ ]] || [ "${BASH_REMATCH[1]}" -gt "$NGW" ]; then die "no gateway '${1:-}' (gw1..gw$NGW)"; fi
+}
+
+# A node dies: its BIRD and its data-plane process (tripod or HAProxy; kernel
+# mode has none) get SIGKILL, by their recorded PIDs. First its switch port is
+# disabled, as when a machine loses power: otherwise the kernel would close
+# the dead BIRD's BGP connections (FIN) and the router would withdraw the node
+# at once, without BFD. --keep-link kills the processes only (a crash of the
+# software on a live machine).
+cmd_kill() {  # gwI [--keep-link]
+  gw_arg "${1:-}"
+  local g=$1 keep=${2:-}
+  [ -z "$keep" ] || [ "$keep" = --keep-link ] || die "usage: lab.sh kill [--name NAME] gwI [--keep-link]"
+  # The time of death (ns since the epoch), for measuring the withdrawal.
+  date +%s%N >"$(state)/$g/killed"
+  if [ "$keep" != --keep-link ]; then
+    nsx sw bridge link set dev "p-$g" state 0
+    : >"$(state)/$g/link-cut"
+  fi
+  stop_roles '^(bird|tripod|haproxy)$' "$(ns "$g")" KILL
+  local what="BIRD"
+  case "$MODE" in tripod | haproxy) what+=" and $MODE" ;; esac
+  log "$g killed (SIGKILL: $what${keep:+; link kept})"
+}
+
+# The node comes back: its switch port enabled, its BIRD and its data plane
+# started again (anything of them still running stopped first).
+cmd_revive() {  # gwI
+  gw_arg "${1:-}"
+  local g=$1 i=${1#gw}
+  stop_roles '^(bird|tripod|haproxy)$' "$(ns "$g")"
+  nsx sw bridge link set dev "p-$g" state 3
+  rm -f "$(state)/$g/link-cut"
+  [ "$ROUTING" != bgp ] || bird_start "$g"
+  case "$MODE" in
+    haproxy) haproxy_start "$i"; haproxy_wait "$i" ;;
+    tripod)
+      # A killed tripod leaves its XDP program on eth0.
+      nsx "$g" ip link set dev eth0 xdp off 2>/dev/null || true
+      tripod_start "$i"
+      tripod_wait "$i"
+      ;;
+  esac
+  rm -f "$(state)/$g/killed"
+  log "$g revived ($MODE mode)"
 }
 
 cmd_down() {
@@ -580,7 +839,7 @@ cmd_down() {
 
 cmd_status() {
   load_config
-  echo "lab $NAME: mode $MODE, $NCL client(s), $NGW gateway(s), $NBE backend(s)"
+  echo "lab $NAME: mode $MODE, routing $ROUTING, $NCL client(s), $NGW gateway(s), $NBE backend(s)"
   echo "VIP $VIP4 $VIP6 (tcp $HTTP_PORT http, $IPERF_PORT iperf3); state $(state)"
   local nsn
   for nsn in $(lab_namespaces); do
@@ -592,6 +851,17 @@ cmd_status() {
     if pid_alive "$pid"; then st=running; else st=dead; fi
     printf '  %-10s %-8s %-8s %s\n' "$n" "$role" "$pid" "$st"
   done <"$(state)/pids"
+  local i
+  for i in $(seq "$NGW"); do
+    if [ -e "$(state)/gw$i/killed" ]; then echo "  gw$i: killed$([ -e "$(state)/gw$i/link-cut" ] && echo ', switch port disabled')"; fi
+  done
+  if [ "$ROUTING" = bgp ]; then
+    echo "router: BGP sessions"
+    birdc_in rt show protocols 2>&1 | awk '$2 == "BGP" {print "  " $0}' || true
+    echo "router: routes from BGP"
+    ip -n "$(ns rt)" -4 route show proto bird 2>/dev/null | sed 's/^/  /'
+    ip -n "$(ns rt)" -6 route show proto bird 2>/dev/null | sed 's/^/  /'
+  fi
 }
 
 resolve_ns() {  # short (rt, gw1) or full name
@@ -638,6 +908,7 @@ main() {
       --backends) NBE=$2; shift 2 ;;
       --clients) NCL=$2; shift 2 ;;
       --mode) MODE=$2; shift 2 ;;
+      --routing) ROUTING=$2; shift 2 ;;
       --) shift; args+=("$@"); break ;;
       *) args+=("$1"); shift; if [ "$cmd" = exec ]; then args+=("$@"); break; fi ;;
     esac
@@ -661,6 +932,8 @@ main() {
     status) cmd_status ;;
     exec) load_config; cmd_exec "${args[@]}" ;;
     pid) cmd_pid "${args[@]}" ;;
+    kill) load_config; cmd_kill "${args[@]}" ;;
+    revive) load_config; cmd_revive "${args[@]}" ;;
     -h | --help | help) usage ;;
     *) usage; exit 2 ;;
   esac

@@ -10,8 +10,11 @@
 #   test.sh tripod_synflood    SYN proxy: a SYN flood from the client, curl still answered, no state
 #   test.sh tripod_pool_change pool changed by SIGHUP under wrk: no error, new pool in the status
 #   test.sh tripod_health      be1's nginx killed: marked down on every node, routed around
+#   test.sh bgp_ecmp           --routing bgp, 3 nodes: the router's ECMP routes from BGP, a
+#                              node killed (BFD withdraws it; withdrawal_ms printed) and revived
 # The tripod scenarios run $TRIPOD_BIN (default: build/release/src/cmd/tripod,
-# else build/dev/src/cmd/tripod; skipped when neither exists).
+# else build/dev/src/cmd/tripod; skipped when neither exists). bgp_ecmp runs
+# tripod mode with that daemon, kernel mode when there is none.
 # Exit 0 pass, 1 fail, 77 skip (not root / no network namespaces / no daemon).
 set -euo pipefail
 
@@ -53,18 +56,30 @@ case "$SCENARIO" in
   tripod_synflood) NAME=tlt4 ;;
   tripod_pool_change) NAME=tlt5 ;;
   tripod_health) NAME=tlt6 ;;
+  bgp_ecmp) NAME=tlbgp ;;
   *)
-    echo "usage: test.sh kernel|haproxy|teardown|tripod_fullnat|tripod_dsr|tripod_firewall|tripod_synflood|tripod_pool_change|tripod_health" >&2
+    echo "usage: test.sh kernel|haproxy|teardown|tripod_fullnat|tripod_dsr|tripod_firewall|tripod_synflood|tripod_pool_change|tripod_health|bgp_ecmp" >&2
     exit 2
     ;;
 esac
 
+if [[ $SCENARIO == tripod_* || $SCENARIO == bgp_* ]] && [ -z "${TRIPOD_BIN:-}" ]; then
+  REPO_DIR=$(cd "$LAB_DIR/.." && pwd)
+  TRIPOD_BIN=$REPO_DIR/build/release/src/cmd/tripod
+  [ -x "$TRIPOD_BIN" ] || TRIPOD_BIN=$REPO_DIR/build/dev/src/cmd/tripod
+fi
+if [[ $SCENARIO == bgp_* ]]; then
+  for tool in bird birdc; do
+    command -v "$tool" >/dev/null || { echo "FAIL - $tool (BIRD 2) not installed (scripts/install-deps.sh installs it)"; exit 1; }
+  done
+  # tripod when this build has the daemon, else the kernel's NAT: the routing
+  # is what this scenario tests (LAB_BGP_MODE=kernel|haproxy|tripod chooses).
+  BGP_MODE=kernel
+  if [ -x "$TRIPOD_BIN" ]; then BGP_MODE=tripod; fi
+  BGP_MODE=${LAB_BGP_MODE:-$BGP_MODE}
+  if [ "$BGP_MODE" = tripod ]; then export TRIPOD_BIN; echo "     daemon: $TRIPOD_BIN"; fi
+fi
 if [[ $SCENARIO == tripod_* ]]; then
-  if [ -z "${TRIPOD_BIN:-}" ]; then
-    REPO_DIR=$(cd "$LAB_DIR/.." && pwd)
-    TRIPOD_BIN=$REPO_DIR/build/release/src/cmd/tripod
-    [ -x "$TRIPOD_BIN" ] || TRIPOD_BIN=$REPO_DIR/build/dev/src/cmd/tripod
-  fi
   [ -x "$TRIPOD_BIN" ] ||
     skip "no tripod daemon at $TRIPOD_BIN (build it: cmake --build --preset release --target tripod, or set TRIPOD_BIN)"
   export TRIPOD_BIN
@@ -90,7 +105,12 @@ assert_gone() {  # pids...
   local left p alive=""
   left=$(lab_ns "$NAME")
   check "no namespace of lab $NAME left${left:+ (left: $left)}" test -z "$left"
-  for p in "$@"; do if kill -0 "$p" 2>/dev/null; then alive+=" $p($(cat "/proc/$p/comm" 2>/dev/null))"; fi; done
+  # A zombie has exited (whoever adopted the lab's orphans reaps it later).
+  local st
+  for p in "$@"; do
+    st=$(awk '$1 == "State:" {print $2}' "/proc/$p/status" 2>/dev/null || true)
+    if [ -n "$st" ] && [ "$st" != Z ]; then alive+=" $p($(cat "/proc/$p/comm" 2>/dev/null))"; fi
+  done
   check "no process of lab $NAME left${alive:+ (alive:$alive)}" test -z "$alive"
   check "state dir $LAB_RUN/$NAME removed" test ! -e "$LAB_RUN/$NAME"
 }
@@ -576,10 +596,189 @@ scenario_tripod_health() {
   tripod_down
 }
 
+# ---------------------------------------------------------------------------
+# BGP + BFD routing
+# ---------------------------------------------------------------------------
+# The router's next hops for a prefix, sorted, space-separated.
+rt_vias() {  # prefix
+  local fam=-4
+  [[ $1 == *:* ]] && fam=-6
+  ip -n "$NAME-rt" "$fam" route show exact "$1" 2>/dev/null |
+    awk '{for (i = 1; i < NF; i++) if ($i == "via") print $(i + 1)}' | sort | tr '\n' ' ' | sed 's/ $//'
+}
+
+# Poll (5 ms sleeps) until the router's next hops for a prefix are the given
+# ones, at most max_ms after t0; WAITED_MS = the time from t0 to when seen.
+wait_vias() {  # prefix "sorted vias" t0_ns max_ms
+  local now
+  while :; do
+    now=$(date +%s%N)
+    WAITED_MS=$(((now - $3) / 1000000))
+    [ "$(rt_vias "$1")" = "$2" ] && return 0
+    [ "$WAITED_MS" -le "$4" ] || return 1
+    sleep 0.005
+  done
+}
+
+# New connections a node handled: tripod's conns_created, the SYNs its
+# nftables DNAT rules counted, or the connections HAProxy accepted (the
+# namespace's TCP PassiveOpens).
+node_conns() {  # gw
+  case "$BGP_MODE" in
+    tripod) counter gateway.conns_created "$1" ;;
+    kernel)
+      "$LAB" exec --name "$NAME" "gw$1" nft list chain inet lab prerouting 2>/dev/null |
+        awk '/dport 80 counter/ {for (i = 1; i <= NF; i++) if ($i == "packets") s += $(i + 1)} END {print s + 0}' || echo 0
+      ;;
+    *)
+      # shellcheck disable=SC2016 # awk's own $1, $i
+      "$LAB" exec --name "$NAME" "gw$1" awk '$1 == "Tcp:" && !h {for (i = 2; i <= NF; i++) if ($i == "PassiveOpens") c = i; h = 1; next}
+        $1 == "Tcp:" {n = $c} END {print n + 0}' /proc/net/snmp 2>/dev/null || echo 0
+      ;;
+  esac
+}
+
+bgp_diag() {
+  echo "     --- router: BGP sessions, BFD sessions, routes"
+  "$LAB" exec --name "$NAME" rt birdc -s "$LAB_RUN/$NAME/rt/bird.ctl" show protocols 2>&1 | sed 's/^/     | /' || true
+  "$LAB" exec --name "$NAME" rt birdc -s "$LAB_RUN/$NAME/rt/bird.ctl" show bfd sessions 2>&1 | sed 's/^/     | /' || true
+  ip -n "$NAME-rt" route 2>&1 | sed 's/^/     | /' || true
+  echo "     --- tail of $LAB_RUN/$NAME/rt/bird.log"
+  tail -n 20 "$LAB_RUN/$NAME/rt/bird.log" 2>/dev/null | sed 's/^/     | /' || true
+  if [ "$BGP_MODE" = tripod ]; then tripod_diag; fi
+}
+
+# gw2 dies (kill [--keep-link]): the router's routes must drop it within
+# 5 s; prints and sets WITHDRAWAL_MS, from the kill's time of death to when a
+# watcher started before the kill saw the route without gw2 (the kill itself
+# takes a while: it waits for the killed processes to be gone).
+bgp_kill_gw2() {  # [--keep-link]
+  local how=${1:-link cut} t0 s seen wpid
+  seen="$LAB_RUN/$NAME/withdrawn.at"
+  rm -f "$seen"
+  (wait_vias "$VIP4_NET" "10.77.0.11 10.77.0.13" "$(date +%s%N)" 8000 && date +%s%N >"$seen") &
+  wpid=$!
+  BG_PIDS+=" $wpid"
+  check "lab kill gw2 ${1:-}" lab kill gw2 "$@"
+  t0=$(cat "$LAB_RUN/$NAME/gw2/killed" 2>/dev/null || echo 0)
+  wait "$wpid" || true
+  BG_PIDS=${BG_PIDS% "$wpid"}
+  WITHDRAWAL_MS=-1
+  if [ -s "$seen" ] && [ "$t0" -gt 0 ]; then WITHDRAWAL_MS=$((($(cat "$seen") - t0) / 1000000)); fi
+  echo "     withdrawal_ms=$WITHDRAWAL_MS (gw2 killed, ${how#--}: router's $VIP4_NET route down to 2 next hops)"
+  check "the router withdrew gw2 from $VIP4_NET within 5 s ($WITHDRAWAL_MS ms; now: $(rt_vias "$VIP4_NET"))" \
+    test "$WITHDRAWAL_MS" -ge 0 -a "$WITHDRAWAL_MS" -le 5000
+  wait_vias "$VIP6_NET" "fd77::11 fd77::13" "$t0" 5000 || true
+  check "... and from $VIP6_NET ($(rt_vias "$VIP6_NET"))" test "$(rt_vias "$VIP6_NET")" = "fd77::11 fd77::13"
+  # gw2's SNAT addresses: now the survivors' worse paths, merged.
+  for s in 10.77.200.22 10.77.200.32 fd77:200::22 fd77:200::32; do
+    local want="10.77.0.11 10.77.0.13"
+    [[ $s == *:* ]] && want="fd77::11 fd77::13"
+    wait_vias "$s" "$want" "$t0" 5000 || true
+    check "gw2's SNAT address $s now routed to the survivors ($(rt_vias "$s"))" test "$(rt_vias "$s")" = "$want"
+  done
+}
+
+bgp_revive_gw2() {
+  local t0
+  t0=$(date +%s%N)
+  check "lab revive gw2" lab revive gw2
+  wait_vias "$VIP4_NET" "10.77.0.11 10.77.0.12 10.77.0.13" "$t0" 30000 || true
+  echo "     revive: 3 next hops again $WAITED_MS ms after revive started (BGP reconnects; the mode's data plane starts)"
+  check "gw2 back in the router's $VIP4_NET route within 30 s ($(rt_vias "$VIP4_NET"))" \
+    test "$(rt_vias "$VIP4_NET")" = "10.77.0.11 10.77.0.12 10.77.0.13"
+  wait_vias "$VIP6_NET" "fd77::11 fd77::12 fd77::13" "$t0" 30000 || true
+  check "... and in $VIP6_NET ($(rt_vias "$VIP6_NET"))" test "$(rt_vias "$VIP6_NET")" = "fd77::11 fd77::12 fd77::13"
+}
+
+scenario_bgp_ecmp() {
+  NGW=3
+  VIP4_NET=10.77.100.0/24
+  VIP6_NET=fd77:100::/64
+  local g s want pids
+  if LAB_KEEP_ON_FAIL=1 lab up --routing bgp --mode "$BGP_MODE" --gateways "$NGW" --backends "$NBE"; then
+    pass "lab up (--routing bgp, $BGP_MODE mode, $NGW gateways, $NBE backends)"
+  else
+    fail "lab up (--routing bgp, $BGP_MODE mode)"
+    bgp_diag
+    return 0
+  fi
+  echo "     router's routes from BGP:"
+  ip -n "$NAME-rt" route show proto bird | sed 's/^/     | /'
+  ip -n "$NAME-rt" -6 route show proto bird | sed 's/^/     | /'
+  check "router: $VIP4_NET ECMP via the 3 nodes ($(rt_vias "$VIP4_NET"))" test "$(rt_vias "$VIP4_NET")" = "10.77.0.11 10.77.0.12 10.77.0.13"
+  check "router: $VIP6_NET ECMP via the 3 nodes ($(rt_vias "$VIP6_NET"))" test "$(rt_vias "$VIP6_NET")" = "fd77::11 fd77::12 fd77::13"
+  # Each node's SNAT addresses (kernel mode's .2I, tripod's .3I): via that
+  # node only, the others' worse paths not used.
+  for g in $(seq "$NGW"); do
+    for s in "10.77.200.2$g" "10.77.200.3$g" "fd77:200::2$g" "fd77:200::3$g"; do
+      want="10.77.0.1$g"
+      [[ $s == *:* ]] && want="fd77::1$g"
+      check "router: SNAT address $s via its node gw$g only ($(rt_vias "$s"))" test "$(rt_vias "$s")" = "$want"
+    done
+  done
+
+  local before=() after
+  for g in $(seq "$NGW"); do before[g]=$(node_conns "$g"); done
+  curl_many "$REQS" "http://$VIP4/"
+  echo "     IPv4 VIP: $OKS/$REQS answered; backends: $SEEN"
+  check "all $REQS IPv4 requests through the VIP answered" test "$OKS" -eq "$REQS"
+  curl_many 12 "http://[$VIP6]/"
+  echo "     IPv6 VIP: $OKS/12 answered; backends: $SEEN"
+  check "all 12 IPv6 requests through the VIP answered" test "$OKS" -eq 12
+  for g in $(seq "$NGW"); do
+    after=$(node_conns "$g")
+    check "router ECMP sent new connections to gw$g (${before[g]} -> $after)" test "$after" -gt "${before[g]}"
+  done
+
+  # A node dies: its switch port disabled, BIRD and the data plane SIGKILLed.
+  # Nothing reaches the router from it: BFD has to notice.
+  bgp_kill_gw2
+  local w_bfd=$WITHDRAWAL_MS info
+  info=$("$LAB" exec --name "$NAME" rt birdc -s "$LAB_RUN/$NAME/rt/bird.ctl" show protocols gw2v4 2>&1 || true)
+  check "the router's BGP session with gw2 went down by BFD ($(awk '/gw2v4/ {$1 = $2 = $3 = $4 = $5 = ""; print}' <<<"$info" | xargs))" \
+    grep -q 'BFD session down' <<<"$info"
+  echo "     router's routes with gw2 dead:"
+  ip -n "$NAME-rt" route show proto bird | sed 's/^/     | /'
+  for g in 1 3; do before[g]=$(node_conns "$g"); done
+  curl_many "$REQS" "http://$VIP4/"
+  echo "     with gw2 dead: $OKS/$REQS answered; backends: $SEEN"
+  check "with gw2 dead, all $REQS requests through the VIP answered" test "$OKS" -eq "$REQS"
+  curl_many 12 "http://[$VIP6]/"
+  check "with gw2 dead, all 12 IPv6 requests answered ($OKS)" test "$OKS" -eq 12
+  for g in 1 3; do
+    after=$(node_conns "$g")
+    check "survivor gw$g took new connections (${before[g]} -> $after)" test "$after" -gt "${before[g]}"
+  done
+
+  bgp_revive_gw2
+  before[2]=$(node_conns 2)
+  curl_many "$REQS" "http://$VIP4/"
+  echo "     after the revive: $OKS/$REQS answered; backends: $SEEN"
+  check "after the revive, all $REQS requests answered" test "$OKS" -eq "$REQS"
+  after=$(node_conns 2)
+  check "revived gw2 takes new connections again (${before[2]} -> $after)" test "$after" -gt "${before[2]}"
+
+  # The software crashes on a live machine: the kernel closes the dead
+  # BIRD's BGP connections, no BFD needed.
+  bgp_kill_gw2 --keep-link
+  local w_tcp=$WITHDRAWAL_MS
+  curl_many 12 "http://$VIP4/"
+  check "with gw2's processes dead (link kept), all 12 requests answered ($OKS)" test "$OKS" -eq 12
+  bgp_revive_gw2
+  echo "     withdrawal_ms=$w_bfd (node dead, BFD ${LAB_BFD_INTERVAL_MS:-10} ms x ${LAB_BFD_MULTIPLIER:-5}); withdrawal_ms=$w_tcp (processes killed, link kept)"
+
+  [ "$fails" -eq 0 ] || bgp_diag
+  pids=$(lab_pids | sort -u | tr '\n' ' ')
+  check "lab down" lab down
+  # shellcheck disable=SC2086
+  assert_gone $pids
+}
+
 case "$SCENARIO" in
   kernel | haproxy) scenario_gateway "$SCENARIO" ;;
   teardown) scenario_teardown ;;
-  tripod_*) "scenario_$SCENARIO" ;;
+  tripod_* | bgp_*) "scenario_$SCENARIO" ;;
 esac
 
 if [ "$fails" -ne 0 ]; then

@@ -147,12 +147,12 @@ GatewayStage::GatewayStage(const GatewayConfig& cfg, uint64_t now_ns)
   for (const auto& v : cfg.vips)
     add_vip(v);
   for (const SnatAddress& a : cluster_.snat_addresses) {
-    bool own = false;
+    uint32_t own = UINT32_MAX;
     if (const SnatPortAllocator* p = snat_[fam(a.family)].get()) {
       for (uint32_t j = 0; j < p->num_addresses(); ++j)
-        own |= std::memcmp(p->address(j).addr, a.addr, 16) == 0;
+        if (std::memcmp(p->address(j).addr, a.addr, 16) == 0) own = j;
     }
-    is_own_snat_.push_back(own ? 1 : 0);
+    own_index_.push_back(own);
   }
   for (uint32_t i = 0; i < capacity_; ++i)
     free_list_[i] = capacity_ - 1 - i;
@@ -246,6 +246,7 @@ uint32_t GatewayStage::alloc_record() {
 void GatewayStage::free_record(uint32_t idx) {
   ConnRecord& r = records_[idx];
   if ((r.flags & kRecNat) && !(r.flags & kRecForeign)) pool_of(r).free(r.lease);
+  if (r.flags & kRecReserved) pool_of(r).free(SnatLease{own_index_[r.lease.address], r.lease.port});
   if (r.flags & (kRecNat | kRecDsr) && !(r.flags & kRecEgress) && r.lb.version != kNoVersion)
     lb_.conn_closed(r.lb.vip, r.lb.version);
   if (r.flags & kRecStandby) {
@@ -946,9 +947,10 @@ bool GatewayStage::miss_to_holder(Burst& b, uint32_t i, const FlowKey& key, bool
   if (!m.has(kMetaHasL4) || m.has(kMetaFragment)) return false;
   const uint32_t a = find_cluster_snat(m.family, b.pkts[i].data + m.dst_off);
   const SnatPortAllocator* pool = snat_[fam(m.family)].get();
-  // A reply to another node's SNAT address names its slot by its port. Such
-  // a packet never opens a flow here: a holder has it, or no one.
-  const bool foreign_reply = a != UINT32_MAX && (pool == nullptr || !is_own_snat_[a]);
+  // A reply to a cluster SNAT address (another node's, or this node's from
+  // before a restart) names its slot by its port. Such a packet never opens
+  // a flow: a holder has it, or no one.
+  const bool foreign_reply = a != UINT32_MAX;
   uint32_t slot;
   if (foreign_reply) {
     if (pool == nullptr || !pool->in_range(m.dport)) {
@@ -1177,6 +1179,11 @@ GatewayCounter GatewayStage::import_sync(const FlowSync& s, uint64_t now_ns) {
       if (a == UINT32_MAX) return fail(GatewayCounter::kSyncUnknownSnat);
       r.lease = SnatLease{a, s.snat_port};
       r.flags |= kRecNat | kRecForeign | ((s.kind & kSyncSynProxy) ? kRecSynProxy : 0);
+      // This node's own address (its flow before a restart): the port must
+      // not be handed out again while the flow lives on.
+      if (own_index_[a] != UINT32_MAX &&
+          snat_[fam(s.family)]->reserve(SnatLease{own_index_[a], s.snat_port}))
+        r.flags |= kRecReserved;
       if (!insert_keys(k, h, idx, r)) return fail(GatewayCounter::kDropTableFull);
     } else {
       r.flags |= kRecDsr;

@@ -44,6 +44,9 @@ inline constexpr uint8_t kRecDsr = 1u << 4;       // DSR: one original key, MAC 
 // SNAT address list (GatewayClusterConfig), not this node's pool.
 inline constexpr uint8_t kRecStandby = 1u << 5;
 inline constexpr uint8_t kRecForeign = 1u << 6;
+// With kRecForeign: the address is this node's own (a flow it had before a
+// restart, processed elsewhere since); the port is reserved in its pool.
+inline constexpr uint8_t kRecReserved = 1u << 7;
 
 // ConnRecord::seen (DSR).
 inline constexpr uint8_t kSeenFin = 1u << 0;
@@ -373,7 +376,8 @@ class GatewayStage final : public Stage {
   SipKey lb_hash_key_;
   GatewayClusterConfig cluster_;
   const ClusterView* view_ = nullptr;
-  std::vector<uint8_t> is_own_snat_;     // by cluster SNAT address: one of this node's
+  // By cluster SNAT address: its index in this node's pool, or UINT32_MAX.
+  std::vector<uint32_t> own_index_;
   internal::HugeArray<uint32_t> dirty_;  // ring of record indices; each queued at most once
   uint64_t dirty_head_ = 0;
   uint64_t dirty_tail_ = 0;

@@ -43,6 +43,7 @@ SnatPortAllocator::SnatPortAllocator(SnatPoolConfig cfg) : cfg_(std::move(cfg)) 
     }
   }
   in_use_.assign((size_t{range_} * cfg_.addresses.size() + 63) / 64, 0);
+  reserved_.assign(in_use_.size(), 0);
 }
 
 bool SnatPortAllocator::alloc(uint32_t partition, uint32_t hint, SnatLease* out) {
@@ -51,14 +52,22 @@ bool SnatPortAllocator::alloc(uint32_t partition, uint32_t hint, SnatLease* out)
   for (uint32_t i = 0; i < n; ++i) {
     const uint32_t a = (hint + i) % n;
     Queue& q = queue(a, partition);
-    if (q.count == 0) continue;
-    const uint16_t port = q.ports[q.head];
-    q.head = q.head + 1 == q.size ? 0 : q.head + 1;
-    --q.count;
-    const size_t bit = size_t{a} * range_ + (port - cfg_.port_lo);
-    in_use_[bit / 64] |= uint64_t{1} << (bit % 64);
-    *out = SnatLease{a, port};
-    return true;
+    // Reserved ports go round to the back (they stay queued, once each).
+    for (uint32_t tries = q.count; tries > 0; --tries) {
+      const uint16_t port = q.ports[q.head];
+      q.head = q.head + 1 == q.size ? 0 : q.head + 1;
+      const size_t bit = size_t{a} * range_ + (port - cfg_.port_lo);
+      const uint64_t mask = uint64_t{1} << (bit % 64);
+      if (in_use_[bit / 64] & mask) {
+        const uint32_t tail = q.head + q.count - 1;
+        q.ports[tail >= q.size ? tail - q.size : tail] = port;
+        continue;
+      }
+      --q.count;
+      in_use_[bit / 64] |= mask;
+      *out = SnatLease{a, port};
+      return true;
+    }
   }
   return false;
 }
@@ -75,11 +84,25 @@ void SnatPortAllocator::free(const SnatLease& lease) {
     return;
   }
   in_use_[bit / 64] &= ~mask;
+  if (reserved_[bit / 64] & mask) {  // still queued: only the mark goes
+    reserved_[bit / 64] &= ~mask;
+    return;
+  }
   Queue& q = queue(lease.address, partition_of(lease.port));
   // Never full here: the in-use bit proves this port is not queued.
   const uint32_t tail = q.head + q.count;
   q.ports[tail >= q.size ? tail - q.size : tail] = lease.port;
   ++q.count;
+}
+
+bool SnatPortAllocator::reserve(const SnatLease& lease) {
+  if (lease.address >= num_addresses() || !in_range(lease.port)) return false;
+  const size_t bit = size_t{lease.address} * range_ + (lease.port - cfg_.port_lo);
+  const uint64_t mask = uint64_t{1} << (bit % 64);
+  if (in_use_[bit / 64] & mask) return false;
+  in_use_[bit / 64] |= mask;
+  reserved_[bit / 64] |= mask;
+  return true;
 }
 
 uint32_t SnatPortAllocator::free_ports(uint32_t partition) const {

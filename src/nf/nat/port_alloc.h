@@ -71,6 +71,11 @@ class SnatPortAllocator {
   bool alloc(uint32_t partition, uint32_t hint, SnatLease* out);
   // Returns a port. Double frees and foreign ports are ignored and counted.
   void free(const SnatLease& lease);
+  // Marks a port in use without taking it from its queue: a flow that
+  // another node opened on this node's address (before a restart) and that
+  // lives on elsewhere. alloc() steps over it until free() releases it.
+  // False if the port is out of range or already in use.
+  bool reserve(const SnatLease& lease);
 
   uint32_t partition_of(uint16_t port) const {
     return static_cast<uint32_t>(port - cfg_.port_lo) % cfg_.partitions;
@@ -99,7 +104,8 @@ class SnatPortAllocator {
 
   SnatPoolConfig cfg_;
   std::vector<Queue> queues_;
-  std::vector<uint64_t> in_use_;  // bitmap per address over [lo, hi]: catches double frees
+  std::vector<uint64_t> in_use_;    // bitmap per address over [lo, hi]: catches double frees
+  std::vector<uint64_t> reserved_;  // the same: in use, yet still queued (reserve())
   uint32_t range_ = 0;
   uint64_t bad_frees_ = 0;
 };

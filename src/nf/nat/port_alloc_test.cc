@@ -159,6 +159,30 @@ TEST(SnatPorts, ShuffledStartIsAPermutationPerSeed) {
   EXPECT_TRUE(std::is_sorted(plain.begin(), plain.end()));
 }
 
+// A reserved port (a flow this node's address carries on another node) is
+// stepped over until released; it is never handed out twice and never lost.
+TEST(SnatPorts, ReservedPortsAreSteppedOverUntilFreed) {
+  SnatPoolConfig c = pool(1, 4000, 4003);
+  c.addresses.resize(1);
+  SnatPortAllocator a(c);
+  EXPECT_TRUE(a.reserve(SnatLease{0, 4001}));
+  EXPECT_FALSE(a.reserve(SnatLease{0, 4001}));  // in use
+  EXPECT_FALSE(a.reserve(SnatLease{0, 5000}));  // out of range
+  std::vector<uint16_t> got;
+  SnatLease l;
+  while (a.alloc(0, 0, &l))
+    got.push_back(l.port);
+  EXPECT_EQ(got, (std::vector<uint16_t>{4000, 4002, 4003}));
+  a.free(SnatLease{0, 4001});  // the reservation ends: the port comes out next
+  ASSERT_TRUE(a.alloc(0, 0, &l));
+  EXPECT_EQ(l.port, 4001);
+  EXPECT_FALSE(a.alloc(0, 0, &l));
+  for (const uint16_t p : std::vector<uint16_t>{4000, 4001, 4002, 4003})
+    a.free(SnatLease{0, p});
+  EXPECT_EQ(a.free_ports(0), 4u);
+  EXPECT_EQ(a.bad_frees(), 0u);
+}
+
 TEST(SnatPorts, RejectsBadConfig) {
   SnatPoolConfig c = pool(1);
   c.addresses.clear();
