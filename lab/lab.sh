@@ -656,6 +656,19 @@ tripod_start() {  # gateway index
     # same backend and accepts the first node's SYN cookies.
     echo "secrets: {lb_key: 6c61622d6c622d6b65792d3030303031, synproxy_key: 6c61622d73796e2d6b65792d30303031}"
     echo "snat: {addresses: [$(gw_tsnat4 "$i"), \"$(gw_tsnat6 "$i")\"], port_range: 1024-65535}"
+    if [ -n "${TRIPOD_CLUSTER:-}" ]; then
+      # One cluster of every gateway, over the segment (the control network
+      # here): heartbeats, flow records, and packets handed between nodes.
+      echo "cluster:"
+      echo "  node_id: $i"
+      echo "  key: 6c61622d636c75737465722d6b65792d6c61622d636c75737465722d6b657931"
+      echo "  heartbeat_interval: ${TRIPOD_HEARTBEAT:-10ms}"
+      echo "  dead_after: ${TRIPOD_DEAD_AFTER:-50ms}"
+      echo "  nodes:"
+      for j in $(seq "$NGW"); do
+        echo "    - {id: $j, address: \"$(gw_ip4 "$j"):7946\", snat: [$(gw_tsnat4 "$j"), \"$(gw_tsnat6 "$j")\"]}"
+      done
+    fi
     echo "firewall:"
     echo "  default: deny"
     echo "  rules:"

@@ -57,8 +57,9 @@ case "$SCENARIO" in
   tripod_pool_change) NAME=tlt5 ;;
   tripod_health) NAME=tlt6 ;;
   bgp_ecmp) NAME=tlbgp ;;
+  tripod_cluster) NAME=tlc ;;
   *)
-    echo "usage: test.sh kernel|haproxy|teardown|tripod_fullnat|tripod_dsr|tripod_firewall|tripod_synflood|tripod_pool_change|tripod_health|bgp_ecmp" >&2
+    echo "usage: test.sh kernel|haproxy|teardown|tripod_fullnat|tripod_dsr|tripod_firewall|tripod_synflood|tripod_pool_change|tripod_health|bgp_ecmp|tripod_cluster" >&2
     exit 2
     ;;
 esac
@@ -68,7 +69,7 @@ if [[ $SCENARIO == tripod_* || $SCENARIO == bgp_* ]] && [ -z "${TRIPOD_BIN:-}" ]
   TRIPOD_BIN=$REPO_DIR/build/release/src/cmd/tripod
   [ -x "$TRIPOD_BIN" ] || TRIPOD_BIN=$REPO_DIR/build/dev/src/cmd/tripod
 fi
-if [[ $SCENARIO == bgp_* ]]; then
+if [[ $SCENARIO == bgp_* || $SCENARIO == tripod_cluster ]]; then
   for tool in bird birdc; do
     command -v "$tool" >/dev/null || { echo "FAIL - $tool (BIRD 2) not installed (scripts/install-deps.sh installs it)"; exit 1; }
   done
@@ -773,6 +774,185 @@ scenario_bgp_ecmp() {
   check "lab down" lab down
   # shellcheck disable=SC2086
   assert_gone $pids
+}
+
+# ---------------------------------------------------------------------------
+# The cluster: flows survive a node's death
+# ---------------------------------------------------------------------------
+# Every node's view of the live cluster nodes ("[1,2,3]").
+cluster_live() {  # gw
+  tstatus "$1" --json 2>/dev/null | tr -d ' \n' | grep -o '"live":\[[0-9,]*\]' | head -1 | sed 's/"live"://' || true
+}
+wait_live() {  # "[...]" max_s gw...
+  local want=$1 max=$2 g ok
+  shift 2
+  for _ in $(seq $((max * 20))); do
+    ok=1
+    for g in "$@"; do [ "$(cluster_live "$g")" = "$want" ] || ok=0; done
+    [ "$ok" = 1 ] && return 0
+    sleep 0.05
+  done
+  return 1
+}
+
+# How long traffic stopped around the kill, estimated from iperf3's 100 ms
+# intervals, per stream against the stream's median rate; STALL_MS is the
+# worst stream's (the ones through the killed node stop until their flows
+# resume on a survivor). An estimate: a stream's rate also moves with the
+# others'. -1: no usable output.
+iperf_stall() {  # iperf3 --json output file
+  STALL_MS=$(python3 - "$1" <<'PY'
+import json, sys, statistics
+try:
+    ivs = json.load(open(sys.argv[1]))["intervals"]
+except Exception:
+    print(-1); sys.exit()
+streams = {}
+for iv in ivs:
+    for s in iv["streams"]:
+        streams.setdefault(s["socket"], []).append(s)
+# A gap shorter than an interval shows as a dip: count the missing share of
+# each interval's time, over any two neighbouring intervals (a gap may
+# straddle them), and a longer stop as the whole run of dipped intervals.
+worst = -1
+for ss in streams.values():
+    med = statistics.median([s["bits_per_second"] for s in ss]) or 1.0
+    missing = [max(0.0, 1.0 - s["bits_per_second"] / med) * s["seconds"] for s in ss]
+    best = run = 0.0
+    for i, m in enumerate(missing):
+        run = run + m if m > 0.5 * ss[i]["seconds"] else 0.0
+        pair = m + (missing[i + 1] if i + 1 < len(missing) else 0.0)
+        best = max(best, run, pair)
+    worst = max(worst, int(round(best * 1000)))
+print(worst)
+PY
+)
+}
+
+# Client connections to the web VIP that are stuck: established, with data
+# being retransmitted at least twice (RTO backoff >= 2). A connection whose
+# node died and whose state is gone stays so until the client gives up.
+stalled_conns() {
+  { cx ss -tin state established "( dport = :80 )" 2>/dev/null || true; } |
+    awk '{for (i = 1; i <= NF; i++) if ($i ~ /^backoff:/) {split($i, b, ":"); if (b[2] >= 2) n++}} END {print n + 0}'
+}
+
+# wrk keep-alive connections and iperf3 streams through the VIP, FullNAT with
+# the firewall and the SYN proxy on; one node is killed under load (switch
+# port cut, processes SIGKILLed: BFD has to notice), then revived under load.
+# With the cluster (replication on) nothing may break; without it
+# (CLUSTER_REPLICATION=off: the same nodes, no cluster section) the killed
+# node's connections are lost, which is the comparison figure.
+cluster_run() {  # on|off victim
+  local repl=$1 victim=$2 conns=${CLUSTER_CONNS:-200} secs=${CLUSTER_SECS:-10}
+  local wout iout wpid ipid ppid errs reqs non2xx lat
+  wout="$LAB_RUN/$NAME/wrk-$repl.out"
+  iout="$LAB_RUN/$NAME/iperf-$repl.json"
+  if [ "$repl" = on ]; then export TRIPOD_CLUSTER=1; else unset TRIPOD_CLUSTER; fi
+  export TRIPOD_SYNPROXY=1
+  if ! LAB_KEEP_ON_FAIL=1 lab up --routing bgp --mode tripod --gateways "$NGW" --backends "$NBE"; then
+    fail "lab up (replication $repl)"
+    tripod_diag
+    return 1
+  fi
+  pass "lab up (3 tripod nodes, BGP + BFD, SYN proxy, firewall; replication $repl)"
+  if [ "$repl" = on ]; then
+    check "every node sees the cluster [1,2,3]" wait_live "[1,2,3]" 10 1 2 3
+  fi
+  cx timeout $((secs + 30)) wrk -t2 -c"$conns" -d"${secs}s" --timeout 5s --latency "http://$VIP4/" >"$wout" 2>&1 &
+  wpid=$!
+  cx timeout $((secs + 30)) iperf3 -c "$VIP4" -t "$secs" -P 8 -i 0.1 --json >"$iout" 2>"$iout.err" &
+  ipid=$!
+  # 24 keep-alive connections asking every 5 ms: how long a flow stopped.
+  cx timeout $((secs + 30)) python3 "$LAB_DIR/probe.py" "$VIP4" "$secs" 24 >"$LAB_RUN/$NAME/probe-$repl.json" 2>&1 &
+  ppid=$!
+  BG_PIDS+=" $wpid $ipid $ppid"
+  sleep $((secs / 3))
+  check "lab kill gw$victim (under load)" lab kill "gw$victim"
+  if [ "$repl" = on ]; then
+    local survivors=() g
+    for g in 1 2 3; do [ "$g" = "$victim" ] || survivors+=("$g"); done
+    check "survivors see gw$victim gone" wait_live "[${survivors[0]},${survivors[1]}]" 5 "${survivors[@]}"
+  fi
+  # Near the end of the run: which client connections are stuck.
+  sleep $((secs - secs / 3 - 2))
+  STALLED=$(stalled_conns)
+  wait "$wpid" || true
+  local irc=0
+  wait "$ipid" || irc=$?
+  wait "$ppid" || true
+  local probe gap pfail
+  probe=$(cat "$LAB_RUN/$NAME/probe-$repl.json" 2>/dev/null || true)
+  gap=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["max_gap_ms"])' "$probe" 2>/dev/null || echo -1)
+  pfail=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["failed"])' "$probe" 2>/dev/null || echo 24)
+  echo "     probe: $probe"
+  BG_PIDS=""
+  sed 's/^/     | /' "$wout"
+  reqs=$(awk '/requests in/ {print $1 + 0}' "$wout")
+  errs=$(awk '/Socket errors/ {gsub(/,/, ""); print $4 + $6 + $8 + $10}' "$wout")
+  non2xx=$(awk '/Non-2xx/ {print $NF + 0}' "$wout")
+  lat=$(awk '$1 == "99%" {print $2}' "$wout")
+  iperf_stall "$iout"
+  local ibytes
+  ibytes=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(int(d["end"]["sum_received"]["bytes"]))' "$iout" 2>/dev/null || echo 0)
+  echo "     replication $repl: wrk ${reqs:-0} requests, socket errors ${errs:-0}, non-2xx ${non2xx:-0}, p99 ${lat:-?}, stuck connections ${STALLED}; iperf3 exit $irc, ${ibytes} bytes, longest stall of a stream ${STALL_MS} ms"
+  LOST=$((${errs:-0} + STALLED))
+  RESUME_MS=$gap
+  # Replication's bytes (the survivors' agents: heartbeats, records, acks)
+  # against the workload's (HTTP responses read by wrk, iperf3's payload).
+  if [ "$repl" = on ]; then
+    local rbytes=0 g mb
+    for g in 1 2 3; do [ "$g" = "$victim" ] || rbytes=$((rbytes + $(tstatus "$g" --json 2>/dev/null | awk '$1 == "\"bytes_out\":" {gsub(/,/, "", $2); print $2 + 0}' | head -1 || echo 0))); done
+    mb=$(awk '/requests in/ {v = $(NF - 1); u = $NF; sub(/read/, "", u); m = (v ~ /GB/) ? 1024 : 1; sub(/[A-Z]+$/, "", v); print int(v * m * 1048576)}' "$wout")
+    SHARE=$(python3 -c 'import sys; r, w = int(sys.argv[1]), int(sys.argv[2]) + int(sys.argv[3]); print(f"{100.0 * r / w:.3f}" if w else "-1")' "$rbytes" "${mb:-0}" "$ibytes")
+    echo "     replication bytes $rbytes (survivors) vs workload bytes $(( ${mb:-0} + ibytes )): $SHARE %"
+  fi
+  if [ "$repl" = on ]; then
+    check "wrk ran through the kill (${reqs:-0} requests)" test "${reqs:-0}" -gt 0
+    check "wrk: no socket error through the kill (${errs:-0})" test "${errs:-0}" -eq 0
+    check "wrk: no non-2xx response (${non2xx:-0})" test "${non2xx:-0}" -eq 0
+    check "iperf3: every stream completed (exit $irc)" test "$irc" -eq 0
+    check "no client connection stuck retransmitting ($STALLED)" test "$STALLED" -eq 0
+    check "probe: every connection kept answering (failed $pfail; longest wait $gap ms)" test "$pfail" -eq 0 -a "$gap" -ge 0
+    for g in 1 2 3; do
+      [ "$g" = "$victim" ] && continue
+      echo "     gw$g: $(tstatus "$g" 2>/dev/null | sed -n '/^cluster:/,$p' | tr '\n' ' ')"
+      echo "     gw$g: promoted $(counter gateway.sync_promoted "$g"), redirected $(counter gateway.sync_redirected "$g"), miss-redirected $(counter gateway.sync_miss_redirected "$g"), imported $(counter gateway.sync_imported "$g")"
+    done
+    check "a survivor took over flows of gw$victim (promoted $(counter gateway.sync_promoted))" test "$(counter gateway.sync_promoted)" -gt 0
+
+    # Rejoin under load: the node comes back and takes traffic again.
+    cx timeout $((secs + 30)) wrk -t2 -c"$conns" -d"${secs}s" --timeout 5s "http://$VIP4/" >"$wout.rejoin" 2>&1 &
+    wpid=$!
+    BG_PIDS+=" $wpid"
+    sleep $((secs / 3))
+    check "lab revive gw$victim (under load)" lab revive "gw$victim"
+    check "every node sees the cluster [1,2,3] again" wait_live "[1,2,3]" 10 1 2 3
+    wait "$wpid" || true
+    BG_PIDS=""
+    sed 's/^/     | /' "$wout.rejoin"
+    reqs=$(awk '/requests in/ {print $1 + 0}' "$wout.rejoin")
+    errs=$(awk '/Socket errors/ {gsub(/,/, ""); print $4 + $6 + $8 + $10}' "$wout.rejoin")
+    non2xx=$(awk '/Non-2xx/ {print $NF + 0}' "$wout.rejoin")
+    check "rejoin: wrk ran (${reqs:-0} requests)" test "${reqs:-0}" -gt 0
+    check "rejoin: no socket error (${errs:-0})" test "${errs:-0}" -eq 0
+    check "rejoin: no non-2xx response (${non2xx:-0})" test "${non2xx:-0}" -eq 0
+    check "rejoined gw$victim receives traffic again ($(counter gateway.packets "$victim") packets)" test "$(counter gateway.packets "$victim")" -gt 0
+  fi
+  tripod_down
+}
+
+scenario_tripod_cluster() {
+  NGW=3
+  local victim=${CLUSTER_VICTIM:-2} lost_on resume_on lost_off
+  cluster_run on "$victim"
+  lost_on=$LOST resume_on=$RESUME_MS SHARE_ON=${SHARE:--1}
+  cluster_run off "$victim"
+  lost_off=$LOST
+  echo "figure failover.lost $lost_on conns vs no_replication $lost_off conns"
+  echo "figure failover.resume $resume_on ms"
+  echo "figure replication.bytes_share $SHARE_ON %"
+  check "without replication the kill breaks connections ($lost_off), so the test can tell" test "$lost_off" -gt 0
 }
 
 case "$SCENARIO" in

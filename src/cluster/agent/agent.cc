@@ -92,6 +92,7 @@ class Agent::PeerSink final : public wire::ChannelSink {
         ::sendto(a_->fd_, d.data(), d.size(), MSG_DONTWAIT,
                  reinterpret_cast<const sockaddr*>(&p_->addr.addr), p_->addr.addr_len);
     a_->counters_.inc(r < 0 ? AgentCounter::kSendErrors : AgentCounter::kDatagramsOut);
+    if (r > 0) a_->counters_.inc(AgentCounter::kBytesOut, static_cast<uint64_t>(r));
   }
   void deliver(uint64_t seq, const wire::Record& r) override {
     (void)seq;

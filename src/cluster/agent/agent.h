@@ -105,6 +105,7 @@ using ViewSink = std::function<void(const ViewChange&)>;
   X(kImportRingFull, "import_ring_full")                                             \
   X(kDatagramsIn, "datagrams_in")                                                    \
   X(kDatagramsOut, "datagrams_out")                                                  \
+  X(kBytesOut, "bytes_out") /* UDP payload sent: heartbeats, records, acks */        \
   X(kSendErrors, "send_errors")                                                      \
   X(kUnknownSender, "unknown_sender")                                                \
   X(kViewsPublished, "views_published")
