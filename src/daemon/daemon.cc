@@ -165,7 +165,13 @@ Daemon::Daemon(TripodConfig cfg, std::string config_path)
   if (cfg_.cluster.enabled) start_cluster();
   for (auto& w : workers_)
     w->start();
-  if (agent_) agent_->start();
+  if (agent_) {
+    agent_->start();
+    if (!agent_->realtime())
+      spdlog::warn(
+          "cluster: no real-time priority for the heartbeat thread (CAP_SYS_NICE): under "
+          "load, peers may declare this node dead");
+  }
   spdlog::info("tripod running: {} VIP(s), {} worker(s), status on {}", cfg_.gateway.vips.size(),
                workers_.size(), cfg_.status_socket);
 }
@@ -261,7 +267,6 @@ void Daemon::start_cluster() {
   std::vector<cluster::FlowLink*> links;
   for (auto& w : workers_) {
     links_.push_back(std::make_unique<cluster::FlowLink>(1u << 16, c.checkpoint_interval_ns));
-    views_.push_back(std::make_unique<ClusterView>());
     cluster::FlowLink* l = links_.back().get();
     w->set_poll([l](GatewayStage& g, uint64_t now) { l->worker_poll(g, now); });
     links.push_back(l);
@@ -273,7 +278,8 @@ void Daemon::start_cluster() {
                c.dead_after_ns / 1'000'000);
 }
 
-// On the agent thread: every worker takes the new view between two bursts.
+// On the agent thread, for the log: the workers take the view themselves
+// (FlowLink::post()), so the agent never waits for them.
 void Daemon::on_view(const cluster::ViewChange& change) {
   std::string live;
   for (uint16_t n = 1; n <= kMaxClusterNodes; ++n)
@@ -285,16 +291,6 @@ void Daemon::on_view(const cluster::ViewChange& change) {
     spdlog::warn("cluster: node {} is down; its flows' copies here take over on their next packet",
                  d);
   if (change.resync) spdlog::info("cluster: live nodes {{{}}}", live);
-  for (size_t k = 0; k < workers_.size(); ++k) {
-    ClusterView* mine = views_[k].get();
-    workers_[k]->call([&](GatewayStage& g) {
-      *mine = *change.view;
-      g.set_cluster_view(mine);
-      for (uint16_t d : change.down)
-        g.peer_down(d);
-      if (change.resync) g.resync();
-    });
-  }
 }
 
 void Daemon::steer_addresses(bool add, const GatewayVipConfig& v) {

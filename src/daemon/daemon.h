@@ -81,10 +81,8 @@ class Daemon {
   std::vector<std::unique_ptr<XdpSteering>> steering_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::unique_ptr<HealthChecker> health_;
-  // Cluster: one link and one view per worker (the view is the worker's
-  // own copy, replaced between bursts), and the agent thread.
+  // Cluster: one link per worker (flow records and views), and the agent.
   std::vector<std::unique_ptr<cluster::FlowLink>> links_;
-  std::vector<std::unique_ptr<ClusterView>> views_;
   std::unique_ptr<cluster::Agent> agent_;
   std::vector<VipState> vips_;  // parallel to cfg_.gateway.vips
   struct Draining {

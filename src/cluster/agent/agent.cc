@@ -1,6 +1,8 @@
 #include "cluster/agent/agent.h"
 
 #include <poll.h>
+#include <pthread.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -56,7 +58,33 @@ RingConfig ring_config(const AgentConfig& c) {
 
 // ---- worker side ----
 
+void FlowLink::post(const ViewChange& change) {
+  std::lock_guard<std::mutex> lock(mu_);
+  next_view_ = change.view;
+  next_down_.insert(next_down_.end(), change.down.begin(), change.down.end());
+  next_resync_ |= change.resync;
+  has_view_.store(true, std::memory_order_release);
+}
+
 void FlowLink::worker_poll(GatewayStage& gw, uint64_t now_ns) {
+  if (has_view_.load(std::memory_order_acquire)) {
+    std::shared_ptr<const ClusterView> v;
+    std::vector<uint16_t> down;
+    bool resync;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      v = std::move(next_view_);
+      down.swap(next_down_);
+      resync = next_resync_;
+      next_resync_ = false;
+      has_view_.store(false, std::memory_order_relaxed);
+    }
+    if (v) view_ = *v;
+    gw.set_cluster_view(&view_);
+    for (uint16_t d : down)
+      gw.peer_down(d);
+    if (resync) gw.resync();
+  }
   FlowSync buf[64];
   for (int round = 0; round < 16; ++round) {
     const uint32_t n = to_worker_.pop(buf, 64);
@@ -141,6 +169,7 @@ Agent::Agent(const AgentConfig& cfg, std::vector<FlowLink*> links, ViewSink sink
     peers_.push_back(std::move(p));
   }
   std::memcpy(macs_[cfg_.self].data(), cfg_.data_mac, 6);
+  pending_.reserve(64 * kMaxHolders);  // one batch's worth: route_exports() stops there
   // A cold start: this node serves at once. (A rejoining node would first
   // take back its state; README.md, "where I stopped".)
   on_events(membership_.set_self_ready(true));
@@ -153,6 +182,13 @@ Agent::~Agent() {
 
 void Agent::start() {
   thread_ = std::thread([this] { loop(); });
+  // Heartbeats must not wait behind busy workers and servers: a node that
+  // misses dead_after (50 ms) of them is declared dead. Real-time round
+  // robin at the lowest priority, as corosync's heartbeat thread; the thread
+  // sleeps between heartbeats, so it never starves the others.
+  sched_param sp{};
+  sp.sched_priority = 1;
+  realtime_ = pthread_setschedparam(thread_.native_handle(), SCHED_RR, &sp) == 0;
 }
 
 void Agent::stop() {
@@ -174,7 +210,9 @@ void Agent::on_record(uint16_t from, const wire::Record& r) {
     return;
   }
   FlowSync s;
-  if (decode_flow_sync(r.type, r.body.data(), r.body.size(), &s) != FlowSyncError::kOk) {
+  // A peer speaks only for the flows it processes.
+  if (decode_flow_sync(r.type, r.body.data(), r.body.size(), &s) != FlowSyncError::kOk ||
+      s.processor != from) {
     counters_.inc(AgentCounter::kRecordsBad);
     return;
   }
@@ -224,22 +262,43 @@ void Agent::publish() {
   c.view = std::move(v);
   c.down.swap(down_);
   c.resync = resync_;
-  sink_(c);
+  for (FlowLink* l : links_)
+    l->post(c);
+  if (sink_) sink_(c);
   resync_ = false;
   dirty_ = false;
   counters_.inc(AgentCounter::kViewsPublished);
 }
 
-void Agent::route_exports(uint64_t now) {
-  FlowSync buf[64];
+bool Agent::send_record(Peer* p, const FlowSync& s, uint64_t now) {
   uint8_t bytes[kFlowMaxSize];
+  encode_flow_sync(s, bytes);
+  if (p->ch->push(record_type(s.op), std::span<const uint8_t>(bytes, record_size(s.op)), now)
+          .status != wire::PushStatus::kOk) {
+    counters_.inc(AgentCounter::kRecordsBackpressure);
+    return false;
+  }
+  counters_.inc(AgentCounter::kRecordsSent);
+  return true;
+}
+
+void Agent::route_exports(uint64_t now) {
+  // First what a full window refused before, in order; while anything still
+  // waits, the workers' records stay in their rings (and, behind them, in
+  // the stages' queues): backpressure, never a lost record.
+  size_t kept = 0;
+  for (const Pending& w : pending_) {
+    Peer* p = peer(w.peer);
+    if (p != nullptr && !send_record(p, w.s, now)) pending_[kept++] = w;
+  }
+  pending_.resize(kept);
+  if (!pending_.empty()) return;
+  FlowSync buf[64];
   for (FlowLink* l : links_) {
-    for (int round = 0; round < 64; ++round) {
+    for (int round = 0; round < 64 && pending_.empty(); ++round) {
       const uint32_t n = l->to_agent().pop(buf, 64);
       for (uint32_t i = 0; i < n; ++i) {
         const FlowSync& s = buf[i];
-        encode_flow_sync(s, bytes);
-        const auto body = std::span<const uint8_t>(bytes, record_size(s.op));
         // The first `replicas` holders of its slot that are not this node.
         uint32_t sent = 0;
         for (NodeId h : ring_.current().holders(flow_slot(s, cfg_.slot_key))) {
@@ -247,11 +306,7 @@ void Agent::route_exports(uint64_t now) {
           if (h == cfg_.self) continue;
           Peer* p = peer(h);
           if (p == nullptr) continue;
-          if (p->ch->push(record_type(s.op), body, now).status == wire::PushStatus::kOk) {
-            counters_.inc(AgentCounter::kRecordsSent);
-          } else {
-            counters_.inc(AgentCounter::kRecordsBackpressure);
-          }
+          if (!send_record(p, s, now)) pending_.push_back(Pending{s, h});
           ++sent;
         }
         if (sent == 0) counters_.inc(AgentCounter::kRecordsNoHolder);

@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -38,17 +39,34 @@ namespace tripod::cluster {
 inline constexpr uint8_t kRecordNodeInfo = 16;
 inline constexpr uint16_t kNodeInfoSize = 8;
 
+// What the agent tells the workers (FlowLink::post(); the sink gets it too,
+// for the logs): a new view, the peers that went down or restarted since
+// the last one (their flows' copies lose their processor), and whether the
+// holders changed (every flow goes out again in full).
+struct ViewChange {
+  std::shared_ptr<const ClusterView> view;
+  std::vector<uint16_t> down;
+  bool resync = false;
+};
+using ViewSink = std::function<void(const ViewChange&)>;
+
 // The rings between one worker and the agent. Records are plain data.
 class FlowLink {
  public:
   explicit FlowLink(uint32_t capacity = 1u << 16, uint64_t checkpoint_ns = 1'000'000)
       : to_agent_(capacity), to_worker_(capacity), checkpoint_ns_(checkpoint_ns) {}
 
-  // Worker thread, between bursts: applies what peers sent, and once per
-  // checkpoint interval hands the stage's changed flows to the agent (no
-  // more than the ring has room for: nothing is lost to a full ring, it
-  // waits in the stage's queue).
+  // Worker thread, between bursts: takes a new view if one was posted,
+  // applies what peers sent, and once per checkpoint interval hands the
+  // stage's changed flows to the agent (no more than the ring has room
+  // for: nothing is lost to a full ring, it waits in the stage's queue).
   void worker_poll(GatewayStage& gw, uint64_t now_ns);
+  // Agent thread: a new view for the worker, taken at its next poll. Never
+  // waits for the worker (heartbeats must go on); views posted meanwhile
+  // merge (the latest view, every down peer, any resync).
+  void post(const ViewChange& change);
+  // The view the worker runs with (worker thread, or after it stopped).
+  const ClusterView& view() const { return view_; }
 
   SpscRing<FlowSync>& to_agent() { return to_agent_; }
   SpscRing<FlowSync>& to_worker() { return to_worker_; }
@@ -61,6 +79,13 @@ class FlowLink {
   uint64_t checkpoint_ns_;
   uint64_t last_export_ns_ = 0;
   std::atomic<uint64_t> import_drops_{0};
+  // The mailbox (post()); the lock is taken once per view, never per packet.
+  std::atomic<bool> has_view_{false};
+  std::mutex mu_;
+  std::shared_ptr<const ClusterView> next_view_;
+  std::vector<uint16_t> next_down_;
+  bool next_resync_ = false;
+  ClusterView view_;  // the worker's copy, which the stage reads
 };
 
 struct AgentPeer {
@@ -84,17 +109,6 @@ struct AgentConfig {
   SipKey ring_key;
   uint8_t data_mac[6] = {};  // this node's data-plane interface
 };
-
-// What the agent tells the workers (on the agent thread; the daemon posts it
-// to each worker): a new view, the peers that went down or restarted since
-// the last one (their flows' copies lose their processor), and whether the
-// holders changed (every flow goes out again in full).
-struct ViewChange {
-  std::shared_ptr<const ClusterView> view;
-  std::vector<uint16_t> down;
-  bool resync = false;
-};
-using ViewSink = std::function<void(const ViewChange&)>;
 
 #define TRIPOD_AGENT_COUNTERS(X)                                                     \
   X(kRecordsSent, "records_sent")                                                    \
@@ -126,6 +140,8 @@ class Agent {
   // Any thread: a consistent-enough snapshot for status.
   NodeSet live_set() const { return live_.load(std::memory_order_relaxed); }
   uint32_t epoch() const { return epoch_.load(std::memory_order_relaxed); }
+  // Whether the thread got real-time priority (needs CAP_SYS_NICE).
+  bool realtime() const { return realtime_; }
   using CounterFn = std::function<void(std::string_view, uint64_t)>;
   void export_counters(const CounterFn& fn) const;
 
@@ -141,6 +157,7 @@ class Agent {
   void on_events(std::span<const MemberEvent> events);
   void publish();
   Peer* peer(uint16_t id);
+  bool send_record(Peer* p, const FlowSync& s, uint64_t now);
 
   AgentConfig cfg_;
   std::vector<FlowLink*> links_;
@@ -154,13 +171,21 @@ class Agent {
   std::vector<std::unique_ptr<Peer>> peers_;
   std::array<std::array<uint8_t, 6>, kMaxClusterNodes + 1> macs_{};
   std::vector<uint16_t> down_;  // since the last publish
-  bool dirty_ = true;           // a view to publish
+  // Records a holder's channel refused (its window full), retried first;
+  // while any wait, nothing more is taken from the workers.
+  struct Pending {
+    FlowSync s;
+    uint16_t peer;
+  };
+  std::vector<Pending> pending_;
+  bool dirty_ = true;  // a view to publish
   bool resync_ = false;
   uint64_t next_heartbeat_ = 0;
   uint64_t now_ = 0;  // of the current tick (heartbeat callbacks)
   std::atomic<NodeSet> live_{0};
   std::atomic<uint32_t> epoch_{0};
   std::atomic<bool> stop_{false};
+  bool realtime_ = false;
   std::thread thread_;
   CounterSet<AgentCounter, size_t(AgentCounter::kCount)> counters_;
 };

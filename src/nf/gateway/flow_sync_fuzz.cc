@@ -7,7 +7,7 @@
 // Checks (trap on violation): a decoded record re-encodes to the same bytes
 // (no field is lost or invented); the standby count never passes the pool;
 // after every deadline and grace has passed nothing is left: no standby
-// record, no key, no LB reference.
+// record, no key, no LB reference, no reserved SNAT port.
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -50,9 +50,18 @@ GatewayConfig config() {
   return c;
 }
 
+uint64_t free_ports(const GatewayStage& gw) {
+  uint64_t n = 0;
+  for (uint32_t p = 0; p < gw.snat()->partitions(); ++p)
+    n += gw.snat()->free_ports(p);
+  return n;
+}
+
 struct Run {
   uint64_t now = 1000 * kSec;
   std::unique_ptr<GatewayStage> gw = std::make_unique<GatewayStage>(config(), now);
+  uint64_t ports = free_ports(*gw);
+  uint64_t bad_frees = gw->snat()->bad_frees();
 };
 
 }  // namespace
@@ -91,5 +100,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   FUZZ_CHECK(gw.standby_connections() == 0);
   FUZZ_CHECK(gw.table().size() == 0);
   FUZZ_CHECK(gw.lb().pools().connections() == 0);
+  // Ports reserved for copies of this node's own flows are all back.
+  FUZZ_CHECK(free_ports(gw) == run.ports);
+  FUZZ_CHECK(gw.snat()->bad_frees() == run.bad_frees);
   return 0;
 }

@@ -82,9 +82,10 @@ GatewayConfig node_config(uint16_t node) {
 
 class Node {
  public:
-  explicit Node(uint16_t id, ManualClock* clock) : clock_(clock) {
+  explicit Node(uint16_t id, ManualClock* clock) : Node(node_config(id), clock) {}
+  Node(const GatewayConfig& cfg, ManualClock* clock) : clock_(clock) {
     p_.add(std::make_unique<ParseStage>());
-    auto gw = std::make_unique<GatewayStage>(node_config(id), clock->now_ns());
+    auto gw = std::make_unique<GatewayStage>(cfg, clock->now_ns());
     gw_ = gw.get();
     p_.add(std::move(gw));
   }
@@ -374,6 +375,69 @@ TEST_F(Cluster, RecordsAboutOwnFlowsAreIgnored) {
   b_.import_wire(a_.export_wire());
   EXPECT_EQ(b_.counter("sync_ignored_live"), 1u);
   EXPECT_EQ(b_.gw().standby_connections(), 0u);
+}
+
+// A firewall-only flow (not to a VIP) has one canonical key: its copy is
+// made, and removed by the processor's delete, by that key.
+TEST_F(Cluster, FirewallOnlyFlowCopyComesAndGoes) {
+  EXPECT_FALSE(a_.one(seg({kClient, "203.0.113.9", 40010, 22, kTcpSyn, 1000})).empty());
+  b_.import_wire(a_.export_wire());
+  EXPECT_EQ(b_.gw().standby_connections(), 1u);
+  EXPECT_EQ(b_.gw().table().size(), 1u);
+  clock_.advance_ns(200 * kSec);  // past SYN_SENT's 120 s
+  a_.gw().advance_to(clock_.now_ns());
+  const auto recs = a_.export_wire();
+  ASSERT_EQ(recs.size(), 1u);
+  EXPECT_EQ(recs[0].first, kRecordFlowDelete);
+  b_.import_wire(recs);
+  EXPECT_EQ(b_.counter("sync_deleted"), 1u);
+  EXPECT_EQ(b_.gw().standby_connections(), 0u);
+  EXPECT_EQ(b_.gw().table().size(), 0u);
+}
+
+// A full record about a new connection on a tuple whose copy is still here
+// (the old one's delete was lost) replaces the copy: the backend and SNAT
+// port are the new connection's.
+TEST_F(Cluster, FullRecordOfAnotherConnectionReplacesTheCopy) {
+  open_conn(a_, 1, 40011);
+  auto recs = a_.export_wire();
+  ASSERT_EQ(recs.size(), 1u);
+  b_.import_wire(recs);
+  FlowSync s;
+  ASSERT_EQ(decode_flow_sync(recs[0].first, recs[0].second.data(), recs[0].second.size(), &s),
+            FlowSyncError::kOk);
+  s.snat_port = static_cast<uint16_t>(s.snat_port + kSlots);  // same slot, another port
+  b_.gw().import_sync(s, clock_.now_ns());
+  EXPECT_EQ(b_.gw().standby_connections(), 1u);
+  EXPECT_EQ(b_.gw().table().size(), 2u);
+  // The promoted copy translates with the new port.
+  const Bytes out = b_.one(seg({kClient, kVip, 40011, 80, kTcpAck, 1001, 5001}));
+  ASSERT_FALSE(out.empty());
+  EXPECT_EQ(ends_of(out).sport, s.snat_port);
+}
+
+// The export queue never overflows into lost changes: when it is full, the
+// next export sends every live flow again.
+TEST(ClusterQueue, OverflowResendsEverything) {
+  ManualClock clock{1000 * kSec};
+  GatewayConfig c = node_config(1);
+  c.max_connections = 4;  // a queue of 8 entries
+  Node n{c, &clock};
+  auto churn = [&](uint16_t base) {
+    for (uint16_t i = 0; i < 4; ++i)
+      EXPECT_FALSE(
+          n.one(seg({kClient, kVip, static_cast<uint16_t>(base + i), 80, kTcpSyn, 1000})).empty());
+    clock.advance_ns(200 * kSec);  // past SYN_SENT: freed, never exported
+    n.gw().advance_to(clock.now_ns());
+  };
+  churn(41000);
+  churn(42000);
+  EXPECT_FALSE(n.one(seg({kClient, kVip, 43000, 80, kTcpSyn, 1000})).empty());
+  EXPECT_GE(n.counter("sync_queue_overflow"), 1u);
+  const auto recs = n.export_wire();
+  ASSERT_EQ(recs.size(), 1u);  // the one live flow, in full
+  EXPECT_EQ(recs[0].first, kRecordFlowFull);
+  EXPECT_TRUE(n.export_wire().empty());
 }
 
 // ---- the codec ----

@@ -231,6 +231,13 @@ FlowKey GatewayStage::original_key(const ConnRecord& r) const {
                        false);
 }
 
+FlowKey GatewayStage::record_key(const ConnRecord& r) const {
+  if (r.flags & (kRecNat | kRecDsr)) return original_key(r);
+  // Firewall only: the canonical key's endpoints, kept in the record.
+  return make_flow_key(r.family, r.proto, r.client_addr, r.dip_addr, r.client_port, r.dip_port,
+                       false);
+}
+
 FlowKey GatewayStage::reply_key(const ConnRecord& r) const {
   return make_flow_key(r.family, r.proto, r.dip_addr, snat_addr(r), r.dip_port, r.lease.port,
                        false);
@@ -305,7 +312,7 @@ bool GatewayStage::is_reuse(const PacketMeta& m, const ConnLink& link) const {
 
 bool GatewayStage::end_connection(uint32_t idx, SnatLease* kept) {
   ConnRecord& r = records_[idx];
-  const FlowKey ok = original_key(r);
+  const FlowKey ok = record_key(r);
   table_.erase(ok, hash(ok));
   bool has_lease = false;
   if (r.flags & kRecNat) {
@@ -1036,8 +1043,10 @@ void GatewayStage::fill_sync(const ConnRecord& r, FlowSync* s, FlowSyncOp op, Ti
   s->family = r.family;
   s->proto = r.proto;
   const bool nat = (r.flags & kRecNat) != 0;
+  // (A reused tuple's old record is freed as DSR-like, end_connection(): its
+  // delete must still decode, so the SYN-proxy bit goes with NAT only.)
   s->kind = static_cast<uint8_t>((nat ? kSyncNat : 0) | ((r.flags & kRecDsr) ? kSyncDsr : 0) |
-                                 ((r.flags & kRecSynProxy) ? kSyncSynProxy : 0));
+                                 (nat && (r.flags & kRecSynProxy) ? kSyncSynProxy : 0));
   s->processor = cluster_.node_id;
   s->seen = r.seen & (kSeenFin | kSeenRst);
   const size_t alen = r.family == Family::kIpv6 ? 16 : 4;
@@ -1070,6 +1079,11 @@ void GatewayStage::fill_sync(const ConnRecord& r, FlowSync* s, FlowSyncOp op, Ti
 
 uint32_t GatewayStage::export_sync(FlowSync* out, uint32_t max, uint64_t now_ns) {
   if (!clustered()) return 0;
+  if (resync_pending_) {  // the queue overflowed: everything goes again
+    resync_pending_ = false;
+    dirty_head_ = dirty_tail_;
+    resync();
+  }
   const Tick now = to_ticks(now_ns);
   uint32_t n = 0;
   // Closed flows first: a tuple closed and reopened since the last call
@@ -1090,6 +1104,18 @@ uint32_t GatewayStage::export_sync(FlowSync* out, uint32_t max, uint64_t now_ns)
   return n;
 }
 
+bool GatewayStage::same_write_once(const ConnRecord& r, const FlowSync& s) const {
+  const size_t alen = r.family == Family::kIpv6 ? 16 : 4;
+  const uint8_t kind = static_cast<uint8_t>(((r.flags & kRecNat) ? kSyncNat : 0) |
+                                            ((r.flags & kRecDsr) ? kSyncDsr : 0) |
+                                            ((r.flags & kRecSynProxy) ? kSyncSynProxy : 0));
+  if (kind != s.kind) return false;
+  if (kind == 0) return true;  // the key is all there is
+  if (r.dip_port != s.dip_port || std::memcmp(r.dip_addr, s.dip_addr, alen) != 0) return false;
+  return !(r.flags & kRecNat) ||
+         (r.lease.port == s.snat_port && std::memcmp(snat_addr(r), s.snat_addr, alen) == 0);
+}
+
 GatewayCounter GatewayStage::import_sync(const FlowSync& s, uint64_t now_ns) {
   auto count = [&](GatewayCounter c) {
     counters_.inc(c);
@@ -1105,7 +1131,7 @@ GatewayCounter GatewayStage::import_sync(const FlowSync& s, uint64_t now_ns) {
   const uint64_t left = uint64_t{s.remaining_ms} / (kTickNs / 1'000'000) + 1 +
                         timeout_ticks(cluster_.standby_grace_s);
   const Tick deadline = now + static_cast<Tick>(std::min<uint64_t>(left, Table::kMaxTimeout));
-  const Table::Ref ref = table_.lookup(k, h);
+  Table::Ref ref = table_.lookup(k, h);
   if (ref.found()) {
     const uint32_t idx = table_.value(ref.idx).record;
     ConnRecord& r = records_[idx];
@@ -1114,21 +1140,29 @@ GatewayCounter GatewayStage::import_sync(const FlowSync& s, uint64_t now_ns) {
       end_connection(idx);
       return count(GatewayCounter::kSyncDeleted);
     }
-    r.fw = s.fw;
-    r.sp = s.sp;
-    r.seen = static_cast<uint8_t>((r.seen & ~(kSeenFin | kSeenRst)) | s.seen);
-    r.lb.spare = s.processor;
-    r.deadline = deadline;
-    // Keys' deadlines are lower bounds: pull them in if the flow now ends sooner.
-    if (static_cast<int32_t>(deadline - table_.deadline(ref)) < 0)
-      table_.set_deadline(ref, deadline);
-    if (r.flags & kRecNat) {
-      const FlowKey rk = reply_key(r);
-      const Table::Ref rref = table_.lookup(rk, hash(rk));
-      if (rref.found() && static_cast<int32_t>(deadline - table_.deadline(rref)) < 0)
-        table_.set_deadline(rref, deadline);
+    if (s.op == FlowSyncOp::kFull && !same_write_once(r, s)) {
+      // Another connection on the same tuple (the old one's delete was
+      // lost): the old copy goes, the new one is made below.
+      end_connection(idx);
+      ref = Table::Ref{};
+    } else {
+      r.fw = s.fw;
+      r.sp = s.sp;
+      r.seen = static_cast<uint8_t>((r.seen & ~(kSeenFin | kSeenRst)) |
+                                    (s.seen & (kSeenFin | kSeenRst)));
+      r.lb.spare = s.processor;
+      r.deadline = deadline;
+      // Keys' deadlines are lower bounds: pull them in if the flow now ends sooner.
+      if (static_cast<int32_t>(deadline - table_.deadline(ref)) < 0)
+        table_.set_deadline(ref, deadline);
+      if (r.flags & kRecNat) {
+        const FlowKey rk = reply_key(r);
+        const Table::Ref rref = table_.lookup(rk, hash(rk));
+        if (rref.found() && static_cast<int32_t>(deadline - table_.deadline(rref)) < 0)
+          table_.set_deadline(rref, deadline);
+      }
+      return count(GatewayCounter::kSyncUpdated);
     }
-    return count(GatewayCounter::kSyncUpdated);
   }
   if (s.op != FlowSyncOp::kFull) return count(GatewayCounter::kSyncUpdateUnknown);
 
@@ -1136,6 +1170,8 @@ GatewayCounter GatewayStage::import_sync(const FlowSync& s, uint64_t now_ns) {
   if (idx == UINT32_MAX) return count(GatewayCounter::kDropRecordPoolFull);
   ConnRecord& r = records_[idx];
   auto fail = [&](GatewayCounter c) {
+    if (r.flags & kRecReserved)
+      snat_[fam(r.family)]->free(SnatLease{own_index_[r.lease.address], r.lease.port});
     r.flags = 0;
     free_list_[free_top_++] = idx;
     return count(c);
@@ -1153,6 +1189,10 @@ GatewayCounter GatewayStage::import_sync(const FlowSync& s, uint64_t now_ns) {
   r.lb.spare = s.processor;
   Selection sel;
   if (s.kind == 0) {
+    // A firewall-only flow to a VIP would pass it untranslated.
+    if (lb_.find_vip(VipKey{IpAddress::from_bytes(s.family, s.dst_addr), s.proto, s.dst_port}) !=
+        kNoVip)
+      return fail(GatewayCounter::kSyncUnknownVip);
     std::memcpy(r.dip_addr, s.dst_addr, alen);
     r.dip_port = s.dst_port;
     const auto ins = table_.insert(k, h, deadline);

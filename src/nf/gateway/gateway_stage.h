@@ -133,6 +133,7 @@ static_assert(sizeof(ConnLink) == 8);
   X(kSyncUnknownSnat, "sync_unknown_snat")                                                    \
   X(kSyncUnknownBackend, "sync_unknown_backend") /* DSR backend not in any version here */    \
   X(kSyncDeleteOverflow, "sync_delete_overflow") /* holders' copies expire on their own */    \
+  X(kSyncQueueOverflow, "sync_queue_overflow")   /* export queue full: all flows resent */    \
   X(kDropSyncNoState, "drop_sync_no_state")      /* reply to a cluster SNAT address, no flow */
 
 TRIPOD_DECLARE_REASONS(GatewayCounter, TRIPOD_GATEWAY_COUNTERS)
@@ -283,6 +284,9 @@ class GatewayStage final : public Stage {
     return *((r.flags & kRecEgress) ? egress_ : snat_)[fam(r.family)];
   }
   FlowKey original_key(const ConnRecord& r) const;
+  // The key that names the record: the original key, or a firewall-only
+  // flow's canonical key.
+  FlowKey record_key(const ConnRecord& r) const;
   // The original destination: the VIP, or for egress the outside host.
   const uint8_t* vip_addr(const ConnRecord& r) const {
     return (r.flags & kRecEgress) ? r.dip_addr : vip_cfg_[r.lb.vip].key.addr.bytes;
@@ -332,8 +336,15 @@ class GatewayStage final : public Stage {
   void mark_dirty(uint32_t idx) {
     ConnRecord& r = records_[idx];
     if (!clustered() || (r.seen & kSyncQueued) || (r.flags & (kRecStandby | kRecEgress))) return;
+    // Full (stale entries of freed records count too): the next export
+    // sends everything again rather than lose this change.
+    if (dirty_tail_ - dirty_head_ == dirty_.size()) {
+      resync_pending_ = true;
+      counters_.inc(GatewayCounter::kSyncQueueOverflow);
+      return;
+    }
     r.seen |= kSyncQueued;
-    dirty_[dirty_tail_++ % capacity_] = idx;
+    dirty_[dirty_tail_++ % dirty_.size()] = idx;
   }
   bool node_live(uint16_t node) const {
     return view_ != nullptr && node >= 1 && node <= kMaxClusterNodes &&
@@ -347,6 +358,7 @@ class GatewayStage final : public Stage {
   bool from_peer(const uint8_t* frame) const;  // its source MAC is a live peer's
   void promote(uint32_t idx);
   void fill_sync(const ConnRecord& r, FlowSync* s, FlowSyncOp op, Tick now) const;
+  bool same_write_once(const ConnRecord& r, const FlowSync& s) const;
   uint32_t find_cluster_snat(Family f, const uint8_t* addr) const;
   bool on_hit_inner(Burst& b, uint32_t i, Table::Ref ref, Tick now);
 
@@ -381,6 +393,7 @@ class GatewayStage final : public Stage {
   internal::HugeArray<uint32_t> dirty_;  // ring of record indices; each queued at most once
   uint64_t dirty_head_ = 0;
   uint64_t dirty_tail_ = 0;
+  bool resync_pending_ = false;
   std::vector<FlowSync> deletes_;  // ring, fixed size (cluster.delete_queue)
   uint64_t del_head_ = 0;
   uint64_t del_tail_ = 0;
