@@ -918,6 +918,7 @@ cluster_run() {  # on|off victim
       [ "$g" = "$victim" ] && continue
       echo "     gw$g: $(tstatus "$g" 2>/dev/null | sed -n '/^cluster:/,$p' | tr '\n' ' ')"
       echo "     gw$g: promoted $(counter gateway.sync_promoted "$g"), redirected $(counter gateway.sync_redirected "$g"), miss-redirected $(counter gateway.sync_miss_redirected "$g"), imported $(counter gateway.sync_imported "$g")"
+      grep -E 'cluster: ' "$LAB_RUN/$NAME/gw$g/tripod.log" | sed "s/^/     gw$g log | /" || true
     done
     check "a survivor took over flows of gw$victim (promoted $(counter gateway.sync_promoted))" test "$(counter gateway.sync_promoted)" -gt 0
 
