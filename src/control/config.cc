@@ -16,6 +16,7 @@
 #include <sstream>
 #include <utility>
 
+#include "common/byte_order.h"
 #include "common/random.h"
 #include "nf/firewall/acl.h"
 #include "nf/firewall/conntrack.h"
@@ -407,24 +408,27 @@ void read_logging(const V& v, LoggingConfig& lc) {
   f.done();
 }
 
+// `n` bytes as 2n hex digits. The value is a secret: messages never echo it.
+void read_hex(const V& v, uint8_t* out, size_t n) {
+  const std::string what = std::to_string(2 * n) + " hex digits (" + std::to_string(n) + " bytes)";
+  const std::string& s = v.text(what.c_str());
+  if (s.size() != 2 * n)
+    v.fail("must be " + what + ", got " + std::to_string(s.size()) + " characters");
+  for (size_t i = 0; i < n; ++i) {
+    const auto [end, ec] = std::from_chars(s.data() + 2 * i, s.data() + 2 * i + 2, out[i], 16);
+    if (ec != std::errc{} || end != s.data() + 2 * i + 2) v.fail("must be " + what);
+  }
+}
+
+// SipHash's key as the reference takes its 16 bytes: k0, k1 little-endian.
+SipKey sip_key(const uint8_t bytes[16]) {
+  return SipKey{load_le<uint64_t>(bytes), load_le<uint64_t>(bytes + 8)};
+}
+
 SipKey read_key(const V& v) {
-  const std::string& s = v.text("32 hex digits");
-  // The value is a secret: messages never echo it.
-  if (s.size() != 32)
-    v.fail("must be 32 hex digits (16 bytes), got " + std::to_string(s.size()) + " characters");
   uint8_t bytes[16];
-  for (size_t i = 0; i < 16; ++i) {
-    const auto [end, ec] = std::from_chars(s.data() + 2 * i, s.data() + 2 * i + 2, bytes[i], 16);
-    if (ec != std::errc{} || end != s.data() + 2 * i + 2)
-      v.fail("must be 32 hex digits (16 bytes)");
-  }
-  // The 16 bytes are SipHash's key as the reference takes it: k0, k1 little-endian.
-  SipKey k;
-  for (int i = 7; i >= 0; --i) {
-    k.k0 = (k.k0 << 8) | bytes[i];
-    k.k1 = (k.k1 << 8) | bytes[8 + i];
-  }
-  return k;
+  read_hex(v, bytes, sizeof bytes);
+  return sip_key(bytes);
 }
 
 SipKey random_key() {
@@ -816,12 +820,7 @@ SipKey derive_key(const std::array<uint8_t, 32>& key, const char* label) {
   uint8_t out[16];
   crypto_generichash(out, sizeof out, reinterpret_cast<const uint8_t*>(label), std::strlen(label),
                      key.data(), key.size());
-  SipKey k;
-  for (int i = 7; i >= 0; --i) {
-    k.k0 = (k.k0 << 8) | out[i];
-    k.k1 = (k.k1 << 8) | out[8 + i];
-  }
-  return k;
+  return sip_key(out);
 }
 
 void read_cluster(const V& v, TripodConfig& cfg, const std::optional<V>& secrets) {
@@ -832,16 +831,7 @@ void read_cluster(const V& v, TripodConfig& cfg, const std::optional<V>& secrets
   const V id = f.need("node_id");
   c.node_id = id.u16(1, kMaxClusterNodes);
   if (auto i = f.get("cluster_id")) c.cluster_id = i->u32(0, UINT32_MAX);
-  {
-    const V k = f.need("key");
-    const std::string& s = k.text("64 hex digits");
-    if (s.size() != 64)
-      k.fail("must be 64 hex digits (32 bytes), got " + std::to_string(s.size()) + " characters");
-    for (size_t i = 0; i < 32; ++i) {
-      const auto [end, ec] = std::from_chars(s.data() + 2 * i, s.data() + 2 * i + 2, c.key[i], 16);
-      if (ec != std::errc{} || end != s.data() + 2 * i + 2) k.fail("must be 64 hex digits");
-    }
-  }
+  read_hex(f.need("key"), c.key.data(), c.key.size());
   if (auto h = f.get("heartbeat_interval"))
     c.heartbeat_interval_ns = h->duration_ms(1, 10'000) * 1'000'000;
   std::optional<V> dead = f.get("dead_after");
