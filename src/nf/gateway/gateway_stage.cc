@@ -890,7 +890,7 @@ void GatewayStage::process(Burst& b) {
     const uint32_t i = sel[j];
     b.hash[i] = hashes[j];
     Table::Ref r = mutated ? table_.lookup(keys[j], hashes[j]) : refs[j];
-    if (r.found() && (records_[table_.value(r.idx).record].flags & kRecStandby)) {
+    if (clustered() && r.found() && (records_[table_.value(r.idx).record].flags & kRecStandby)) {
       // Another node's flow: to it while it lives, else ours from now on.
       const uint32_t rec = table_.value(r.idx).record;
       const uint16_t p = records_[rec].lb.spare;
@@ -1043,10 +1043,7 @@ void GatewayStage::fill_sync(const ConnRecord& r, FlowSync* s, FlowSyncOp op, Ti
   s->family = r.family;
   s->proto = r.proto;
   const bool nat = (r.flags & kRecNat) != 0;
-  // (A reused tuple's old record is freed as DSR-like, end_connection(): its
-  // delete must still decode, so the SYN-proxy bit goes with NAT only.)
-  s->kind = static_cast<uint8_t>((nat ? kSyncNat : 0) | ((r.flags & kRecDsr) ? kSyncDsr : 0) |
-                                 (nat && (r.flags & kRecSynProxy) ? kSyncSynProxy : 0));
+  s->kind = sync_kind(r);
   s->processor = cluster_.node_id;
   s->seen = r.seen & (kSeenFin | kSeenRst);
   const size_t alen = r.family == Family::kIpv6 ? 16 : 4;
@@ -1104,11 +1101,17 @@ uint32_t GatewayStage::export_sync(FlowSync* out, uint32_t max, uint64_t now_ns)
   return n;
 }
 
+uint8_t GatewayStage::sync_kind(const ConnRecord& r) {
+  const bool nat = (r.flags & kRecNat) != 0;
+  // (A reused tuple's old record is freed as DSR-like, end_connection(): its
+  // delete must still decode, so the SYN-proxy bit goes with NAT only.)
+  return static_cast<uint8_t>((nat ? kSyncNat : 0) | ((r.flags & kRecDsr) ? kSyncDsr : 0) |
+                              (nat && (r.flags & kRecSynProxy) ? kSyncSynProxy : 0));
+}
+
 bool GatewayStage::same_write_once(const ConnRecord& r, const FlowSync& s) const {
   const size_t alen = r.family == Family::kIpv6 ? 16 : 4;
-  const uint8_t kind = static_cast<uint8_t>(((r.flags & kRecNat) ? kSyncNat : 0) |
-                                            ((r.flags & kRecDsr) ? kSyncDsr : 0) |
-                                            ((r.flags & kRecSynProxy) ? kSyncSynProxy : 0));
+  const uint8_t kind = sync_kind(r);
   if (kind != s.kind) return false;
   if (kind == 0) return true;  // the key is all there is
   if (r.dip_port != s.dip_port || std::memcmp(r.dip_addr, s.dip_addr, alen) != 0) return false;

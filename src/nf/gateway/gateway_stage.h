@@ -359,6 +359,7 @@ class GatewayStage final : public Stage {
   void promote(uint32_t idx);
   void fill_sync(const ConnRecord& r, FlowSync* s, FlowSyncOp op, Tick now) const;
   bool same_write_once(const ConnRecord& r, const FlowSync& s) const;
+  static uint8_t sync_kind(const ConnRecord& r);  // FlowSync::kind of a record
   uint32_t find_cluster_snat(Family f, const uint8_t* addr) const;
   bool on_hit_inner(Burst& b, uint32_t i, Table::Ref ref, Tick now);
 
