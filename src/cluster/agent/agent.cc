@@ -246,18 +246,15 @@ void Agent::publish() {
   v->live = membership_.live_set();
   for (uint32_t n = 1; n <= kMaxNodes; ++n)
     std::memcpy(v->mac[n], macs_[n].data(), 6);
-  const SlotTable& cur = ring_.current();
-  const SlotTable* prev = ring_.previous();
-  for (uint32_t s = 0; s < kSlots; ++s) {
-    const auto h = cur.holders(s);
-    for (size_t i = 0; i < h.size() && i < kViewHolders; ++i)
-      v->holders[s][i] = static_cast<uint8_t>(h[i]);
-    if (prev != nullptr) {
-      const auto ph = prev->holders(s);
-      for (size_t i = 0; i < ph.size() && i < kViewHolders; ++i)
-        v->prev_holders[s][i] = static_cast<uint8_t>(ph[i]);
+  auto copy = [](const SlotTable& t, uint8_t(&out)[kSlots][kViewHolders]) {
+    for (uint32_t s = 0; s < kSlots; ++s) {
+      const auto h = t.holders(s);
+      for (size_t i = 0; i < h.size() && i < kViewHolders; ++i)
+        out[s][i] = static_cast<uint8_t>(h[i]);
     }
-  }
+  };
+  copy(ring_.current(), v->holders);
+  if (const SlotTable* prev = ring_.previous()) copy(*prev, v->prev_holders);
   ViewChange c;
   c.view = std::move(v);
   c.down.swap(down_);
