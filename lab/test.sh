@@ -514,6 +514,15 @@ scenario_tripod_synflood() {
   tripod_down
 }
 
+# wrk's totals from its output: WRK_REQS, WRK_ERRS (socket errors:
+# connect + read + write + timeout), WRK_NON2XX.
+wrk_stats() {  # wrk output file
+  WRK_REQS=$(awk '/requests in/ {print $1 + 0}' "$1")
+  WRK_ERRS=$(awk '/Socket errors/ {gsub(/,/, ""); print $4 + $6 + $8 + $10}' "$1")
+  WRK_NON2XX=$(awk '/Non-2xx/ {print $NF + 0}' "$1")
+  WRK_REQS=${WRK_REQS:-0} WRK_ERRS=${WRK_ERRS:-0} WRK_NON2XX=${WRK_NON2XX:-0}
+}
+
 scenario_tripod_pool_change() {
   if tripod_up --gateways "$NGW" --backends "$NBE"; then
     local wout wpid g f pid n
@@ -539,13 +548,10 @@ scenario_tripod_pool_change() {
     wait "$wpid" || true
     BG_PIDS=${BG_PIDS% "$wpid"}
     sed 's/^/     | /' "$wout"
-    local reqs errs non2xx
-    reqs=$(awk '/requests in/ {print $1 + 0}' "$wout")
-    errs=$(awk '/Socket errors/ {gsub(/,/, ""); print $4 + $6 + $8 + $10}' "$wout")
-    non2xx=$(awk '/Non-2xx/ {print $NF + 0}' "$wout")
-    check "wrk ran through the change (${reqs:-0} requests)" test "${reqs:-0}" -gt 0
-    check "wrk: no socket error (${errs:-0})" test "${errs:-0}" -eq 0
-    check "wrk: no non-2xx response (${non2xx:-0})" test "${non2xx:-0}" -eq 0
+    wrk_stats "$wout"
+    check "wrk ran through the change ($WRK_REQS requests)" test "$WRK_REQS" -gt 0
+    check "wrk: no socket error ($WRK_ERRS)" test "$WRK_ERRS" -eq 0
+    check "wrk: no non-2xx response ($WRK_NON2XX)" test "$WRK_NON2XX" -eq 0
 
     for g in $(all_gws); do
       check "gw$g: reload counted in the status (reloads ok $(reloads_ok "$g"))" test "$(reloads_ok "$g")" -eq 1
@@ -795,40 +801,6 @@ wait_live() {  # "[...]" max_s gw...
   return 1
 }
 
-# How long traffic stopped around the kill, estimated from iperf3's 100 ms
-# intervals, per stream against the stream's median rate; STALL_MS is the
-# worst stream's (the ones through the killed node stop until their flows
-# resume on a survivor). An estimate: a stream's rate also moves with the
-# others'. -1: no usable output.
-iperf_stall() {  # iperf3 --json output file
-  STALL_MS=$(python3 - "$1" <<'PY'
-import json, sys, statistics
-try:
-    ivs = json.load(open(sys.argv[1]))["intervals"]
-except Exception:
-    print(-1); sys.exit()
-streams = {}
-for iv in ivs:
-    for s in iv["streams"]:
-        streams.setdefault(s["socket"], []).append(s)
-# A gap shorter than an interval shows as a dip: count the missing share of
-# each interval's time, over any two neighbouring intervals (a gap may
-# straddle them), and a longer stop as the whole run of dipped intervals.
-worst = -1
-for ss in streams.values():
-    med = statistics.median([s["bits_per_second"] for s in ss]) or 1.0
-    missing = [max(0.0, 1.0 - s["bits_per_second"] / med) * s["seconds"] for s in ss]
-    best = run = 0.0
-    for i, m in enumerate(missing):
-        run = run + m if m > 0.5 * ss[i]["seconds"] else 0.0
-        pair = m + (missing[i + 1] if i + 1 < len(missing) else 0.0)
-        best = max(best, run, pair)
-    worst = max(worst, int(round(best * 1000)))
-print(worst)
-PY
-)
-}
-
 # Client connections to the web VIP that are stuck: established, with data
 # being retransmitted at least twice (RTO backoff >= 2). A connection whose
 # node died and whose state is gone stays so until the client gives up.
@@ -845,7 +817,7 @@ stalled_conns() {
 # node's connections are lost, which is the comparison figure.
 cluster_run() {  # on|off victim
   local repl=$1 victim=$2 conns=${CLUSTER_CONNS:-200} secs=${CLUSTER_SECS:-10}
-  local wout iout wpid ipid ppid errs reqs non2xx lat
+  local wout iout wpid ipid ppid lat
   wout="$LAB_RUN/$NAME/wrk-$repl.out"
   iout="$LAB_RUN/$NAME/iperf-$repl.json"
   if [ "$repl" = on ]; then export TRIPOD_CLUSTER=1; else unset TRIPOD_CLUSTER; fi
@@ -888,15 +860,12 @@ cluster_run() {  # on|off victim
   echo "     probe: $probe"
   BG_PIDS=""
   sed 's/^/     | /' "$wout"
-  reqs=$(awk '/requests in/ {print $1 + 0}' "$wout")
-  errs=$(awk '/Socket errors/ {gsub(/,/, ""); print $4 + $6 + $8 + $10}' "$wout")
-  non2xx=$(awk '/Non-2xx/ {print $NF + 0}' "$wout")
+  wrk_stats "$wout"
   lat=$(awk '$1 == "99%" {print $2}' "$wout")
-  iperf_stall "$iout"
   local ibytes
   ibytes=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(int(d["end"]["sum_received"]["bytes"]))' "$iout" 2>/dev/null || echo 0)
-  echo "     replication $repl: wrk ${reqs:-0} requests, socket errors ${errs:-0}, non-2xx ${non2xx:-0}, p99 ${lat:-?}, stuck connections ${STALLED}; iperf3 exit $irc, ${ibytes} bytes, longest stall of a stream ${STALL_MS} ms"
-  LOST=$((${errs:-0} + STALLED))
+  echo "     replication $repl: wrk $WRK_REQS requests, socket errors $WRK_ERRS, non-2xx $WRK_NON2XX, p99 ${lat:-?}, stuck connections ${STALLED}; iperf3 exit $irc, ${ibytes} bytes"
+  LOST=$((WRK_ERRS + STALLED))
   RESUME_MS=$gap
   # Replication's bytes (the survivors' agents: heartbeats, records, acks)
   # against the workload's (HTTP responses read by wrk, iperf3's payload).
@@ -908,9 +877,9 @@ cluster_run() {  # on|off victim
     echo "     replication bytes $rbytes (survivors) vs workload bytes $(( ${mb:-0} + ibytes )): $SHARE %"
   fi
   if [ "$repl" = on ]; then
-    check "wrk ran through the kill (${reqs:-0} requests)" test "${reqs:-0}" -gt 0
-    check "wrk: no socket error through the kill (${errs:-0})" test "${errs:-0}" -eq 0
-    check "wrk: no non-2xx response (${non2xx:-0})" test "${non2xx:-0}" -eq 0
+    check "wrk ran through the kill ($WRK_REQS requests)" test "$WRK_REQS" -gt 0
+    check "wrk: no socket error through the kill ($WRK_ERRS)" test "$WRK_ERRS" -eq 0
+    check "wrk: no non-2xx response ($WRK_NON2XX)" test "$WRK_NON2XX" -eq 0
     check "iperf3: every stream completed (exit $irc)" test "$irc" -eq 0
     check "no client connection stuck retransmitting ($STALLED)" test "$STALLED" -eq 0
     check "probe: every connection kept answering (failed $pfail; longest wait $gap ms)" test "$pfail" -eq 0 -a "$gap" -ge 0
@@ -932,12 +901,10 @@ cluster_run() {  # on|off victim
     wait "$wpid" || true
     BG_PIDS=""
     sed 's/^/     | /' "$wout.rejoin"
-    reqs=$(awk '/requests in/ {print $1 + 0}' "$wout.rejoin")
-    errs=$(awk '/Socket errors/ {gsub(/,/, ""); print $4 + $6 + $8 + $10}' "$wout.rejoin")
-    non2xx=$(awk '/Non-2xx/ {print $NF + 0}' "$wout.rejoin")
-    check "rejoin: wrk ran (${reqs:-0} requests)" test "${reqs:-0}" -gt 0
-    check "rejoin: no socket error (${errs:-0})" test "${errs:-0}" -eq 0
-    check "rejoin: no non-2xx response (${non2xx:-0})" test "${non2xx:-0}" -eq 0
+    wrk_stats "$wout.rejoin"
+    check "rejoin: wrk ran ($WRK_REQS requests)" test "$WRK_REQS" -gt 0
+    check "rejoin: no socket error ($WRK_ERRS)" test "$WRK_ERRS" -eq 0
+    check "rejoin: no non-2xx response ($WRK_NON2XX)" test "$WRK_NON2XX" -eq 0
     check "rejoined gw$victim receives traffic again ($(counter gateway.packets "$victim") packets)" test "$(counter gateway.packets "$victim")" -gt 0
   fi
   tripod_down
