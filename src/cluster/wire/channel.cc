@@ -24,6 +24,16 @@ struct Channel::Slot {
   uint8_t buf[kMaxDatagram];
 };
 
+// A DATA datagram received beyond a gap, waiting for it to fill. The
+// Datagram handed to receive() points into the caller's buffer, so its
+// header and payload are copied; Codec::open checked them on arrival (MAC and
+// every record), so they are walked again without another check.
+struct Channel::Held {
+  Header header;
+  uint16_t len = 0;
+  uint8_t payload[kMaxPayload];
+};
+
 Channel::Channel(const Codec& codec, const ChannelConfig& cfg, ChannelSink* sink)
     : codec_(&codec), cfg_(cfg), sink_(sink) {
   if (cfg.window == 0 || cfg.window > kMaxWindow) {
@@ -36,6 +46,8 @@ Channel::Channel(const Codec& codec, const ChannelConfig& cfg, ChannelSink* sink
   if (cfg.peer == codec.self()) throw std::invalid_argument("a channel to oneself");
   if (sink == nullptr) throw std::invalid_argument("channel without a sink");
   slots_ = std::make_unique<Slot[]>(cfg.window);
+  // The peer's window may be larger than ours: hold as far as the sack reaches.
+  held_ = std::make_unique<Held[]>(kMaxWindow);
 }
 
 Channel::~Channel() = default;
@@ -223,14 +235,36 @@ void Channel::on_data(const Datagram& d, uint64_t now_ns) {
     return;
   }
   rcv_bits_ |= uint64_t{1} << (seq - rcv_ack_ - 1);
+  counters_.inc(ChannelCounter::kDataReceived);
+  if (seq != rcv_ack_ + 1) {
+    // Beyond a gap: held until it fills (in order, so that an update never
+    // overtakes the full record it builds on), and sacked meanwhile. Within
+    // the window, seq % kMaxWindow is a slot of its own.
+    Held& h = held_[seq % kMaxWindow];
+    h.header = d.header;
+    h.len = static_cast<uint16_t>(d.payload.size());  // <= kMaxPayload: Codec::open
+    std::memcpy(h.payload, d.payload.data(), d.payload.size());
+    counters_.inc(ChannelCounter::kReordered);
+    return;
+  }
+  // The gap is closed: this one and the held ones that follow it.
   while ((rcv_bits_ & 1) != 0) {
     rcv_bits_ >>= 1;
     ++rcv_ack_;
   }
-  counters_.inc(ChannelCounter::kDataReceived);
+  // State is final before the sink runs, so it may push() from deliver()
+  // (the send side only: held_ and the receive state stay as they are).
+  const uint64_t last = rcv_ack_;
+  deliver(d);
+  for (uint64_t s = seq + 1; s <= last; ++s) {
+    const Held& h = held_[s % kMaxWindow];
+    deliver(Datagram{h.header, {h.payload, h.len}});
+  }
+}
+
+void Channel::deliver(const Datagram& d) {
   counters_.inc(ChannelCounter::kRecordsDelivered, d.header.count);
-  // State is final before the sink runs, so it may push() from deliver().
-  codec_->for_each_record(d, [&](const Record& r) { sink_->deliver(seq, r); });
+  codec_->for_each_record(d, [&](const Record& r) { sink_->deliver(d.header.seq, r); });
 }
 
 void Channel::restart_session() {
@@ -243,7 +277,7 @@ void Channel::restart_session() {
   snd_acked_ = 0;
   open_seq_ = 0;
   rcv_ack_ = 0;
-  rcv_bits_ = 0;
+  rcv_bits_ = 0;  // and so the reorder buffer: a held slot is read only under its bit
   ack_pending_ = false;
   counters_.inc(ChannelCounter::kPeerRestarts);
   sink_->peer_restarted(old);

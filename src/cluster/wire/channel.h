@@ -10,10 +10,12 @@
 // Unacked datagrams are retransmitted after an RTO that doubles up to a cap.
 // acked_through() is the output-commit point: every seq <= it is acked.
 //
-// Receiving: each DATA datagram's records are delivered exactly once, in
-// arrival order (a lost datagram does not hold back later ones: records must
-// be idempotent or versioned, as whole-flow checkpoints are). Acks ride on
-// every outgoing datagram to the peer, or go alone after ack_delay.
+// Receiving: each DATA datagram's records are delivered exactly once, in seq
+// order, as TCP does: a flow's update must not overtake the full record it
+// builds on. A datagram beyond a gap (up to 64 ahead) is copied into a reorder
+// buffer allocated at construction, sacked (the sender does not resend it)
+// and delivered when the gap fills. Acks ride on every outgoing datagram to
+// the peer, or go alone after ack_delay.
 //
 // Sessions: the seq space of each direction belongs to the pair of
 // incarnations (sender's, receiver's); every datagram carries both. When the
@@ -21,6 +23,7 @@
 // unacked data is discarded (the restarted peer lost its state anyway: the
 // caller resends what it needs, told by ChannelSink::peer_restarted) and
 // session() grows, so an output-commit wait can be keyed by (session, seq).
+// The reorder buffer is discarded with the old session.
 #pragma once
 
 #include <cstddef>
@@ -38,7 +41,8 @@ class ChannelSink {
   virtual ~ChannelSink() = default;
   // A sealed datagram for the peer (the span is valid during the call).
   virtual void transmit(std::span<const uint8_t> datagram) = 0;
-  // One record of a newly received DATA datagram `seq`; called once per record.
+  // One record of DATA datagram `seq`; called once per record, in seq order.
+  // It may push() and flush() on the channel, not receive() on it.
   virtual void deliver(uint64_t seq, const Record& r) = 0;
   // An authentic, fresh heartbeat; `h` carries the peer's epoch.
   virtual void heartbeat(const Header& h, const Heartbeat& hb) {
@@ -67,6 +71,7 @@ struct ChannelConfig {
   X(kBackpressure, "backpressure")                           \
   X(kBadRecord, "bad_record")                                \
   X(kDataReceived, "data_received")                          \
+  X(kReordered, "reordered")                                 \
   X(kRecordsDelivered, "records_delivered")                  \
   X(kHeartbeatsReceived, "heartbeats_received")              \
   X(kDuplicates, "duplicates")                               \
@@ -135,6 +140,7 @@ class Channel {
 
  private:
   struct Slot;
+  struct Held;
 
   Slot& slot(uint64_t seq);
   static bool fits(const Slot& s, uint16_t size);
@@ -144,12 +150,14 @@ class Channel {
   void send_unreliable(MsgType type, std::span<const uint8_t> body);
   void on_ack(uint64_t ack, uint64_t sack);
   void on_data(const Datagram& d, uint64_t now_ns);
+  void deliver(const Datagram& d);
   void restart_session();
 
   const Codec* codec_;
   ChannelConfig cfg_;
   ChannelSink* sink_;
   std::unique_ptr<Slot[]> slots_;
+  std::unique_ptr<Held[]> held_;   // kMaxWindow, indexed by seq % kMaxWindow
   uint8_t scratch_[kMaxDatagram];  // heartbeats and acks
 
   uint32_t epoch_ = 0;
@@ -163,8 +171,9 @@ class Channel {
   uint64_t open_seq_ = 0;
   uint64_t hb_seq_ = 0;
 
-  // Receive side: every seq <= rcv_ack_ received; bit i of rcv_bits_: seq
-  // rcv_ack_ + 1 + i received. Exactly the ack/sack we send.
+  // Receive side: every seq <= rcv_ack_ received (and delivered, once
+  // receive() returns); bit i of rcv_bits_: seq rcv_ack_ + 1 + i received and
+  // waiting in held_. Exactly the ack/sack we send.
   uint64_t rcv_ack_ = 0;
   uint64_t rcv_bits_ = 0;
   uint64_t peer_hb_seq_ = 0;

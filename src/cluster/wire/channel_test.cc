@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <new>
@@ -43,6 +44,12 @@ namespace {
 using namespace testing;
 using Bytes = std::vector<uint8_t>;
 
+Bytes flow_body(uint64_t id) {
+  Bytes b(kFlowRecordSize, 0xAB);
+  store_be<uint64_t>(b.data(), id);
+  return b;
+}
+
 class RecordingSink : public ChannelSink {
  public:
   void transmit(std::span<const uint8_t> d) override { sent.emplace_back(d.begin(), d.end()); }
@@ -50,6 +57,10 @@ class RecordingSink : public ChannelSink {
     Bytes b(r.body.begin(), r.body.end());
     b.insert(b.begin(), r.type);
     delivered.push_back({seq, std::move(b)});
+    if (echo != nullptr) {  // answers each record from inside deliver()
+      echo_results.push_back(echo->push(kFlowRecord, flow_body(1000 + seq), 0));
+      echo->flush(0);
+    }
   }
   void heartbeat(const Header& h, const Heartbeat& hb) override {
     (void)h;
@@ -61,6 +72,8 @@ class RecordingSink : public ChannelSink {
   std::vector<std::pair<uint64_t, Bytes>> delivered;
   std::vector<Heartbeat> heartbeats;
   std::vector<uint32_t> restarts;
+  Channel* echo = nullptr;
+  std::vector<PushResult> echo_results;
 };
 
 ChannelConfig config(uint16_t peer, uint64_t inc = 1) {
@@ -97,12 +110,6 @@ struct Node {
   RecordingSink sink;
   std::unique_ptr<Channel> ch;
 };
-
-Bytes flow_body(uint64_t id) {
-  Bytes b(kFlowRecordSize, 0xAB);
-  store_be<uint64_t>(b.data(), id);
-  return b;
-}
 
 // Heartbeats both ways so that each side knows the other's incarnation.
 void introduce(Node& a, Node& b, uint64_t now) {
@@ -333,7 +340,39 @@ TEST(WireChannel, DuplicatesAreAckedButNotRedelivered) {
   EXPECT_EQ(b.ch->next_deadline(), 2'000'000 + b.ch->config().ack_delay_ns);
 }
 
-TEST(WireChannel, OutOfOrderWithinTheWindowIsDeliveredAndSacked) {
+// The id of each delivered flow record, in delivery order.
+std::vector<uint64_t> ids(const RecordingSink& s) {
+  std::vector<uint64_t> out;
+  for (const auto& [seq, b] : s.delivered)
+    out.push_back(load_be<uint64_t>(b.data() + 1));
+  return out;
+}
+std::vector<uint64_t> seqs(const RecordingSink& s) {
+  std::vector<uint64_t> out;
+  for (const auto& [seq, b] : s.delivered)
+    out.push_back(seq);
+  return out;
+}
+
+// A DATA datagram from node 1 (incarnation `inc`) to node 2 carrying one flow
+// record per id.
+Bytes data(const Codec& sealer, uint64_t seq, std::initializer_list<uint64_t> flow_ids,
+           uint64_t inc = 1) {
+  Bytes p;
+  for (uint64_t id : flow_ids)
+    append_record(&p, kFlowRecord, flow_body(id));
+  Header h = data_header(1, 2, seq, static_cast<uint8_t>(flow_ids.size()));
+  h.sender_inc = inc;
+  return build(sealer, h, p);
+}
+
+void offer(Node& to, const Bytes& d, uint64_t now) {
+  Datagram dg;
+  ASSERT_EQ(to.codec.open(d.data(), d.size(), &dg), WireDrop::kOk);
+  to.ch->receive(dg, now);
+}
+
+TEST(WireChannel, OutOfOrderWithinTheWindowIsHeldSackedAndDeliveredInOrder) {
   Node a(1, 2), b(2, 1);
   introduce(a, b, 0);
   for (uint64_t i = 1; i <= 5; ++i) {
@@ -343,7 +382,9 @@ TEST(WireChannel, OutOfOrderWithinTheWindowIsDeliveredAndSacked) {
   std::vector<Bytes> dg = a.sink.sent;
   a.sink.sent = {dg[4], dg[2]};  // seqs 5 and 3 first
   b.take(a, 0);
-  EXPECT_EQ(b.sink.delivered.size(), 2u);
+  EXPECT_TRUE(b.sink.delivered.empty());  // held behind the gap at seq 1
+  EXPECT_EQ(b.count(ChannelCounter::kReordered), 2u);
+  EXPECT_EQ(b.count(ChannelCounter::kDataReceived), 2u);
   EXPECT_EQ(b.ch->received_through(), 0u);
   b.ch->poll(1'000'000);
   a.take(b, 1'000'000);
@@ -351,13 +392,158 @@ TEST(WireChannel, OutOfOrderWithinTheWindowIsDeliveredAndSacked) {
   // The sacked ones are not retransmitted.
   a.ch->poll(a.ch->config().rto_ns);
   EXPECT_EQ(a.sink.sent.size(), 3u);
-  a.sink.sent = {dg[0], dg[1], dg[3]};
+  a.sink.sent = {dg[0]};
   b.take(a, 2'000'000);
-  EXPECT_EQ(b.sink.delivered.size(), 5u);
+  EXPECT_EQ(ids(b.sink), (std::vector<uint64_t>{1}));  // 2 is still missing
+  a.sink.sent = {dg[3], dg[1]};
+  b.take(a, 2'000'000);
+  EXPECT_EQ(ids(b.sink), (std::vector<uint64_t>{1, 2, 3, 4, 5}));
+  EXPECT_EQ(seqs(b.sink), (std::vector<uint64_t>{1, 2, 3, 4, 5}));
+  EXPECT_EQ(b.count(ChannelCounter::kReordered), 3u);  // 4 waited for 2 too
   EXPECT_EQ(b.ch->received_through(), 5u);
   b.ch->poll(3'000'000);
   a.take(b, 3'000'000);
   EXPECT_EQ(a.ch->acked_through(), 5u);
+}
+
+// A record that arrives before one it may depend on waits for it: a gap holds
+// back every datagram behind it, then they go in seq order, records in their
+// order within each.
+TEST(WireChannel, GapThenFillDeliversInOrder) {
+  Node a(1, 2), b(2, 1);
+  offer(b, data(a.codec, 1, {10}), 0);
+  offer(b, data(a.codec, 3, {30, 31, 32}), 0);
+  offer(b, data(a.codec, 4, {40}), 0);
+  offer(b, data(a.codec, 6, {60}), 0);
+  EXPECT_EQ(ids(b.sink), (std::vector<uint64_t>{10}));
+  EXPECT_EQ(b.ch->received_through(), 1u);
+  EXPECT_EQ(b.count(ChannelCounter::kRecordsDelivered), 1u);
+  offer(b, data(a.codec, 2, {20, 21}), 0);
+  EXPECT_EQ(ids(b.sink), (std::vector<uint64_t>{10, 20, 21, 30, 31, 32, 40}));
+  EXPECT_EQ(seqs(b.sink), (std::vector<uint64_t>{1, 2, 2, 3, 3, 3, 4}));
+  EXPECT_EQ(b.ch->received_through(), 4u);  // 5 missing, 6 still held
+  offer(b, data(a.codec, 5, {50}), 0);
+  EXPECT_EQ(ids(b.sink), (std::vector<uint64_t>{10, 20, 21, 30, 31, 32, 40, 50, 60}));
+  EXPECT_EQ(b.ch->received_through(), 6u);
+  EXPECT_EQ(b.count(ChannelCounter::kReordered), 3u);
+  EXPECT_EQ(b.count(ChannelCounter::kDataReceived), 6u);
+  EXPECT_EQ(b.count(ChannelCounter::kRecordsDelivered), 9u);
+}
+
+TEST(WireChannel, DuplicatesOfHeldDatagramsAreNotDeliveredTwice) {
+  Node a(1, 2), b(2, 1);
+  const Bytes two = data(a.codec, 2, {2});
+  for (int i = 0; i < 3; ++i)
+    offer(b, two, 0);
+  EXPECT_TRUE(b.sink.delivered.empty());
+  EXPECT_EQ(b.count(ChannelCounter::kReordered), 1u);
+  EXPECT_EQ(b.count(ChannelCounter::kDuplicates), 2u);
+  b.ch->poll(1'000'000);  // acked again all the same: ack 0, sack seq 2
+  ASSERT_EQ(b.sink.sent.size(), 1u);
+  Datagram ack;
+  ASSERT_EQ(a.codec.open(b.sink.sent[0].data(), b.sink.sent[0].size(), &ack), WireDrop::kOk);
+  EXPECT_EQ(ack.header.ack, 0u);
+  EXPECT_EQ(ack.header.sack, 0b10u);
+  offer(b, data(a.codec, 1, {1}), 2'000'000);
+  offer(b, two, 2'000'000);
+  EXPECT_EQ(ids(b.sink), (std::vector<uint64_t>{1, 2}));
+  EXPECT_EQ(b.count(ChannelCounter::kDuplicates), 3u);
+  EXPECT_EQ(b.count(ChannelCounter::kDataReceived), 2u);
+}
+
+// The whole reach of the sack, reversed: 63 datagrams held, then the first
+// one lets all 64 through in order. The held ones are not resent.
+TEST(WireChannel, AFullWindowInReverseIsDeliveredInOrder) {
+  Node a(1, 2), b(2, 1);
+  introduce(a, b, 0);
+  for (uint64_t i = 1; i <= Channel::kMaxWindow; ++i) {
+    ASSERT_EQ(a.ch->push(kFlowRecord, flow_body(i), 0).seq, i);
+    a.ch->flush(0);
+  }
+  std::vector<Bytes> dg = a.sink.sent;
+  ASSERT_EQ(dg.size(), Channel::kMaxWindow);
+  a.sink.sent.assign(dg.rbegin(), dg.rend() - 1);  // 64 down to 2; 1 lost
+  b.take(a, 0);
+  EXPECT_TRUE(b.sink.delivered.empty());
+  EXPECT_EQ(b.count(ChannelCounter::kReordered), Channel::kMaxWindow - 1);
+  EXPECT_EQ(b.count(ChannelCounter::kOutOfWindow), 0u);
+  b.ch->poll(1'000'000);
+  a.take(b, 1'000'000);
+  EXPECT_EQ(a.count(ChannelCounter::kBadAck), 0u);
+  EXPECT_EQ(a.ch->acked_through(), 0u);
+  a.ch->poll(a.ch->config().rto_ns);
+  ASSERT_EQ(a.sink.sent.size(), 1u);  // seq 1 only
+  a.sink.sent.push_back(dg[0]);       // and a late duplicate of it
+  b.take(a, 6'000'000);
+  std::vector<uint64_t> want;
+  for (uint64_t i = 1; i <= Channel::kMaxWindow; ++i)
+    want.push_back(i);
+  EXPECT_EQ(ids(b.sink), want);
+  EXPECT_EQ(seqs(b.sink), want);
+  EXPECT_EQ(b.ch->received_through(), Channel::kMaxWindow);
+  EXPECT_EQ(b.count(ChannelCounter::kDuplicates), 1u);
+  b.ch->poll(7'000'000);
+  a.take(b, 7'000'000);
+  EXPECT_EQ(a.ch->acked_through(), Channel::kMaxWindow);
+  // The buffer is reused past the first lap of the seq space.
+  offer(b, data(a.codec, 66, {66}), 8'000'000);
+  offer(b, data(a.codec, 65, {65}), 8'000'000);
+  EXPECT_EQ(ids(b.sink).back(), 66u);
+  EXPECT_EQ(b.sink.delivered.size(), Channel::kMaxWindow + 2);
+}
+
+// What the restarted peer sends is a new seq space: datagrams held for the
+// old one must not be delivered in place of the new ones.
+TEST(WireChannel, PeerRestartDiscardsTheReorderBuffer) {
+  Node a(1, 2), b(2, 1);
+  offer(b, data(a.codec, 2, {2}), 0);
+  offer(b, data(a.codec, 3, {3}), 0);
+  EXPECT_TRUE(b.sink.delivered.empty());
+  offer(b, data(a.codec, 1, {101}, /*inc=*/2), 1);
+  EXPECT_EQ(b.count(ChannelCounter::kPeerRestarts), 1u);
+  EXPECT_EQ(ids(b.sink), (std::vector<uint64_t>{101}));
+  EXPECT_EQ(b.ch->received_through(), 1u);
+  offer(b, data(a.codec, 3, {103}, 2), 1);
+  EXPECT_EQ(ids(b.sink), (std::vector<uint64_t>{101}));
+  offer(b, data(a.codec, 2, {102}, 2), 1);
+  EXPECT_EQ(ids(b.sink), (std::vector<uint64_t>{101, 102, 103}));
+  EXPECT_EQ(b.count(ChannelCounter::kDuplicates), 0u);
+  // The old life's held datagrams, replayed, are refused too.
+  offer(b, data(a.codec, 4, {4}), 2);
+  EXPECT_EQ(b.count(ChannelCounter::kStaleIncarnation), 1u);
+  EXPECT_EQ(b.sink.delivered.size(), 3u);
+}
+
+// deliver() may push() and flush() on the same channel while held datagrams
+// are being drained: what it sends already acks all of them, and the rest of
+// the drain is unaffected.
+TEST(WireChannel, PushFromDeliverWhileDrainingHeldDatagrams) {
+  Node a(1, 2), b(2, 1);
+  introduce(a, b, 0);
+  b.sink.echo = b.ch.get();
+  for (uint64_t i = 1; i <= 3; ++i) {
+    a.ch->push(kFlowRecord, flow_body(i), 0);
+    a.ch->flush(0);
+  }
+  std::vector<Bytes> dg = a.sink.sent;
+  a.sink.sent = {dg[2], dg[1], dg[0]};
+  b.take(a, 0);
+  EXPECT_EQ(ids(b.sink), (std::vector<uint64_t>{1, 2, 3}));
+  ASSERT_EQ(b.sink.echo_results.size(), 3u);
+  for (uint64_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(b.sink.echo_results[i].status, PushStatus::kOk);
+    EXPECT_EQ(b.sink.echo_results[i].seq, i + 1);
+  }
+  ASSERT_EQ(b.sink.sent.size(), 3u);
+  Datagram first;
+  ASSERT_EQ(a.codec.open(b.sink.sent[0].data(), b.sink.sent[0].size(), &first), WireDrop::kOk);
+  EXPECT_EQ(first.header.ack, 3u);  // state final before the first record ran
+  EXPECT_EQ(first.header.sack, 0u);
+  a.take(b, 0);
+  EXPECT_EQ(ids(a.sink), (std::vector<uint64_t>{1001, 1002, 1003}));
+  EXPECT_EQ(a.ch->acked_through(), 3u);
+  EXPECT_EQ(b.ch->received_through(), 3u);
+  EXPECT_EQ(b.count(ChannelCounter::kRecordsDelivered), 3u);
 }
 
 TEST(WireChannel, SeqOutsideTheWindowIsDropped) {
@@ -369,10 +555,12 @@ TEST(WireChannel, SeqOutsideTheWindowIsDropped) {
   a.sink.sent = {far};
   b.take(a, 0);
   EXPECT_EQ(b.count(ChannelCounter::kOutOfWindow), 1u);
-  EXPECT_TRUE(b.sink.delivered.empty());
+  EXPECT_EQ(b.count(ChannelCounter::kReordered), 0u);
   a.sink.sent = {build(a.codec, data_header(1, 2, 64, 1), p)};  // the edge is inside
   b.take(a, 0);
-  EXPECT_EQ(b.sink.delivered.size(), 1u);
+  EXPECT_EQ(b.count(ChannelCounter::kOutOfWindow), 1u);
+  EXPECT_EQ(b.count(ChannelCounter::kReordered), 1u);  // held: 1..63 missing
+  EXPECT_TRUE(b.sink.delivered.empty());
 }
 
 TEST(WireChannel, AckOfUnsentDataIsIgnored) {
@@ -502,7 +690,8 @@ TEST(WireChannel, ReplayAcrossOurOwnRestartIsRejected) {
 }
 
 // The lossy, reordering, duplicating link of the brief, both ways, with
-// heartbeats for first contact; every record is delivered exactly once.
+// heartbeats for first contact; every record is delivered exactly once, in
+// order.
 TEST(WireChannel, LossyLinkDeliversEveryRecordExactlyOnce) {
   ChannelConfig cfg;
   cfg.window = 16;
@@ -568,16 +757,18 @@ TEST(WireChannel, LossyLinkDeliversEveryRecordExactlyOnce) {
     const Node& rx = n[1 - side];
     EXPECT_EQ(n[side].ch->acked_through(), n[side].ch->last_seq()) << side;
     EXPECT_EQ(next_id[side], kRecords);
-    std::vector<int> seen(kRecords, 0);
-    for (const auto& [seq, b] : rx.sink.delivered) {
-      const uint64_t id = load_be<uint64_t>(b.data() + 1);
-      ASSERT_LT(id, kRecords);
-      ++seen[id];
+    // Each record once, in the order pushed.
+    ASSERT_EQ(rx.sink.delivered.size(), kRecords) << side;
+    uint64_t prev_seq = 0;
+    for (uint64_t i = 0; i < kRecords; ++i) {
+      const auto& [seq, b] = rx.sink.delivered[i];
+      ASSERT_EQ(load_be<uint64_t>(b.data() + 1), i) << "side " << side;
+      ASSERT_TRUE(seq == prev_seq || seq == prev_seq + 1) << "side " << side << " seq " << seq;
+      prev_seq = seq;
     }
-    for (uint64_t id = 0; id < kRecords; ++id)
-      ASSERT_EQ(seen[id], 1) << "side " << side << " record " << id;
     EXPECT_GT(n[side].count(ChannelCounter::kRetransmits), 0u);
     EXPECT_GT(rx.count(ChannelCounter::kDuplicates), 0u);
+    EXPECT_GT(rx.count(ChannelCounter::kReordered), 0u);
     EXPECT_GT(n[side].count(ChannelCounter::kBackpressure), 0u);
     EXPECT_EQ(n[side].ch->session(), 1u);
   }
@@ -635,6 +826,7 @@ TEST(WireChannel, NoAllocationAfterConstruction) {
   g_count_allocs = false;
   EXPECT_EQ(g_allocs.load(), 0u);
   EXPECT_GT(lb->delivered, 10'000u);
+  EXPECT_GT(b.counters().get(ChannelCounter::kReordered), 0u);  // held ones too
   EXPECT_GT(a.acked_through(), 100u);
 }
 

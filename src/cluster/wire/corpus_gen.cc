@@ -99,6 +99,23 @@ int main(int argc, char** argv) {
     write(dir, "restart", s);
   }
   {
+    // Held behind gaps, drained in order; then held across a restart.
+    Bytes s{0x04};
+    dgram(&s, heartbeat(c, 1));
+    dgram(&s, data(c, 3));
+    dgram(&s, data(c, 4));
+    dgram(&s, data(c, 3));  // duplicate of a held one
+    dgram(&s, data(c, 2));
+    dgram(&s, data(c, 1));   // 1 to 4
+    dgram(&s, data(c, 5));   // at once
+    dgram(&s, data(c, 69));  // the window's edge (ack 5 + 64)
+    dgram(&s, data(c, 7));
+    dgram(&s, heartbeat(c, 1, 6));  // restart: 7 and 69 discarded
+    dgram(&s, data(c, 2, 6));
+    dgram(&s, data(c, 1, 6));
+    write(dir, "reorder", s);
+  }
+  {
     // Mode bit 0: the harness seals, so the MAC bytes here are placeholders.
     Bytes s{0x01};
     Header h = from_peer(MsgType::kData);
