@@ -809,6 +809,17 @@ stalled_conns() {
     awk '{for (i = 1; i <= NF; i++) if ($i ~ /^backoff:/) {split($i, b, ":"); if (b[2] >= 2) n++}} END {print n + 0}'
 }
 
+# Packets dropped on the way into each node (the node's eth0, and the switch
+# port feeding it) and by the CPUs' input backlogs: where heartbeats can be
+# lost under load when the control network shares the data segment.
+link_drops() {  # gw -> "rx_dropped tx_dropped_of_switch_port"
+  local r t
+  r=$(ip netns exec "$NAME-gw$1" cat /sys/class/net/eth0/statistics/rx_dropped 2>/dev/null || echo 0)
+  t=$(ip netns exec "$NAME-sw" cat "/sys/class/net/p-gw$1/statistics/tx_dropped" 2>/dev/null || echo 0)
+  echo "$r $t"
+}
+softnet_drops() { local s=0 _a d _r; while read -r _a d _r; do s=$((s + 16#$d)); done </proc/net/softnet_stat; echo "$s"; }
+
 # wrk keep-alive connections and iperf3 streams through the VIP, FullNAT with
 # the firewall and the SYN proxy on; one node is killed under load (switch
 # port cut, processes SIGKILLed: BFD has to notice), then revived under load.
@@ -831,6 +842,9 @@ cluster_run() {  # on|off victim
   if [ "$repl" = on ]; then
     check "every node sees the cluster [1,2,3]" wait_live "[1,2,3]" 10 1 2 3
   fi
+  local g drops0=() sn0
+  for g in 1 2 3; do drops0[g]=$(link_drops "$g"); done
+  sn0=$(softnet_drops)
   cx timeout $((secs + 30)) wrk -t2 -c"$conns" -d"${secs}s" --timeout 5s --latency "http://$VIP4/" >"$wout" 2>&1 &
   wpid=$!
   cx timeout $((secs + 30)) iperf3 -c "$VIP4" -t "$secs" -P 8 -i 0.1 --json >"$iout" 2>"$iout.err" &
@@ -840,7 +854,9 @@ cluster_run() {  # on|off victim
   ppid=$!
   BG_PIDS+=" $wpid $ipid $ppid"
   sleep $((secs / 3))
+  echo "     $(date +%T.%N | cut -c1-12) kill"
   check "lab kill gw$victim (under load)" lab kill "gw$victim"
+  echo "     $(date +%T.%N | cut -c1-12) killed"
   if [ "$repl" = on ]; then
     local survivors=() g
     for g in 1 2 3; do [ "$g" = "$victim" ] || survivors+=("$g"); done
@@ -848,8 +864,11 @@ cluster_run() {  # on|off victim
   fi
   # Near the end of the run: which client connections are stuck.
   sleep $((secs - secs / 3 - 2))
+  echo "     $(date +%T.%N | cut -c1-12) ss"
   STALLED=$(stalled_conns)
+  echo "     $(date +%T.%N | cut -c1-12) ss done"
   wait "$wpid" || true
+  echo "     $(date +%T.%N | cut -c1-12) wrk done"
   local irc=0
   wait "$ipid" || irc=$?
   wait "$ppid" || true
@@ -859,6 +878,11 @@ cluster_run() {  # on|off victim
   pfail=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["failed"])' "$probe" 2>/dev/null || echo 24)
   echo "     probe: $probe"
   BG_PIDS=""
+  for g in 1 2 3; do
+    [ "$g" = "$victim" ] && continue
+    echo "     gw$g drops during the load: eth0 rx / switch port tx: ${drops0[g]} -> $(link_drops "$g")"
+  done
+  echo "     input backlog drops (all CPUs, whole host) during the load: $(( $(softnet_drops) - sn0 ))"
   sed 's/^/     | /' "$wout"
   wrk_stats "$wout"
   lat=$(awk '$1 == "99%" {print $2}' "$wout")
@@ -886,6 +910,8 @@ cluster_run() {  # on|off victim
     for g in 1 2 3; do
       [ "$g" = "$victim" ] && continue
       echo "     gw$g: $(tstatus "$g" 2>/dev/null | sed -n '/^cluster:/,$p' | tr '\n' ' ')"
+      echo "     gw$g agent: $(tstatus "$g" --json 2>/dev/null | tr -d ' \n' | grep -o '"[a-z0-9_]*":[1-9][0-9]*' | grep -E 'peer[0-9]_|send_errors|wire_|datagrams' | tr '\n' ' ')"
+      echo "     gw$g udp: $(ip netns exec "$NAME-gw$g" nstat -az UdpInErrors UdpRcvbufErrors UdpSndbufErrors UdpInDatagrams 2>/dev/null | awk 'NR > 1 {printf "%s %s ", $1, $2}')"
       echo "     gw$g: promoted $(counter gateway.sync_promoted "$g"), redirected $(counter gateway.sync_redirected "$g"), miss-redirected $(counter gateway.sync_miss_redirected "$g"), imported $(counter gateway.sync_imported "$g")"
       grep -E 'cluster: ' "$LAB_RUN/$NAME/gw$g/tripod.log" | sed "s/^/     gw$g log | /" || true
     done

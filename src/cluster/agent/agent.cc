@@ -34,6 +34,8 @@ uint64_t new_incarnation() {
   return uint64_t(ts.tv_sec) * 1'000'000'000 + uint64_t(ts.tv_nsec);
 }
 
+constexpr int kSocketBufferBytes = 4 << 20;
+
 MembershipConfig membership_config(const AgentConfig& c) {
   MembershipConfig m;
   m.self = c.self;
@@ -109,7 +111,12 @@ struct Agent::Peer {
   AgentPeer addr;
   std::unique_ptr<PeerSink> sink;
   std::unique_ptr<wire::Channel> ch;
-  uint32_t info_session = 0;  // session in which our node info went out
+  uint32_t info_session = 0;   // session in which our node info went out
+  uint64_t last_heard_ns = 0;  // its last authentic heartbeat (0: never)
+  uint64_t next_hb_ns = 0;
+  bool heard(uint64_t now, uint64_t within) const {
+    return last_heard_ns != 0 && now - last_heard_ns < within;
+  }
 };
 
 class Agent::PeerSink final : public wire::ChannelSink {
@@ -127,6 +134,9 @@ class Agent::PeerSink final : public wire::ChannelSink {
     a_->on_record(p_->addr.id, r);
   }
   void heartbeat(const wire::Header& h, const wire::Heartbeat& hb) override {
+    // A silent peer speaks again: full rate from now on, and at once.
+    if (!p_->heard(a_->now_, a_->cfg_.dead_after_ns)) p_->next_hb_ns = a_->now_;
+    p_->last_heard_ns = a_->now_;
     a_->on_events(a_->membership_.on_heartbeat(p_->addr.id, h.sender_inc,
                                                (hb.state & wire::kStateReady) != 0, a_->now_));
   }
@@ -152,6 +162,15 @@ Agent::Agent(const AgentConfig& cfg, std::vector<FlowLink*> links, ViewSink sink
     throw std::runtime_error("cluster: replicas must be in 1.." + std::to_string(kMaxHolders - 1));
   fd_ = ::socket(cfg_.bind.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd_ < 0) throw std::runtime_error(std::string("cluster: socket: ") + std::strerror(errno));
+  // Room for a full window to every peer and for bursts from all of them:
+  // a send that finds the buffer full loses the datagram (heartbeats too).
+  // FORCE needs CAP_NET_ADMIN; without it the sysctl caps apply.
+  for (const auto& [force, plain] :
+       {std::pair{SO_SNDBUFFORCE, SO_SNDBUF}, std::pair{SO_RCVBUFFORCE, SO_RCVBUF}}) {
+    const int bytes = kSocketBufferBytes;
+    if (::setsockopt(fd_, SOL_SOCKET, force, &bytes, sizeof bytes) != 0)
+      ::setsockopt(fd_, SOL_SOCKET, plain, &bytes, sizeof bytes);
+  }
   if (::bind(fd_, reinterpret_cast<const sockaddr*>(&cfg_.bind), cfg_.bind_len) != 0) {
     const int e = errno;
     ::close(fd_);
@@ -332,18 +351,8 @@ void Agent::receive(uint64_t now) {
 
 void Agent::tick(uint64_t now) {
   now_ = now;
-  if (now >= next_heartbeat_) {
-    wire::Heartbeat hb;
-    hb.members = membership_.live_set();
-    hb.state = membership_.self_ready() ? wire::kStateReady : 0;
-    hb.interval_us = static_cast<uint32_t>(cfg_.heartbeat_interval_ns / 1000);
-    for (auto& p : peers_) {
-      p->ch->set_epoch(membership_.epoch());
-      p->ch->send_heartbeat(hb, now);
-    }
-    next_heartbeat_ = now + cfg_.heartbeat_interval_ns;
-  }
   receive(now);
+  send_heartbeats(now);
   on_events(membership_.tick(now));
   // Our data-plane MAC, once per session with each peer (a restarted peer
   // starts a new one).
@@ -361,6 +370,24 @@ void Agent::tick(uint64_t now) {
     p->ch->poll(now);
   }
   if (dirty_) publish();
+}
+
+void Agent::send_heartbeats(uint64_t now) {
+  wire::Heartbeat hb;
+  hb.members = membership_.live_set();
+  hb.state = membership_.self_ready() ? wire::kStateReady : 0;
+  hb.interval_us = static_cast<uint32_t>(cfg_.heartbeat_interval_ns / 1000);
+  next_heartbeat_ = UINT64_MAX;
+  for (auto& p : peers_) {
+    if (now >= p->next_hb_ns) {
+      const bool live = p->heard(now, cfg_.dead_after_ns);
+      p->ch->set_epoch(membership_.epoch());
+      p->ch->send_heartbeat(hb, now);
+      if (!live) counters_.inc(AgentCounter::kHeartbeatProbes);
+      p->next_hb_ns = now + (live ? cfg_.heartbeat_interval_ns : cfg_.probe_interval_ns);
+    }
+    next_heartbeat_ = std::min(next_heartbeat_, p->next_hb_ns);
+  }
 }
 
 void Agent::loop() {

@@ -103,6 +103,13 @@ struct AgentConfig {
   std::vector<AgentPeer> peers;  // every node but this one
   uint64_t heartbeat_interval_ns = 10'000'000;
   uint64_t dead_after_ns = 50'000'000;
+  // Heartbeats to a peer not heard from within dead_after: a probe this
+  // often, not one per interval. A dead peer's address stops resolving, and
+  // the kernel holds what is sent to it in the neighbour queue, charged to
+  // our socket's send buffer: at full rate that fills the buffer and the
+  // heartbeats to the live peers fail (a false death). Answered at once
+  // when the peer speaks again.
+  uint64_t probe_interval_ns = 100'000'000;
   uint32_t rise = 3;
   uint32_t replicas = 1;
   SipKey slot_key;  // the gateways' (GatewayClusterConfig::slot_key)
@@ -121,6 +128,7 @@ struct AgentConfig {
   X(kDatagramsOut, "datagrams_out")                                                  \
   X(kBytesOut, "bytes_out") /* UDP payload sent: heartbeats, records, acks */        \
   X(kSendErrors, "send_errors")                                                      \
+  X(kHeartbeatProbes, "heartbeat_probes") /* to peers not heard from: slow rate */   \
   X(kUnknownSender, "unknown_sender")                                                \
   X(kViewsPublished, "views_published")
 
@@ -153,6 +161,7 @@ class Agent {
   void on_record(uint16_t from, const wire::Record& r);
   void tick(uint64_t now);
   void receive(uint64_t now);
+  void send_heartbeats(uint64_t now);
   void route_exports(uint64_t now);
   void on_events(std::span<const MemberEvent> events);
   void publish();
@@ -180,8 +189,8 @@ class Agent {
   std::vector<Pending> pending_;
   bool dirty_ = true;  // a view to publish
   bool resync_ = false;
-  uint64_t next_heartbeat_ = 0;
-  uint64_t now_ = 0;  // of the current tick (heartbeat callbacks)
+  uint64_t next_heartbeat_ = 0;  // the earliest of the peers' next_hb_ns
+  uint64_t now_ = 0;             // of the current tick (heartbeat callbacks)
   std::atomic<NodeSet> live_{0};
   std::atomic<uint32_t> epoch_{0};
   std::atomic<bool> stop_{false};

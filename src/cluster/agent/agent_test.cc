@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <memory>
 #include <thread>
 
 #include "common/clock.h"
@@ -198,6 +199,63 @@ TEST(ClusterAgent, ReplicatesAndFailsOver) {
   ASSERT_EQ(back.size(), 1u);
   n2.agent->stop();
   n3.agent->stop();
+}
+
+// A configured node that is down (its address answers nothing) gets a probe
+// every probe_interval, not a heartbeat every interval: a dead peer's
+// unresolved address holds what is sent to it in the kernel's neighbour
+// queue, charged to the agent's one socket, and at full rate that starved
+// the heartbeats to the live peers (a false death in the lab). When the node
+// comes up, the cluster forms at once.
+TEST(ClusterAgent, SilentPeerGetsProbesAndJoinsWhenItSpeaks) {
+  auto n1 = std::make_unique<Node>(1);
+  auto n2 = std::make_unique<Node>(2);
+  // Node 3's address, held by the test: it counts what arrives.
+  const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+  ASSERT_GE(fd, 0);
+  socklen_t len = 0;
+  const sockaddr_storage a3 = loopback(static_cast<uint16_t>(port_base() + 3), &len);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<const sockaddr*>(&a3), len), 0);
+  n1->agent->start();
+  n2->agent->start();
+  ASSERT_TRUE(until({n1.get(), n2.get()}, [&] {
+    return n1->agent->live_set() == 0b011 && n2->agent->live_set() == 0b011;
+  })) << "nodes 1 and 2 did not see each other";
+
+  uint8_t buf[2048];
+  int got = 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto elapsed_ms = [&] {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                                 t0)
+        .count();
+  };
+  while (elapsed_ms() < 500 || got < 2) {
+    ASSERT_LT(elapsed_ms(), 10'000) << "no probe reached the silent node";
+    while (::recv(fd, buf, sizeof buf, 0) > 0)
+      ++got;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  const long long ms = elapsed_ms();
+  // Two senders; at the 5 ms heartbeat interval this would be 2 * ms / 5.
+  EXPECT_LE(got, 2 * (ms / 100 + 2)) << "in " << ms << " ms";
+  uint64_t probes = 0;
+  n1->agent->export_counters([&](std::string_view n, uint64_t v) {
+    if (n == "heartbeat_probes") probes = v;
+  });
+  EXPECT_GT(probes, 0u);
+  ::close(fd);
+
+  // Node 3 starts: its heartbeats are answered at once, at full rate.
+  auto n3 = std::make_unique<Node>(3);
+  n3->agent->start();
+  ASSERT_TRUE(until({n1.get(), n2.get(), n3.get()}, [&] {
+    return n1->agent->live_set() == 0b111 && n2->agent->live_set() == 0b111 &&
+           n3->agent->live_set() == 0b111;
+  })) << "node 3 did not join";
+  n1->agent->stop();
+  n2->agent->stop();
+  n3->agent->stop();
 }
 
 }  // namespace
