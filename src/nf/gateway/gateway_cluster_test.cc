@@ -416,6 +416,81 @@ TEST_F(Cluster, FullRecordOfAnotherConnectionReplacesTheCopy) {
   EXPECT_EQ(ends_of(out).sport, s.snat_port);
 }
 
+// Closes a connection opened by open_conn() through `n`: both FINs, the last
+// ACK (TIME_WAIT).
+void close_conn(Node& n, uint16_t node_id, uint16_t cport, uint16_t port) {
+  EXPECT_FALSE(n.one(seg({kClient, kVip, cport, 80, kTcpAck | kTcpFin, 1001, 5001})).empty());
+  EXPECT_FALSE(
+      n.one(seg({kDip, kSnat[node_id], kBport, port, kTcpAck | kTcpFin, 5001, 1002})).empty());
+  EXPECT_FALSE(n.one(seg({kClient, kVip, cport, 80, kTcpAck, 1002, 5002})).empty());
+}
+
+ClusterView two_live() {
+  ClusterView view;
+  view.live = 0b11;
+  std::memcpy(view.mac[1], kMac[1], 6);
+  std::memcpy(view.mac[2], kMac[2], 6);
+  return view;
+}
+
+// A SYN that reopens the tuple of a closed copy is a new connection: it
+// opens where the router sent it, not at the old connection's processor
+// (which would then get every later connection on the tuple, each packet
+// handed over: the lab saw a third of all packets cross between nodes).
+TEST_F(Cluster, SynOnAClosedCopyOpensHere) {
+  const uint16_t port = open_conn(a_, 1, 40012);
+  b_.import_wire(a_.export_wire());
+  close_conn(a_, 1, 40012, port);
+  b_.import_wire(a_.export_wire());
+  ASSERT_EQ(b_.gw().standby_connections(), 1u);
+  const ClusterView view = two_live();
+  b_.gw().set_cluster_view(&view);
+  const Bytes out = b_.one(seg({kClient, kVip, 40012, 80, kTcpSyn, 9000}));
+  ASSERT_FALSE(out.empty());
+  EXPECT_EQ(ends_of(out).dst, kDip);
+  EXPECT_NE(0, std::memcmp(out.data(), kMac[1], 6));
+  PacketMeta m;
+  ASSERT_EQ(parse_packet(out.data(), static_cast<uint32_t>(out.size()), &m), ParseError::kOk);
+  EXPECT_EQ(IpAddress::from_bytes(Family::kIpv4, out.data() + m.src_off).to_string(), kSnat[2]);
+  EXPECT_EQ(b_.counter("sync_redirected"), 0u);
+  EXPECT_EQ(b_.counter("conns_reused"), 1u);
+  EXPECT_EQ(b_.gw().standby_connections(), 0u);
+  EXPECT_EQ(b_.counter("conns_live"), 1u);
+  // A segment of a copy that is not closed still goes to its processor.
+  open_conn(a_, 1, 40013);
+  b_.import_wire(a_.export_wire());
+  const Bytes syn = b_.one(seg({kClient, kVip, 40013, 80, kTcpSyn, 9000}));
+  ASSERT_FALSE(syn.empty());
+  EXPECT_EQ(0, std::memcmp(syn.data(), kMac[1], 6));
+  EXPECT_EQ(b_.counter("sync_redirected"), 1u);
+}
+
+// Node 2 opens a new connection on a tuple whose connection node 1 closed:
+// node 1's record gives way to the new copy, and node 1's delete of its old
+// connection does not remove the new one's copy elsewhere.
+TEST_F(Cluster, NewConnectionElsewhereSupersedesAClosedOne) {
+  Node c{3, &clock_};
+  const uint16_t port = open_conn(a_, 1, 40014);
+  c.import_wire(a_.export_wire());
+  close_conn(a_, 1, 40014, port);
+  open_conn(b_, 2, 40014);
+  const auto full = b_.export_wire();
+  a_.import_wire(full);
+  EXPECT_EQ(a_.counter("sync_superseded"), 1u);
+  EXPECT_EQ(a_.gw().standby_connections(), 1u);
+  EXPECT_EQ(a_.counter("conns_live"), 0u);
+  c.import_wire(full);  // replaces node 1's copy (another processor, another backend port)
+  ASSERT_EQ(c.gw().standby_connections(), 1u);
+  // Node 1's records about its old connection: the update and the delete.
+  const auto old = a_.export_wire();
+  ASSERT_FALSE(old.empty());
+  c.import_wire(old);
+  b_.import_wire(old);
+  EXPECT_GE(c.counter("sync_stale"), 1u);
+  EXPECT_EQ(c.gw().standby_connections(), 1u);
+  EXPECT_EQ(b_.counter("conns_live"), 1u);
+}
+
 // The export queue never overflows into lost changes: when it is full, the
 // next export sends every live flow again.
 TEST(ClusterQueue, OverflowResendsEverything) {

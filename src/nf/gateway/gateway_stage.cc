@@ -299,7 +299,10 @@ bool GatewayStage::is_reuse(const PacketMeta& m, const ConnLink& link) const {
   if (link.direction != kLinkOriginal || m.proto != kProtoTcp ||
       (m.tcp_flags & (kTcpSyn | kTcpAck | kTcpRst)) != kTcpSyn)
     return false;
-  const ConnRecord& r = records_[link.record];
+  return is_closed(records_[link.record]);
+}
+
+bool GatewayStage::is_closed(const ConnRecord& r) const {
   if (!(r.flags & (kRecNat | kRecDsr)) || (r.flags & kRecEgress) || r.proto != kProtoTcp)
     return false;
   // Its backend was killed: the old connection is over (it was reset).
@@ -890,7 +893,12 @@ void GatewayStage::process(Burst& b) {
     const uint32_t i = sel[j];
     b.hash[i] = hashes[j];
     Table::Ref r = mutated ? table_.lookup(keys[j], hashes[j]) : refs[j];
-    if (clustered() && r.found() && (records_[table_.value(r.idx).record].flags & kRecStandby)) {
+    // A SYN reopening the tuple of a closed copy is a new connection: it
+    // opens here, where the router sends it (below, as any reuse). Handed
+    // to the old connection's processor, it would make that node process
+    // every later connection on the tuple, each packet handed over.
+    if (clustered() && r.found() && (records_[table_.value(r.idx).record].flags & kRecStandby) &&
+        !is_reuse(b.meta[i], table_.value(r.idx))) {
       // Another node's flow: to it while it lives, else ours from now on.
       const uint32_t rec = table_.value(r.idx).record;
       const uint16_t p = records_[rec].lb.spare;
@@ -1138,12 +1146,25 @@ GatewayCounter GatewayStage::import_sync(const FlowSync& s, uint64_t now_ns) {
   if (ref.found()) {
     const uint32_t idx = table_.value(ref.idx).record;
     ConnRecord& r = records_[idx];
-    if (!(r.flags & kRecStandby)) return count(GatewayCounter::kSyncIgnoredLive);
-    if (s.op == FlowSyncOp::kDelete) {
+    if (!(r.flags & kRecStandby)) {
+      // Our connection on this tuple is over and another node opened a new
+      // one (the router sends the tuple there now): its copy replaces ours.
+      if (s.op != FlowSyncOp::kFull || !is_closed(r))
+        return count(GatewayCounter::kSyncIgnoredLive);
+      end_connection(idx);
+      counters_.inc(GatewayCounter::kSyncSuperseded);
+      ref = Table::Ref{};
+    } else if (s.op != FlowSyncOp::kFull && r.lb.spare != s.processor) {
+      // About an older connection on the tuple, by its processor, after a
+      // newer one's full record from another node replaced it here.
+      return count(GatewayCounter::kSyncStale);
+    } else if (s.op == FlowSyncOp::kDelete) {
       end_connection(idx);
       return count(GatewayCounter::kSyncDeleted);
     }
-    if (s.op == FlowSyncOp::kFull && !same_write_once(r, s)) {
+    if (!ref.found()) {
+      // Ours ended above: the new copy is made below.
+    } else if (s.op == FlowSyncOp::kFull && !same_write_once(r, s)) {
       // Another connection on the same tuple (the old one's delete was
       // lost): the old copy goes, the new one is made below.
       end_connection(idx);

@@ -129,6 +129,8 @@ static_assert(sizeof(ConnLink) == 8);
   X(kSyncMissRedirected, "sync_miss_redirected") /* no record: handed to a holder */          \
   X(kSyncUpdateUnknown, "sync_update_unknown")   /* update or delete of no standby record */  \
   X(kSyncIgnoredLive, "sync_ignored_live")       /* about a flow processed here */            \
+  X(kSyncSuperseded, "sync_superseded") /* a closed flow here, reopened on another node */    \
+  X(kSyncStale, "sync_stale") /* update or delete from another processor than the copy's */   \
   X(kSyncUnknownVip, "sync_unknown_vip")                                                      \
   X(kSyncUnknownSnat, "sync_unknown_snat")                                                    \
   X(kSyncUnknownBackend, "sync_unknown_backend") /* DSR backend not in any version here */    \
@@ -305,6 +307,7 @@ class GatewayStage final : public Stage {
   // scheduled afresh, so it gets a live backend (the old one may be gone).
   // It keeps the old SNAT port (process()).
   bool is_reuse(const PacketMeta& m, const ConnLink& link) const;
+  bool is_closed(const ConnRecord& r) const;  // an LB connection that is over
   // Erases its keys and frees it. With `kept`, a FullNAT connection's SNAT
   // lease is not freed but handed to the caller (true if so).
   bool end_connection(uint32_t idx, SnatLease* kept = nullptr);
