@@ -222,10 +222,16 @@ build_topology() {
   nsx sw ip link add br0 type bridge stp_state 0 forward_delay 0
   nsx sw ip link set br0 up
 
-  # Router.
+  # Router. ECMP on the 5-tuple read from the headers, as a hardware router
+  # hashes: policy 3 with these fields (src, dst, proto, sports, dports).
+  # Not policy 1: it takes the hash an skb already carries, and a packet
+  # from the client's namespace carries its socket's random txhash, new for
+  # every connection and redrawn on each retransmission timeout, so one
+  # tuple's connections (and a retransmitting flow) would change nodes.
   add_ns rt
   sysctl_in rt net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1 \
-    net.ipv4.fib_multipath_hash_policy=1 net.ipv6.fib_multipath_hash_policy=1 \
+    net.ipv4.fib_multipath_hash_policy=3 net.ipv4.fib_multipath_hash_fields=0x0037 \
+    net.ipv6.fib_multipath_hash_policy=3 net.ipv6.fib_multipath_hash_fields=0x0037 \
     net.ipv4.conf.all.send_redirects=0 net.ipv4.conf.default.send_redirects=0
   add_veth rt seg sw p-rt "$(rt_mac)"
   nsx sw ip link set p-rt master br0
