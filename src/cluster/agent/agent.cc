@@ -135,7 +135,7 @@ class Agent::PeerSink final : public wire::ChannelSink {
   }
   void heartbeat(const wire::Header& h, const wire::Heartbeat& hb) override {
     // A silent peer speaks again: full rate from now on, and at once.
-    if (!p_->heard(a_->now_, a_->cfg_.dead_after_ns)) p_->next_hb_ns = a_->now_;
+    if (!p_->heard(a_->now_, a_->silent_after_ns_)) p_->next_hb_ns = a_->now_;
     p_->last_heard_ns = a_->now_;
     a_->on_events(a_->membership_.on_heartbeat(p_->addr.id, h.sender_inc,
                                                (hb.state & wire::kStateReady) != 0, a_->now_));
@@ -157,7 +157,10 @@ Agent::Agent(const AgentConfig& cfg, std::vector<FlowLink*> links, ViewSink sink
                 {kRecordNodeInfo, kNodeInfoSize}}),
       codec_(wire::CodecConfig{cfg.cluster_id, cfg.self, cfg.key}, records_),
       membership_(membership_config(cfg)),
-      ring_(ring_config(cfg)) {
+      ring_(ring_config(cfg)),
+      silent_after_ns_(
+          std::max({cfg.silent_after_ns, uint64_t{1'000'000'000}, 4 * cfg.dead_after_ns})),
+      probe_ns_(std::max(cfg.probe_interval_ns, cfg.heartbeat_interval_ns)) {
   if (cfg_.replicas < 1 || cfg_.replicas >= kMaxHolders)
     throw std::runtime_error("cluster: replicas must be in 1.." + std::to_string(kMaxHolders - 1));
   fd_ = ::socket(cfg_.bind.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -367,7 +370,7 @@ void Agent::tick(uint64_t now) {
   route_exports(now);
   for (auto& p : peers_) {
     p->ch->flush(now);
-    p->ch->poll(now);
+    if (p->heard(now, silent_after_ns_)) p->ch->poll(now);  // (see silent_after_ns)
   }
   if (dirty_) publish();
 }
@@ -380,11 +383,11 @@ void Agent::send_heartbeats(uint64_t now) {
   next_heartbeat_ = UINT64_MAX;
   for (auto& p : peers_) {
     if (now >= p->next_hb_ns) {
-      const bool live = p->heard(now, cfg_.dead_after_ns);
+      const bool live = p->heard(now, silent_after_ns_);
       p->ch->set_epoch(membership_.epoch());
       p->ch->send_heartbeat(hb, now);
       if (!live) counters_.inc(AgentCounter::kHeartbeatProbes);
-      p->next_hb_ns = now + (live ? cfg_.heartbeat_interval_ns : cfg_.probe_interval_ns);
+      p->next_hb_ns = now + (live ? cfg_.heartbeat_interval_ns : probe_ns_);
     }
     next_heartbeat_ = std::min(next_heartbeat_, p->next_hb_ns);
   }
@@ -399,7 +402,7 @@ void Agent::loop() {
     uint64_t until = std::min(next_heartbeat_, now + 1'000'000);
     until = std::min(until, membership_.next_expiry_ns());
     for (auto& p : peers_)
-      until = std::min(until, p->ch->next_deadline());
+      if (p->heard(now, silent_after_ns_)) until = std::min(until, p->ch->next_deadline());
     const uint64_t wait = until > now ? until - now : 0;
     pollfd pfd{fd_, POLLIN, 0};
     const timespec ts{static_cast<time_t>(wait / 1'000'000'000),

@@ -103,13 +103,16 @@ struct AgentConfig {
   std::vector<AgentPeer> peers;  // every node but this one
   uint64_t heartbeat_interval_ns = 10'000'000;
   uint64_t dead_after_ns = 50'000'000;
-  // Heartbeats to a peer not heard from within dead_after: a probe this
-  // often, not one per interval. A dead peer's address stops resolving, and
-  // the kernel holds what is sent to it in the neighbour queue, charged to
-  // our socket's send buffer: at full rate that fills the buffer and the
-  // heartbeats to the live peers fail (a false death). Answered at once
-  // when the peer speaks again.
+  // A peer silent for silent_after (at least 1 s and 4 x dead_after) gets
+  // a heartbeat every probe_interval (at least heartbeat_interval), and no
+  // retransmissions, until it speaks again (answered at once). A dead
+  // peer's address stops resolving, and the kernel holds what is sent to it
+  // in the neighbour queue, charged to our one socket's send buffer: at full
+  // rate that filled the buffer and the heartbeats to the live peers failed
+  // (a false death, seconds after the real one). A short silence keeps the
+  // full rate, so a one-way loss does not become a two-way one.
   uint64_t probe_interval_ns = 100'000'000;
+  uint64_t silent_after_ns = 1'000'000'000;
   uint32_t rise = 3;
   uint32_t replicas = 1;
   SipKey slot_key;  // the gateways' (GatewayClusterConfig::slot_key)
@@ -128,7 +131,7 @@ struct AgentConfig {
   X(kDatagramsOut, "datagrams_out")                                                  \
   X(kBytesOut, "bytes_out") /* UDP payload sent: heartbeats, records, acks */        \
   X(kSendErrors, "send_errors")                                                      \
-  X(kHeartbeatProbes, "heartbeat_probes") /* to peers not heard from: slow rate */   \
+  X(kHeartbeatProbes, "heartbeat_probes") /* to silent peers: slow rate */           \
   X(kUnknownSender, "unknown_sender")                                                \
   X(kViewsPublished, "views_published")
 
@@ -190,6 +193,8 @@ class Agent {
   bool dirty_ = true;  // a view to publish
   bool resync_ = false;
   uint64_t next_heartbeat_ = 0;  // the earliest of the peers' next_hb_ns
+  uint64_t silent_after_ns_;     // effective (AgentConfig::silent_after_ns)
+  uint64_t probe_ns_;            // effective (AgentConfig::probe_interval_ns)
   uint64_t now_ = 0;             // of the current tick (heartbeat callbacks)
   std::atomic<NodeSet> live_{0};
   std::atomic<uint32_t> epoch_{0};

@@ -291,11 +291,8 @@ TEST_F(Cluster, UpdatesAndDeletesFollowTheFlow) {
   EXPECT_EQ(b_.counter("sync_updated"), 1u);
   EXPECT_TRUE(a_.one(seg({kDip, kSnat[1], kBport, port, kTcpAck | kTcpFin, 5001, 1002})).size());
   EXPECT_TRUE(a_.one(seg({kClient, kVip, 40004, 80, kTcpAck, 1002, 5002})).size());
-  b_.import_wire(a_.export_wire());
-  // TIME_WAIT passes on node 1: the flow ends there and on node 2.
-  clock_.advance_ns(200 * kSec);
-  a_.gw().advance_to(clock_.now_ns());
-  EXPECT_EQ(a_.counter("conns_live"), 0u);
+  // TIME_WAIT: nothing a holder could continue, so the copy goes now rather
+  // than when the flow expires (churn must not fill the holders' tables).
   recs = a_.export_wire();
   ASSERT_EQ(recs.size(), 1u);
   EXPECT_EQ(recs[0].first, kRecordFlowDelete);
@@ -303,7 +300,10 @@ TEST_F(Cluster, UpdatesAndDeletesFollowTheFlow) {
   EXPECT_EQ(b_.counter("sync_deleted"), 1u);
   EXPECT_EQ(b_.gw().standby_connections(), 0u);
   EXPECT_EQ(b_.gw().table().size(), 0u);
-  // Nothing left for a record that never reached anyone.
+  // TIME_WAIT passes on node 1: nothing more to send.
+  clock_.advance_ns(200 * kSec);
+  a_.gw().advance_to(clock_.now_ns());
+  EXPECT_EQ(a_.counter("conns_live"), 0u);
   EXPECT_TRUE(a_.export_wire().empty());
 }
 
@@ -438,10 +438,18 @@ ClusterView two_live() {
 // (which would then get every later connection on the tuple, each packet
 // handed over: the lab saw a third of all packets cross between nodes).
 TEST_F(Cluster, SynOnAClosedCopyOpensHere) {
-  const uint16_t port = open_conn(a_, 1, 40012);
-  b_.import_wire(a_.export_wire());
-  close_conn(a_, 1, 40012, port);
-  b_.import_wire(a_.export_wire());
+  open_conn(a_, 1, 40012);
+  const auto recs = a_.export_wire();
+  ASSERT_EQ(recs.size(), 1u);
+  b_.import_wire(recs);
+  // The copy learns TIME_WAIT (a closed flow's delete was lost, or a peer
+  // that still sends closed flows' updates).
+  FlowSync s;
+  ASSERT_EQ(decode_flow_sync(recs[0].first, recs[0].second.data(), recs[0].second.size(), &s),
+            FlowSyncError::kOk);
+  s.op = FlowSyncOp::kUpdate;
+  s.fw.state = static_cast<uint8_t>(TcpState::kTimeWait);
+  EXPECT_EQ(b_.gw().import_sync(s, clock_.now_ns()), GatewayCounter::kSyncUpdated);
   ASSERT_EQ(b_.gw().standby_connections(), 1u);
   const ClusterView view = two_live();
   b_.gw().set_cluster_view(&view);
@@ -481,7 +489,7 @@ TEST_F(Cluster, NewConnectionElsewhereSupersedesAClosedOne) {
   EXPECT_EQ(a_.counter("conns_live"), 0u);
   c.import_wire(full);  // replaces node 1's copy (another processor, another backend port)
   ASSERT_EQ(c.gw().standby_connections(), 1u);
-  // Node 1's records about its old connection: the update and the delete.
+  // Node 1's record about its old connection (the delete).
   const auto old = a_.export_wire();
   ASSERT_FALSE(old.empty());
   c.import_wire(old);
@@ -489,6 +497,54 @@ TEST_F(Cluster, NewConnectionElsewhereSupersedesAClosedOne) {
   EXPECT_GE(c.counter("sync_stale"), 1u);
   EXPECT_EQ(c.gw().standby_connections(), 1u);
   EXPECT_EQ(b_.counter("conns_live"), 1u);
+}
+
+// The processor is dead and this node's copy is not the slot's first live
+// holder's (an older copy, sent before a ring change): the packet goes to
+// that holder, which takes the flow over alone, rather than both nodes
+// promoting a copy and splitting the flow's directions. A packet a peer
+// handed over is taken here.
+TEST_F(Cluster, OlderCopyHandsTheFlowToTheSlotsHolder) {
+  open_conn(a_, 1, 40015);
+  b_.import_wire(a_.export_wire());
+  const FlowKey orig = make_flow_key(Family::kIpv4, kProtoTcp, IpAddress::parse(kClient).bytes,
+                                     IpAddress::parse(kVip).bytes, 40015, 80, false);
+  ClusterView view;
+  view.live = 0b110;  // node 1 is dead
+  std::memcpy(view.mac[2], kMac[2], 6);
+  std::memcpy(view.mac[3], kMac[3], 6);
+  view.holders[b_.gw().slot_of(orig)][0] = 3;
+  view.holders[b_.gw().slot_of(orig)][1] = 2;
+  b_.gw().set_cluster_view(&view);
+  const Bytes data = seg({kClient, kVip, 40015, 80, kTcpAck, 1001, 5001});
+  const Bytes out = b_.one(data);
+  ASSERT_EQ(out.size(), data.size());
+  EXPECT_EQ(0, std::memcmp(out.data(), kMac[3], 6));
+  EXPECT_EQ(b_.counter("sync_handed_to_holder"), 1u);
+  EXPECT_EQ(b_.counter("sync_promoted"), 0u);
+  // Node 3 hands it back (it had no copy): taken over here.
+  Bytes back = data;
+  std::memcpy(back.data() + 6, kMac[3], 6);
+  const Bytes taken = b_.one(back);
+  ASSERT_FALSE(taken.empty());
+  EXPECT_EQ(ends_of(taken).dst, kDip);
+  EXPECT_EQ(b_.counter("sync_promoted"), 1u);
+}
+
+// A copy whose processor was declared down (a false death: it lives on)
+// still follows that processor's updates and delete.
+TEST_F(Cluster, CopyOfADownProcessorStillFollowsIt) {
+  const uint16_t port = open_conn(a_, 1, 40016);
+  b_.import_wire(a_.export_wire());
+  b_.gw().peer_down(1);
+  EXPECT_TRUE(a_.one(seg({kClient, kVip, 40016, 80, kTcpAck | kTcpFin, 1001, 5001})).size());
+  b_.import_wire(a_.export_wire());
+  EXPECT_EQ(b_.counter("sync_updated"), 1u);
+  EXPECT_EQ(b_.counter("sync_stale"), 0u);
+  close_conn(a_, 1, 40016, port);
+  b_.import_wire(a_.export_wire());
+  EXPECT_EQ(b_.counter("sync_deleted"), 1u);
+  EXPECT_EQ(b_.gw().standby_connections(), 0u);
 }
 
 // The export queue never overflows into lost changes: when it is full, the

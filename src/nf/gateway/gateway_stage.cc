@@ -313,6 +313,17 @@ bool GatewayStage::is_closed(const ConnRecord& r) const {
   return st == TcpState::kTimeWait || st == TcpState::kClose;
 }
 
+bool GatewayStage::sync_closed_state(const FwConnState& fw) {
+  return fw.kind == FwKind::kTcp &&
+         (fw.tcp_state() == TcpState::kTimeWait || fw.tcp_state() == TcpState::kClose);
+}
+
+bool GatewayStage::sync_closed(const ConnRecord& r) {
+  // Both FINs or a RST seen (TIME_WAIT, CLOSE). Not DSR: its node sees one
+  // direction, and the client's ACKs of a closing server still pass it.
+  return r.proto == kProtoTcp && !(r.flags & kRecDsr) && sync_closed_state(r.fw);
+}
+
 bool GatewayStage::end_connection(uint32_t idx, SnatLease* kept) {
   ConnRecord& r = records_[idx];
   const FlowKey ok = record_key(r);
@@ -908,6 +919,15 @@ void GatewayStage::process(Burst& b) {
         redirect(b, i, p, GatewayCounter::kSyncRedirected);
         continue;
       }
+      // The processor is gone: the slot's first live holder takes the flow
+      // over. A copy elsewhere is older (sent before a ring change), and
+      // promoting it as well would split the flow's directions between two
+      // nodes. A packet a peer handed here is ours, whatever the copy's age.
+      if (const uint16_t h = takeover_node(b.pkts[i].data, records_[rec]);
+          h != 0 && h != cluster_.node_id) {
+        redirect(b, i, h, GatewayCounter::kSyncHandedToHolder);
+        continue;
+      }
       promote(rec);
     }
     Family reused_family = Family::kNone;
@@ -998,6 +1018,11 @@ bool GatewayStage::miss_to_holder(Burst& b, uint32_t i, const FlowKey& key, bool
   return drop(GatewayCounter::kDropSyncNoState);
 }
 
+uint16_t GatewayStage::takeover_node(const uint8_t* frame, const ConnRecord& r) const {
+  if (view_ == nullptr || from_peer(frame)) return 0;
+  return first_live(view_->holders[slot_of(record_key(r))]);
+}
+
 uint16_t GatewayStage::first_live(const uint8_t (&holders)[kViewHolders]) const {
   for (uint8_t n : holders)
     if (n != 0 && node_live(n) && mac_set(view_->mac[n])) return n;
@@ -1036,11 +1061,20 @@ void GatewayStage::peer_down(uint16_t node) {
 }
 
 void GatewayStage::resync() {
+  // Everything is queued again below: what the queue held goes with it.
+  dirty_head_ = dirty_tail_;
   for (uint32_t i = 0; i < capacity_; ++i) {
     ConnRecord& r = records_[i];
+    r.seen &= static_cast<uint8_t>(~kSyncQueued);
     if ((r.flags & kRecLive) && !(r.flags & (kRecStandby | kRecEgress))) {
-      r.seen &= static_cast<uint8_t>(~kSyncSent);
-      mark_dirty(i);
+      // A closed flow's copy still out there gets its delete; an open one
+      // goes in full (the holders may have changed).
+      if (sync_closed(r)) {
+        if (r.seen & kSyncSent) mark_dirty(i);
+      } else {
+        r.seen &= static_cast<uint8_t>(~kSyncSent);
+        mark_dirty(i);
+      }
     }
   }
 }
@@ -1086,7 +1120,6 @@ uint32_t GatewayStage::export_sync(FlowSync* out, uint32_t max, uint64_t now_ns)
   if (!clustered()) return 0;
   if (resync_pending_) {  // the queue overflowed: everything goes again
     resync_pending_ = false;
-    dirty_head_ = dirty_tail_;
     resync();
   }
   const Tick now = to_ticks(now_ns);
@@ -1102,6 +1135,13 @@ uint32_t GatewayStage::export_sync(FlowSync* out, uint32_t max, uint64_t now_ns)
     if (!(r.flags & kRecLive) || !(r.seen & kSyncQueued)) continue;
     r.seen &= static_cast<uint8_t>(~kSyncQueued);
     if (r.flags & (kRecStandby | kRecEgress)) continue;
+    if (sync_closed(r)) {
+      // Over: nothing a holder could continue. Its copy goes now rather
+      // than at expiry, so that churn does not fill the holders' tables.
+      if (r.seen & kSyncSent) fill_sync(r, &out[n++], FlowSyncOp::kDelete, now);
+      r.seen &= static_cast<uint8_t>(~kSyncSent);
+      continue;
+    }
     fill_sync(r, &out[n++], (r.seen & kSyncSent) ? FlowSyncOp::kUpdate : FlowSyncOp::kFull, now);
     r.seen |= kSyncSent;
   }
@@ -1149,12 +1189,13 @@ GatewayCounter GatewayStage::import_sync(const FlowSync& s, uint64_t now_ns) {
     if (!(r.flags & kRecStandby)) {
       // Our connection on this tuple is over and another node opened a new
       // one (the router sends the tuple there now): its copy replaces ours.
-      if (s.op != FlowSyncOp::kFull || !is_closed(r))
+      if (s.op != FlowSyncOp::kFull || !is_closed(r) || same_write_once(r, s) ||
+          sync_closed_state(s.fw))
         return count(GatewayCounter::kSyncIgnoredLive);
       end_connection(idx);
       counters_.inc(GatewayCounter::kSyncSuperseded);
       ref = Table::Ref{};
-    } else if (s.op != FlowSyncOp::kFull && r.lb.spare != s.processor) {
+    } else if (s.op != FlowSyncOp::kFull && r.lb.spare != 0 && r.lb.spare != s.processor) {
       // About an older connection on the tuple, by its processor, after a
       // newer one's full record from another node replaced it here.
       return count(GatewayCounter::kSyncStale);

@@ -121,14 +121,15 @@ static_assert(sizeof(ConnLink) == 8);
   X(kDropSynProxy, "drop_synproxy")              /* reason in synproxy_* */                   \
   /* cluster (flow_sync.h) */                                                                 \
   X(kSyncExported, "sync_exported")                                                           \
-  X(kSyncImported, "sync_imported")              /* standby records created */                \
-  X(kSyncUpdated, "sync_updated")                /* standby records updated */                \
-  X(kSyncDeleted, "sync_deleted")                /* standby records the processor closed */   \
-  X(kSyncPromoted, "sync_promoted")              /* standby taken over: processor gone */     \
-  X(kSyncRedirected, "sync_redirected")          /* handed to the live processor */           \
-  X(kSyncMissRedirected, "sync_miss_redirected") /* no record: handed to a holder */          \
-  X(kSyncUpdateUnknown, "sync_update_unknown")   /* update or delete of no standby record */  \
-  X(kSyncIgnoredLive, "sync_ignored_live")       /* about a flow processed here */            \
+  X(kSyncImported, "sync_imported")               /* standby records created */               \
+  X(kSyncUpdated, "sync_updated")                 /* standby records updated */               \
+  X(kSyncDeleted, "sync_deleted")                 /* standby records the processor closed */  \
+  X(kSyncPromoted, "sync_promoted")               /* standby taken over: processor gone */    \
+  X(kSyncRedirected, "sync_redirected")           /* handed to the live processor */          \
+  X(kSyncMissRedirected, "sync_miss_redirected")  /* no record: handed to a holder */         \
+  X(kSyncHandedToHolder, "sync_handed_to_holder") /* an older copy: to the slot's holder */   \
+  X(kSyncUpdateUnknown, "sync_update_unknown")    /* update or delete of no standby record */ \
+  X(kSyncIgnoredLive, "sync_ignored_live")        /* about a flow processed here */           \
   X(kSyncSuperseded, "sync_superseded") /* a closed flow here, reopened on another node */    \
   X(kSyncStale, "sync_stale") /* update or delete from another processor than the copy's */   \
   X(kSyncUnknownVip, "sync_unknown_vip")                                                      \
@@ -307,7 +308,9 @@ class GatewayStage final : public Stage {
   // scheduled afresh, so it gets a live backend (the old one may be gone).
   // It keeps the old SNAT port (process()).
   bool is_reuse(const PacketMeta& m, const ConnLink& link) const;
-  bool is_closed(const ConnRecord& r) const;  // an LB connection that is over
+  bool is_closed(const ConnRecord& r) const;     // an LB connection that is over
+  static bool sync_closed(const ConnRecord& r);  // a TCP flow not worth a copy
+  static bool sync_closed_state(const FwConnState& fw);
   // Erases its keys and frees it. With `kept`, a FullNAT connection's SNAT
   // lease is not freed but handed to the caller (true if so).
   bool end_connection(uint32_t idx, SnatLease* kept = nullptr);
@@ -358,6 +361,8 @@ class GatewayStage final : public Stage {
   // `*handled` set to the verdict) when this node is not one.
   bool miss_to_holder(Burst& b, uint32_t i, const FlowKey& dkey, bool* handled);
   uint16_t first_live(const uint8_t (&holders)[kViewHolders]) const;  // 0: none
+  // Who takes over a copy whose processor is gone (0: this node decides).
+  uint16_t takeover_node(const uint8_t* frame, const ConnRecord& r) const;
   bool from_peer(const uint8_t* frame) const;  // its source MAC is a live peer's
   void promote(uint32_t idx);
   void fill_sync(const ConnRecord& r, FlowSync* s, FlowSyncOp op, Tick now) const;
