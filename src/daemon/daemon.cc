@@ -32,6 +32,17 @@ uint64_t now_ns() {
   return static_cast<uint64_t>(ts.tv_sec) * 1'000'000'000 + static_cast<uint64_t>(ts.tv_nsec);
 }
 
+// Wall clock minus monotonic, now: SYN cookies run on the wall clock
+// (GatewayConfig::cookie_clock_offset_ns).
+uint64_t wall_minus_mono() {
+  timespec w{};
+  clock_gettime(CLOCK_REALTIME, &w);
+  const uint64_t wall =
+      static_cast<uint64_t>(w.tv_sec) * 1'000'000'000 + static_cast<uint64_t>(w.tv_nsec);
+  const uint64_t mono = now_ns();
+  return wall > mono ? wall - mono : 0;
+}
+
 std::string errno_text(const std::string& what) {
   return what + ": " + std::strerror(errno);
 }
@@ -122,6 +133,7 @@ Daemon::Daemon(TripodConfig cfg, std::string config_path)
   signal_fd_ = open_signal_fd();
   monitor_ = std::make_unique<route::NetlinkMonitor>();
 
+  cfg_.gateway.cookie_clock_offset_ns = wall_minus_mono();
   for (const auto& ifc : cfg_.interfaces) {
     XdpSteeringConfig sc;
     sc.interface = ifc.name;

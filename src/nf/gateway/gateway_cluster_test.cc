@@ -345,6 +345,40 @@ TEST_F(Cluster, SynProxyFlowKeepsItsTranslation) {
   EXPECT_EQ(m.tcp_seq, cookie + 1);  // the backend's 7001 in the client's space
 }
 
+// The node that sent a SYN-proxied flow's backend SYN dies before the
+// backend answered: the node that takes the flow over sends the SYN again
+// when the client speaks (its zero-window probe), and the handshake ends
+// there. (Before, the client's probes were dropped until it gave up.)
+TEST_F(Cluster, TakenOverSynProxyHandshakeSendsTheBackendSynAgain) {
+  const Bytes synack = a_.one(seg({kClient, kProxyVip, 40017, 443, kTcpSyn, 1000}));
+  PacketMeta m;
+  ASSERT_EQ(parse_packet(synack.data(), static_cast<uint32_t>(synack.size()), &m), ParseError::kOk);
+  const uint32_t cookie = m.tcp_seq;
+  const Bytes bsyn = a_.one(seg({kClient, kProxyVip, 40017, 443, kTcpAck, 1001, cookie + 1}));
+  ASSERT_FALSE(bsyn.empty());
+  b_.import_wire(a_.export_wire());  // the copy, the backend's SYN-ACK not yet seen
+  ASSERT_EQ(b_.gw().standby_connections(), 1u);
+  // No view: node 1 is not known to live. The client's zero-window probe
+  // (seq = its ISN) reaches node 2.
+  const Bytes again = b_.one(seg({kClient, kProxyVip, 40017, 443, kTcpAck, 1000, cookie + 1}));
+  ASSERT_FALSE(again.empty());
+  PacketMeta am;
+  ASSERT_EQ(parse_packet(again.data(), static_cast<uint32_t>(again.size()), &am), ParseError::kOk);
+  PacketMeta bm;
+  ASSERT_EQ(parse_packet(bsyn.data(), static_cast<uint32_t>(bsyn.size()), &bm), ParseError::kOk);
+  EXPECT_EQ(am.tcp_flags & (kTcpSyn | kTcpAck), kTcpSyn);
+  EXPECT_EQ(am.tcp_seq, bm.tcp_seq);  // the same SYN: the client's ISN
+  EXPECT_EQ(ends_of(again).dst, kDip);
+  EXPECT_EQ(ends_of(again).sport, ends_of(bsyn).sport);
+  EXPECT_EQ(b_.counter("synproxy_backend_syn_again"), 1u);
+  EXPECT_EQ(b_.counter("sync_promoted"), 1u);
+  // The backend answers node 2: the client's window opens, the backend gets its ACK.
+  EXPECT_EQ(
+      b_.send({seg({kDip, kSnat[1], kBport, ends_of(bsyn).sport, kTcpSyn | kTcpAck, 7000, 1001})})
+          .size(),
+      2u);
+}
+
 // A cookie ACK opens its flow on the node that receives it, clustered or not
 // (the SYN-proxy key is the cluster's): it is not handed to a holder.
 TEST_F(Cluster, CookieAckOpensLocally) {

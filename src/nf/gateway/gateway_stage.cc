@@ -126,7 +126,8 @@ GatewayStage::GatewayStage(const GatewayConfig& cfg, uint64_t now_ns)
       egress_{family_pool(cfg.egress.snat, Family::kIpv4, "egress.snat"),
               family_pool(cfg.egress.snat, Family::kIpv6, "egress.snat")},
       egress_match_(egress_acl(cfg.egress.sources)),
-      proxy_(cfg.synproxy_master, cfg.cookies, now_ns),
+      proxy_(cfg.synproxy_master, cfg.cookies, now_ns + cfg.cookie_clock_offset_ns),
+      cookie_offset_(cfg.cookie_clock_offset_ns),
       table_(table_config(cfg)),
       capacity_(cfg.max_connections),
       records_(cfg.max_connections, cfg.huge_pages, true),
@@ -547,6 +548,33 @@ bool GatewayStage::on_hit_inner(Burst& b, uint32_t i, Table::Ref ref, Tick now) 
     return true;
   }
 
+  // The client speaks before the backend's handshake is done (its
+  // zero-window probe, or its ACK again): our SYN or the backend's SYN-ACK
+  // was lost, or the node that sent the SYN died and this one took the flow
+  // over. The SYN again, rebuilt from the client's packet and its cookie
+  // (the same ISN and options: a backend that got the first one answers
+  // with its SYN-ACK again).
+  if (sp && dir == kLinkOriginal && !r.sp.open()) {
+    CookieAck ack;
+    SynProxyCounter ev = proxy_.check_ack(frame, m, b.now_ns + cookie_offset_, &ack);
+    if (is_drop(ev)) {
+      proxy_.count(SynProxyCounter::kDropNotOpen);
+      return drop(GatewayCounter::kDropSynProxy);
+    }
+    uint8_t out[kScratch];
+    BuiltFrame f;
+    ev = build_backend_syn(frame, m, ack, out, sizeof out, &f);
+    proxy_.count(ev);
+    if (is_drop(ev) || f.len > kMaxFrameLen) return drop(GatewayCounter::kDropSynProxy);
+    std::memcpy(frame, out, f.len);
+    b.pkts[i].len = f.len;
+    m = f.meta;
+    const FwVerdict v = fw_.track(r.fw, frame, m, false);
+    if (!v.accepted()) return drop(GatewayCounter::kDropFirewall);
+    refresh(v);
+    counters_.inc(GatewayCounter::kSynProxyBackendSynAgain);
+    return nat_forward(frame, m, r, kLinkOriginal);
+  }
   if (sp && dir == kLinkOriginal) {
     const SynProxyCounter ev = synproxy_to_backend(r.sp, frame, m);
     proxy_.count(ev);
@@ -787,8 +815,8 @@ bool GatewayStage::on_miss(Burst& b, uint32_t i, const FlowKey& dkey, uint64_t d
   uint8_t out[kScratch];
   if ((m.tcp_flags & (kTcpSyn | kTcpAck)) == kTcpSyn) {
     uint32_t len = 0;
-    const SynProxyCounter ev =
-        proxy_.answer_syn(frame, m, vc.synproxy_options, b.now_ns, out, sizeof out, &len);
+    const SynProxyCounter ev = proxy_.answer_syn(frame, m, vc.synproxy_options,
+                                                 b.now_ns + cookie_offset_, out, sizeof out, &len);
     proxy_.count(ev);
     if (is_drop(ev) || len > kMaxFrameLen) return drop(GatewayCounter::kDropSynProxy);
     std::memcpy(frame, out, len);
@@ -798,7 +826,7 @@ bool GatewayStage::on_miss(Burst& b, uint32_t i, const FlowKey& dkey, uint64_t d
     return true;
   }
   CookieAck ack;
-  SynProxyCounter ev = proxy_.check_ack(frame, m, b.now_ns, &ack);
+  SynProxyCounter ev = proxy_.check_ack(frame, m, b.now_ns + cookie_offset_, &ack);
   if (is_drop(ev) && clustered()) {  // not a cookie: maybe another node's flow
     bool handled = false;
     const bool ok = miss_to_holder(b, i, dkey, &handled);
@@ -864,7 +892,7 @@ bool GatewayStage::on_icmp_error(Burst& b, uint32_t i) {
 
 void GatewayStage::process(Burst& b) {
   advance_to(b.now_ns);
-  proxy_.advance(b.now_ns);
+  proxy_.advance(b.now_ns + cookie_offset_);
   const Tick now = to_ticks(b.now_ns);
 
   // Packets this stage appends (resets, window updates) come after these.

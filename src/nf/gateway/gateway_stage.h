@@ -88,55 +88,56 @@ struct ConnLink {
 };
 static_assert(sizeof(ConnLink) == 8);
 
-#define TRIPOD_GATEWAY_COUNTERS(X)                                                            \
-  X(kPackets, "packets")                                                                      \
-  X(kHits, "hits")                                                                            \
-  X(kNotIp, "not_ip")                                                                         \
-  X(kConnsCreated, "conns_created")                                                           \
-  X(kConnsCreatedNat, "conns_created_nat")                                                    \
-  X(kConnsFreed, "conns_freed")                                                               \
-  X(kConnsReused, "conns_reused") /* SYN on a finished LB connection: rescheduled */          \
-  X(kKeysRearmed, "keys_rearmed")                                                             \
-  X(kUntracked, "untracked")                                                                  \
-  X(kIcmpTranslated, "icmp_translated")                                                       \
-  X(kMssClamped, "mss_clamped")                                                               \
-  X(kSynProxySynAck, "synproxy_synack_sent")                                                  \
-  X(kSynProxyBackendSyn, "synproxy_backend_syn")                                              \
-  X(kSynProxyBackendAck, "synproxy_backend_ack")                                              \
-  X(kSynProxyWindowUpdate, "synproxy_window_update")                                          \
-  X(kConnsCreatedEgress, "conns_created_egress")                                              \
-  X(kConnsCreatedDsr, "conns_created_dsr")                                                    \
-  X(kBackendKilledResets, "backend_killed_resets") /* connections reset both ways */          \
-  X(kCreatedNoFrame, "created_no_frame")           /* a packet we made found no free frame */ \
-  X(kDropFirewall, "drop_firewall")                /* reason in fw_* */                       \
-  X(kDropNoBackend, "drop_no_backend")             /* VIP without a usable pool */            \
-  X(kDropBackendKilled, "drop_backend_killed")     /* killed DIP, not TCP (or a RST) */       \
-  X(kDropUnknownBackend, "drop_unknown_backend")   /* recorded version gone */                \
-  X(kDropSnatExhausted, "drop_snat_exhausted")                                                \
-  X(kDropRecordPoolFull, "drop_record_pool_full")                                             \
-  X(kDropTableFull, "drop_table_full")                                                        \
-  X(kDropKeyCollision, "drop_key_collision")     /* reply key already taken */                \
-  X(kDropNatUnsupported, "drop_nat_unsupported") /* fragments */                              \
-  X(kDropIcmpNoConn, "drop_icmp_no_conn")        /* ICMP error about no connection */         \
-  X(kDropSynProxy, "drop_synproxy")              /* reason in synproxy_* */                   \
-  /* cluster (flow_sync.h) */                                                                 \
-  X(kSyncExported, "sync_exported")                                                           \
-  X(kSyncImported, "sync_imported")               /* standby records created */               \
-  X(kSyncUpdated, "sync_updated")                 /* standby records updated */               \
-  X(kSyncDeleted, "sync_deleted")                 /* standby records the processor closed */  \
-  X(kSyncPromoted, "sync_promoted")               /* standby taken over: processor gone */    \
-  X(kSyncRedirected, "sync_redirected")           /* handed to the live processor */          \
-  X(kSyncMissRedirected, "sync_miss_redirected")  /* no record: handed to a holder */         \
-  X(kSyncHandedToHolder, "sync_handed_to_holder") /* an older copy: to the slot's holder */   \
-  X(kSyncUpdateUnknown, "sync_update_unknown")    /* update or delete of no standby record */ \
-  X(kSyncIgnoredLive, "sync_ignored_live")        /* about a flow processed here */           \
-  X(kSyncSuperseded, "sync_superseded") /* a closed flow here, reopened on another node */    \
-  X(kSyncStale, "sync_stale") /* update or delete from another processor than the copy's */   \
-  X(kSyncUnknownVip, "sync_unknown_vip")                                                      \
-  X(kSyncUnknownSnat, "sync_unknown_snat")                                                    \
-  X(kSyncUnknownBackend, "sync_unknown_backend") /* DSR backend not in any version here */    \
-  X(kSyncDeleteOverflow, "sync_delete_overflow") /* holders' copies expire on their own */    \
-  X(kSyncQueueOverflow, "sync_queue_overflow")   /* export queue full: all flows resent */    \
+#define TRIPOD_GATEWAY_COUNTERS(X)                                                               \
+  X(kPackets, "packets")                                                                         \
+  X(kHits, "hits")                                                                               \
+  X(kNotIp, "not_ip")                                                                            \
+  X(kConnsCreated, "conns_created")                                                              \
+  X(kConnsCreatedNat, "conns_created_nat")                                                       \
+  X(kConnsFreed, "conns_freed")                                                                  \
+  X(kConnsReused, "conns_reused") /* SYN on a finished LB connection: rescheduled */             \
+  X(kKeysRearmed, "keys_rearmed")                                                                \
+  X(kUntracked, "untracked")                                                                     \
+  X(kIcmpTranslated, "icmp_translated")                                                          \
+  X(kMssClamped, "mss_clamped")                                                                  \
+  X(kSynProxySynAck, "synproxy_synack_sent")                                                     \
+  X(kSynProxyBackendSyn, "synproxy_backend_syn")                                                 \
+  X(kSynProxyBackendSynAgain, "synproxy_backend_syn_again") /* client spoke, backend not open */ \
+  X(kSynProxyBackendAck, "synproxy_backend_ack")                                                 \
+  X(kSynProxyWindowUpdate, "synproxy_window_update")                                             \
+  X(kConnsCreatedEgress, "conns_created_egress")                                                 \
+  X(kConnsCreatedDsr, "conns_created_dsr")                                                       \
+  X(kBackendKilledResets, "backend_killed_resets") /* connections reset both ways */             \
+  X(kCreatedNoFrame, "created_no_frame")           /* a packet we made found no free frame */    \
+  X(kDropFirewall, "drop_firewall")                /* reason in fw_* */                          \
+  X(kDropNoBackend, "drop_no_backend")             /* VIP without a usable pool */               \
+  X(kDropBackendKilled, "drop_backend_killed")     /* killed DIP, not TCP (or a RST) */          \
+  X(kDropUnknownBackend, "drop_unknown_backend")   /* recorded version gone */                   \
+  X(kDropSnatExhausted, "drop_snat_exhausted")                                                   \
+  X(kDropRecordPoolFull, "drop_record_pool_full")                                                \
+  X(kDropTableFull, "drop_table_full")                                                           \
+  X(kDropKeyCollision, "drop_key_collision")     /* reply key already taken */                   \
+  X(kDropNatUnsupported, "drop_nat_unsupported") /* fragments */                                 \
+  X(kDropIcmpNoConn, "drop_icmp_no_conn")        /* ICMP error about no connection */            \
+  X(kDropSynProxy, "drop_synproxy")              /* reason in synproxy_* */                      \
+  /* cluster (flow_sync.h) */                                                                    \
+  X(kSyncExported, "sync_exported")                                                              \
+  X(kSyncImported, "sync_imported")               /* standby records created */                  \
+  X(kSyncUpdated, "sync_updated")                 /* standby records updated */                  \
+  X(kSyncDeleted, "sync_deleted")                 /* standby records the processor closed */     \
+  X(kSyncPromoted, "sync_promoted")               /* standby taken over: processor gone */       \
+  X(kSyncRedirected, "sync_redirected")           /* handed to the live processor */             \
+  X(kSyncMissRedirected, "sync_miss_redirected")  /* no record: handed to a holder */            \
+  X(kSyncHandedToHolder, "sync_handed_to_holder") /* an older copy: to the slot's holder */      \
+  X(kSyncUpdateUnknown, "sync_update_unknown")    /* update or delete of no standby record */    \
+  X(kSyncIgnoredLive, "sync_ignored_live")        /* about a flow processed here */              \
+  X(kSyncSuperseded, "sync_superseded") /* a closed flow here, reopened on another node */       \
+  X(kSyncStale, "sync_stale") /* update or delete from another processor than the copy's */      \
+  X(kSyncUnknownVip, "sync_unknown_vip")                                                         \
+  X(kSyncUnknownSnat, "sync_unknown_snat")                                                       \
+  X(kSyncUnknownBackend, "sync_unknown_backend") /* DSR backend not in any version here */       \
+  X(kSyncDeleteOverflow, "sync_delete_overflow") /* holders' copies expire on their own */       \
+  X(kSyncQueueOverflow, "sync_queue_overflow")   /* export queue full: all flows resent */       \
   X(kDropSyncNoState, "drop_sync_no_state")      /* reply to a cluster SNAT address, no flow */
 
 TRIPOD_DECLARE_REASONS(GatewayCounter, TRIPOD_GATEWAY_COUNTERS)
@@ -199,6 +200,10 @@ struct GatewayConfig {
   SipKey lb_hash_key{3, 4};                   // cluster-wide secret of Maglev's flow hash
   SipKey synproxy_master{5, 6};
   CookieConfig cookies;
+  // Added to the bursts' (monotonic) time for SYN cookies. The daemon sets
+  // wall clock minus monotonic, so that the nodes of a cluster, whose
+  // monotonic clocks differ, mint and check cookies on one (NTP's) time.
+  uint64_t cookie_clock_offset_ns = 0;
   GatewayClusterConfig cluster;
 };
 
@@ -384,6 +389,7 @@ class GatewayStage final : public Stage {
   SnatLease reused_lease_;  // of a reused tuple's old connection, for its new one
   bool has_reused_lease_ = false;
   SynProxy proxy_;
+  uint64_t cookie_offset_;                 // GatewayConfig::cookie_clock_offset_ns
   std::vector<GatewayVipConfig> vip_cfg_;  // by VipId (options, key; pool owned by the LB)
   std::vector<uint8_t> vip_removed_;       // by VipId
   Table table_;

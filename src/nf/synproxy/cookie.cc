@@ -83,12 +83,15 @@ CookieKeyring::CookieKeyring(const SipKey& master, const CookieConfig& cfg, uint
   cfg_.max_age_slots = std::min(cfg_.max_age_slots, kMaxAge);
   // A key must outlive every cookie it signs: rotating more often than the
   // age limit would retire keys of cookies that are still young enough.
+  // A key's generation is the rotation epoch of the time itself, not a count
+  // of this process's rotations: every node of a cluster (same master, same
+  // clock) holds the same keys, and one node's cookie opens on another.
   if (cfg_.rotate_every_slots != 0) {
     cfg_.rotate_every_slots = std::max(cfg_.rotate_every_slots, cfg_.max_age_slots);
     epoch_ = slot(now_ns) / cfg_.rotate_every_slots;
   }
-  install(UINT64_MAX);  // the "previous" key before any rotation: signs nothing
-  install(0);
+  install(epoch_ - 1);  // the previous epoch's (UINT64_MAX at epoch 0: signs nothing)
+  install(epoch_);
 }
 
 void CookieKeyring::install(uint64_t gen) {
@@ -111,8 +114,8 @@ uint32_t CookieKeyring::advance(uint64_t now_ns) {
   if (e <= epoch_) return 0;
   const uint32_t n = e - epoch_ >= 2 ? 2 : 1;
   epoch_ = e;
-  for (uint32_t i = 0; i < n; ++i)
-    rotate();
+  if (n == 2) install(e - 1);
+  install(e);
   return n;
 }
 

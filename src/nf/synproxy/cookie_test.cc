@@ -292,7 +292,33 @@ TEST(CookieTest, TimeBasedRotationKeepsYoungCookiesValid) {
   // After a long idle gap both keys are replaced, not one per missed epoch.
   clock.set_ns(1000 * kSlot);
   EXPECT_EQ(ring.advance(clock.now_ns()), 2u);
-  EXPECT_EQ(ring.generation(), 4u);
+  EXPECT_EQ(ring.generation(), 500u);  // the epoch itself
+}
+
+// Two cluster nodes (same master, same clock) started at different times
+// hold the same keys: one's cookie opens on the other, whichever rotated
+// more often. (Generations counted per process made a restarted node
+// refuse its peers' cookies.)
+TEST(CookieTest, NodesStartedAtDifferentTimesShareKeys) {
+  SplitMix64 rng(23);
+  const Tuple t = random_tuple(rng, Family::kIpv4);
+  const CookieOptions o = random_options(rng, 1, true);
+  CookieKeyring old_node(master(), CookieConfig{}, 7 * kSlot);
+  for (uint64_t s = 8; s <= 101; ++s)
+    old_node.advance(s * kSlot);
+  const uint64_t now = 101 * kSlot + 5;
+  CookieKeyring new_node(master(), CookieConfig{}, now);
+  EXPECT_EQ(old_node.generation(), new_node.generation());
+  CookieOptions got;
+  const Cookie a = old_node.mint(t.view(), 9, o, now);
+  EXPECT_EQ(check(new_node, t, 9, a, true, now, &got), CookieStatus::kValid);
+  const Cookie b = new_node.mint(t.view(), 9, o, now);
+  EXPECT_EQ(check(old_node, t, 9, b, true, now, &got), CookieStatus::kValid);
+  // A cookie of the previous epoch (slot 99), minted by a node then, opens
+  // on the node started now (its previous key).
+  const CookieKeyring then(master(), CookieConfig{}, 99 * kSlot);
+  const Cookie c = then.mint(t.view(), 11, o, 99 * kSlot);
+  EXPECT_EQ(check(new_node, t, 11, c, true, now, &got), CookieStatus::kValid);
 }
 
 TEST(CookieTest, MssTable) {
