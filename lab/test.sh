@@ -23,6 +23,7 @@ LAB="$LAB_DIR/lab.sh"
 LAB_RUN=${LAB_RUN:-/run/tripod-lab}
 SCENARIO=${1:-}
 VIP4=10.77.100.1
+VIP4_NET=10.77.100.0/24
 VIP6=fd77:100::1
 NBE=3
 NGW=2
@@ -700,7 +701,6 @@ bgp_revive_gw2() {
 
 scenario_bgp_ecmp() {
   NGW=3
-  VIP4_NET=10.77.100.0/24
   VIP6_NET=fd77:100::/64
   local g s want pids
   if LAB_KEEP_ON_FAIL=1 lab up --routing bgp --mode "$BGP_MODE" --gateways "$NGW" --backends "$NBE"; then
@@ -820,6 +820,110 @@ link_drops() {  # gw -> "rx_dropped tx_dropped_of_switch_port"
 }
 softnet_drops() { local s=0 _a d _r; while read -r _a d _r; do s=$((s + 16#$d)); done </proc/net/softnet_stat; echo "$s"; }
 
+# A wrk latency ("850.00us", "1.23ms", "1.02s") in ms; -1 if unreadable.
+lat_ms() {
+  awk -v v="$1" 'BEGIN {
+    if (v ~ /us$/) { sub(/us$/, "", v); print v / 1000 }
+    else if (v ~ /ms$/) { sub(/ms$/, "", v); print v + 0 }
+    else if (v ~ /s$/) { sub(/s$/, "", v); print v * 1000 }
+    else print -1 }'
+}
+
+# A node's agent's UDP bytes sent so far (heartbeats, records, acks); 0 if
+# unknown.
+agent_bytes() {  # gw
+  local v
+  v=$(tstatus "$1" --json 2>/dev/null | awk '$1 == "\"bytes_out\":" {gsub(/,/, "", $2); print $2 + 0; exit}') || true
+  echo "${v:-0}"
+}
+agents_bytes() { local g s=0; for g in "$@"; do s=$((s + $(agent_bytes "$g"))); done; echo "$s"; }
+# What wrk read ("... requests in 5.00s, 28.66MB read"), in bytes.
+wrk_read_bytes() {  # wrk output file
+  awk '/requests in/ {v = $(NF - 1); m = 1
+    if (v ~ /GB$/) m = 1073741824; else if (v ~ /MB$/) m = 1048576; else if (v ~ /KB$/) m = 1024
+    sub(/[KMG]?B$/, "", v); print int(v * m)}' "$1"
+}
+percent() { python3 -c 'import sys; a, b = int(sys.argv[1]), int(sys.argv[2]); print(f"{100.0 * a / b:.3f}" if b > 0 else "-1")' "$1" "$2"; }
+
+# Replication's cost, no kill: a new connection per request, where every
+# connection is created, changes state and closes (the most records per
+# byte of workload). Sets OVH_RPS and OVH_P99 (ms).
+cluster_overhead() {  # on|off
+  local out="$LAB_RUN/$NAME/wrk-$1-overhead.out" b0
+  b0=$(agents_bytes 1 2 3)
+  cx timeout 60 wrk -t2 -c"${CLUSTER_OVH_CONNS:-64}" -d"${CLUSTER_OVH_SECS:-5}s" --timeout 5s \
+    --latency -H "Connection: close" "http://$VIP4/" >"$out" 2>&1 || true
+  wrk_stats "$out"
+  OVH_RPS=$(awk '/^Requests\/sec/ {print $2 + 0}' "$out")
+  OVH_RPS=${OVH_RPS:-0}
+  OVH_P99=$(lat_ms "$(awk '$1 == "99%" {print $2}' "$out")")
+  echo "     no kill, new connection per request (replication $1): $WRK_REQS requests, $OVH_RPS req/s, p99 $OVH_P99 ms, socket errors $WRK_ERRS"
+  if [ "$1" = on ]; then
+    local rb wb
+    rb=$(($(agents_bytes 1 2 3) - b0))
+    wb=$(wrk_read_bytes "$out")
+    OVH_SHARE=$(percent "$rb" "${wb:-0}")
+    echo "     replication bytes $rb (all nodes) vs workload bytes ${wb:-0} (HTTP read by wrk): $OVH_SHARE %"
+  fi
+  check "no kill, replication $1: wrk ran ($WRK_REQS requests), every response 2xx ($WRK_NON2XX non-2xx)" \
+    test "$WRK_REQS" -gt 0 -a "$WRK_NON2XX" -eq 0
+}
+
+# After a revive: the router's VIP route has all three nodes again (the
+# revived node's BGP session is up), so the next kill meets a whole cluster.
+wait_all_routed() {
+  local t0
+  t0=$(date +%s%N)
+  wait_vias "$VIP4_NET" "10.77.0.11 10.77.0.12 10.77.0.13" "$t0" 30000 || true
+  check "the router routes $VIP4_NET via all three nodes again (after $WAITED_MS ms)" \
+    test "$(rt_vias "$VIP4_NET")" = "10.77.0.11 10.77.0.12 10.77.0.13"
+}
+
+# One more node killed and revived under wrk keep-alive load and the probe,
+# after the first victim's full run: each node in turn. Sets TURN_GAP (the
+# probe's longest wait, ms).
+cluster_turn() {  # victim conns secs
+  local v=$1 conns=$2 secs=$3 out="$LAB_RUN/$NAME/wrk-turn$1.out" pout="$LAB_RUN/$NAME/probe-turn$1.json"
+  local wpid ppid g stalled pfail survivors=()
+  for g in 1 2 3; do [ "$g" = "$v" ] || survivors+=("$g"); done
+  if [ -n "${CLUSTER_PCAP:-}" ]; then  # debugging: handshakes and ends on the segment
+    local pp
+    for pp in p-rt p-gw1 p-gw2 p-gw3; do
+      ip netns exec "$NAME-sw" timeout 8 tcpdump -i "$pp" -nn -e -s 120 -w "/tmp/turn$v-$pp.pcap" "tcp and tcp[13] & 7 != 0" 2>/dev/null &
+    done
+    sleep 0.3
+  fi
+  # Long enough for the revive to come under load too.
+  cx timeout $((secs + 40)) wrk -t2 -c"$conns" -d"$((secs + 5))s" --timeout 5s "http://$VIP4/" >"$out" 2>&1 &
+  wpid=$!
+  cx timeout $((secs + 40)) python3 "$LAB_DIR/probe.py" "$VIP4" "$((secs + 5))" 24 >"$pout" 2>&1 &
+  ppid=$!
+  BG_PIDS+=" $wpid $ppid"
+  sleep $((secs / 4))
+  check "lab kill gw$v (under load)" lab kill "gw$v"
+  check "survivors see gw$v gone" wait_live "[${survivors[0]},${survivors[1]}]" 5 "${survivors[@]}"
+  sleep 3
+  stalled=$(stalled_conns)
+  if [ -n "${CLUSTER_PCAP:-}" ]; then
+    { cx ss -tin state established "( dport = :80 )" 2>/dev/null || true; } >"/tmp/turn$v-ss.txt"
+  fi
+  check "lab revive gw$v (under load)" lab revive "gw$v"
+  check "every node sees the cluster [1,2,3] again" wait_live "[1,2,3]" 10 1 2 3
+  wait_all_routed
+  wait "$wpid" || true
+  wait "$ppid" || true
+  BG_PIDS=""
+  wrk_stats "$out"
+  TURN_GAP=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["max_gap_ms"])' "$pout" 2>/dev/null || echo -1)
+  pfail=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["failed"])' "$pout" 2>/dev/null || echo 24)
+  echo "     gw$v killed and revived: probe $(cat "$pout" 2>/dev/null)"
+  check "gw$v killed and revived under wrk: $WRK_REQS requests, socket errors $WRK_ERRS, non-2xx $WRK_NON2XX, stuck connections $stalled" \
+    test "$WRK_REQS" -gt 0 -a "$WRK_ERRS" -eq 0 -a "$WRK_NON2XX" -eq 0 -a "$stalled" -eq 0
+  check "gw$v killed and revived: every probe connection kept answering (failed $pfail; longest wait $TURN_GAP ms)" \
+    test "$pfail" -eq 0 -a "$TURN_GAP" -ge 0
+  check "revived gw$v receives traffic again ($(counter gateway.packets "$v") packets)" test "$(counter gateway.packets "$v")" -gt 0
+}
+
 # wrk keep-alive connections and iperf3 streams through the VIP, FullNAT with
 # the firewall and the SYN proxy on; one node is killed under load (switch
 # port cut, processes SIGKILLed: BFD has to notice), then revived under load.
@@ -842,8 +946,10 @@ cluster_run() {  # on|off victim
   if [ "$repl" = on ]; then
     check "every node sees the cluster [1,2,3]" wait_live "[1,2,3]" 10 1 2 3
   fi
-  local g drops0=() sn0
+  cluster_overhead "$repl"
+  local g drops0=() sn0 bytes0=()
   for g in 1 2 3; do drops0[g]=$(link_drops "$g"); done
+  for g in 1 2 3; do bytes0[g]=$(agent_bytes "$g"); done
   sn0=$(softnet_drops)
   cx timeout $((secs + 30)) wrk -t2 -c"$conns" -d"${secs}s" --timeout 5s --latency "http://$VIP4/" >"$wout" 2>&1 &
   wpid=$!
@@ -894,17 +1000,17 @@ cluster_run() {  # on|off victim
   # Replication's bytes (the survivors' agents: heartbeats, records, acks)
   # against the workload's (HTTP responses read by wrk, iperf3's payload).
   if [ "$repl" = on ]; then
-    local rbytes=0 g mb
-    for g in 1 2 3; do [ "$g" = "$victim" ] || rbytes=$((rbytes + $(tstatus "$g" --json 2>/dev/null | awk '$1 == "\"bytes_out\":" {gsub(/,/, "", $2); print $2 + 0}' | head -1 || echo 0))); done
-    mb=$(awk '/requests in/ {v = $(NF - 1); u = $NF; sub(/read/, "", u); m = (v ~ /GB/) ? 1024 : 1; sub(/[A-Z]+$/, "", v); print int(v * m * 1048576)}' "$wout")
-    SHARE=$(python3 -c 'import sys; r, w = int(sys.argv[1]), int(sys.argv[2]) + int(sys.argv[3]); print(f"{100.0 * r / w:.3f}" if w else "-1")' "$rbytes" "${mb:-0}" "$ibytes")
-    echo "     replication bytes $rbytes (survivors) vs workload bytes $(( ${mb:-0} + ibytes )): $SHARE %"
+    local rbytes=0 mb
+    for g in 1 2 3; do [ "$g" = "$victim" ] || rbytes=$((rbytes + $(agent_bytes "$g") - bytes0[g])); done
+    mb=$(wrk_read_bytes "$wout")
+    SHARE=$(percent "$rbytes" $((${mb:-0} + ibytes)))
+    echo "     replication bytes $rbytes (survivors, during this load) vs workload bytes $((${mb:-0} + ibytes)): $SHARE %"
   fi
   if [ "$repl" = on ]; then
     check "wrk ran through the kill ($WRK_REQS requests)" test "$WRK_REQS" -gt 0
     check "wrk: no socket error through the kill ($WRK_ERRS)" test "$WRK_ERRS" -eq 0
     check "wrk: no non-2xx response ($WRK_NON2XX)" test "$WRK_NON2XX" -eq 0
-    check "iperf3: every stream completed (exit $irc)" test "$irc" -eq 0
+    check "iperf3: every stream completed (exit $irc, $ibytes bytes)" test "$irc" -eq 0 -a "$ibytes" -gt 0
     check "no client connection stuck retransmitting ($STALLED)" test "$STALLED" -eq 0
     check "probe: every connection kept answering (failed $pfail; longest wait $gap ms)" test "$pfail" -eq 0 -a "$gap" -ge 0
     for g in 1 2 3; do
@@ -924,6 +1030,7 @@ cluster_run() {  # on|off victim
     sleep $((secs / 3))
     check "lab revive gw$victim (under load)" lab revive "gw$victim"
     check "every node sees the cluster [1,2,3] again" wait_live "[1,2,3]" 10 1 2 3
+    wait_all_routed
     wait "$wpid" || true
     BG_PIDS=""
     sed 's/^/     | /' "$wout.rejoin"
@@ -936,16 +1043,47 @@ cluster_run() {  # on|off victim
   tripod_down
 }
 
+# Each other node in turn, each on a fresh cluster: killed and revived
+# under load. (On a cluster where a node has restarted before, that node's
+# new connections can meet 4-tuples of its previous life still open at the
+# backends: src/cluster/README.md, "Where this stops".)
+cluster_turn_lab() {  # victim
+  export TRIPOD_CLUSTER=1 TRIPOD_SYNPROXY=1
+  if ! LAB_KEEP_ON_FAIL=1 lab up --routing bgp --mode tripod --gateways "$NGW" --backends "$NBE"; then
+    fail "lab up (kill gw$1 in turn)"
+    tripod_diag
+    return 1
+  fi
+  check "every node sees the cluster [1,2,3]" wait_live "[1,2,3]" 10 1 2 3
+  cluster_turn "$1" "${CLUSTER_CONNS:-200}" "${CLUSTER_SECS:-10}"
+  tripod_down
+}
+
 scenario_tripod_cluster() {
   NGW=3
-  local victim=${CLUSTER_VICTIM:-2} lost_on resume_on lost_off
+  local victim=${CLUSTER_VICTIM:-2} lost_on resume_on lost_off v gaps=""
+  local rps_on p99_on share_nc
   cluster_run on "$victim"
-  lost_on=$LOST resume_on=$RESUME_MS SHARE_ON=${SHARE:--1}
+  lost_on=$LOST resume_on=$RESUME_MS SHARE_ON=${SHARE:--1} rps_on=$OVH_RPS p99_on=$OVH_P99 share_nc=${OVH_SHARE:--1}
+  for v in 1 2 3; do
+    [ "$v" = "$victim" ] && continue
+    cluster_turn_lab "$v"
+    gaps+=" gw$v:${TURN_GAP:--1}"
+  done
   cluster_run off "$victim"
   lost_off=$LOST
   echo "figure failover.lost $lost_on conns vs no_replication $lost_off conns"
   echo "figure failover.resume $resume_on ms"
+  echo "     (the other nodes killed in turn, longest probe wait in ms:$gaps)"
   echo "figure replication.bytes_share $SHARE_ON %"
+  echo "figure replication.bytes_share.new_conn $share_nc %"
+  echo "figure replication.rps.new_conn $rps_on req/s vs no_replication $OVH_RPS req/s"
+  echo "figure replication.p99.new_conn $p99_on ms vs no_replication $OVH_P99 ms"
+  python3 -c 'import sys
+on, off, p_on, p_off = map(float, sys.argv[1:])
+print(f"figure replication.throughput_drop {100.0 * (off - on) / off:.1f} %" if off > 0 and on > 0 else "figure replication.throughput_drop -1 %")
+print(f"figure replication.p99_increase {100.0 * (p_on - p_off) / p_off:.1f} %" if p_off > 0 and p_on >= 0 else "figure replication.p99_increase -1 %")' \
+    "$rps_on" "$OVH_RPS" "$p99_on" "$OVH_P99"
   check "without replication the kill breaks connections ($lost_off), so the test can tell" test "$lost_off" -gt 0
 }
 
