@@ -894,9 +894,9 @@ cluster_turn() {  # victim conns secs
     sleep 0.3
   fi
   # Long enough for the revive to come under load too.
-  cx timeout $((secs + 40)) wrk -t2 -c"$conns" -d"$((secs + 5))s" --timeout 5s "http://$VIP4/" >"$out" 2>&1 &
+  cx timeout $((secs + 50)) wrk -t2 -c"$conns" -d"$((secs + 10))s" --timeout 5s "http://$VIP4/" >"$out" 2>&1 &
   wpid=$!
-  cx timeout $((secs + 40)) python3 "$LAB_DIR/probe.py" "$VIP4" "$((secs + 5))" 24 >"$pout" 2>&1 &
+  cx timeout $((secs + 50)) python3 "$LAB_DIR/probe.py" "$VIP4" "$((secs + 10))" 24 >"$pout" 2>&1 &
   ppid=$!
   BG_PIDS+=" $wpid $ppid"
   sleep $((secs / 4))

@@ -78,9 +78,9 @@ std::string format_status(const std::string& text) {
     o << "\ncluster: node " << cl.value("node_id", 0) << ", epoch " << cl.value("epoch", 0)
       << ", live nodes " << cl.value("live", nlohmann::json::array()).dump() << "\n";
     const nlohmann::json c = cl.value("counters", nlohmann::json::object());
-    for (const char* k :
-         {"records_sent", "records_received", "records_no_holder", "records_backpressure",
-          "import_ring_full", "peer_deaths", "wire_bad_mac"})
+    for (const char* k : {"records_sent", "records_received", "records_no_holder",
+                          "records_backpressure", "records_dead_holder", "import_ring_full",
+                          "peer_deaths", "send_errors", "heartbeat_probes", "wire_bad_mac"})
       o << "  " << k << " " << c.value(k, 0) << "\n";
   }
   return o.str();

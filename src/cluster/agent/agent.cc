@@ -305,8 +305,16 @@ void Agent::route_exports(uint64_t now) {
   // First what a full window refused before, in order; while anything still
   // waits, the workers' records stay in their rings (and, behind them, in
   // the stages' queues): backpressure, never a lost record.
+  // A holder that died meanwhile is skipped: its window would never open
+  // (no acks) and hold back every peer's records; the new epoch's resync
+  // sends those flows to their new holders.
+  const NodeSet live = membership_.live_set();
   size_t kept = 0;
   for (const Pending& w : pending_) {
+    if ((live & node_bit(w.peer)) == 0) {
+      counters_.inc(AgentCounter::kRecordsDeadHolder);
+      continue;
+    }
     Peer* p = peer(w.peer);
     if (p != nullptr && !send_record(p, w.s, now)) pending_[kept++] = w;
   }

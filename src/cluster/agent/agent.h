@@ -120,19 +120,20 @@ struct AgentConfig {
   uint8_t data_mac[6] = {};  // this node's data-plane interface
 };
 
-#define TRIPOD_AGENT_COUNTERS(X)                                                     \
-  X(kRecordsSent, "records_sent")                                                    \
-  X(kRecordsNoHolder, "records_no_holder")        /* no live holder but this node */ \
-  X(kRecordsBackpressure, "records_backpressure") /* a channel's window is full */   \
-  X(kRecordsReceived, "records_received")                                            \
-  X(kRecordsBad, "records_bad") /* failed flow_sync decoding */                      \
-  X(kImportRingFull, "import_ring_full")                                             \
-  X(kDatagramsIn, "datagrams_in")                                                    \
-  X(kDatagramsOut, "datagrams_out")                                                  \
-  X(kBytesOut, "bytes_out") /* UDP payload sent: heartbeats, records, acks */        \
-  X(kSendErrors, "send_errors")                                                      \
-  X(kHeartbeatProbes, "heartbeat_probes") /* to silent peers: slow rate */           \
-  X(kUnknownSender, "unknown_sender")                                                \
+#define TRIPOD_AGENT_COUNTERS(X)                                                      \
+  X(kRecordsSent, "records_sent")                                                     \
+  X(kRecordsNoHolder, "records_no_holder")        /* no live holder but this node */  \
+  X(kRecordsBackpressure, "records_backpressure") /* a channel's window is full */    \
+  X(kRecordsDeadHolder, "records_dead_holder")    /* waited for a holder that died */ \
+  X(kRecordsReceived, "records_received")                                             \
+  X(kRecordsBad, "records_bad") /* failed flow_sync decoding */                       \
+  X(kImportRingFull, "import_ring_full")                                              \
+  X(kDatagramsIn, "datagrams_in")                                                     \
+  X(kDatagramsOut, "datagrams_out")                                                   \
+  X(kBytesOut, "bytes_out") /* UDP payload sent: heartbeats, records, acks */         \
+  X(kSendErrors, "send_errors")                                                       \
+  X(kHeartbeatProbes, "heartbeat_probes") /* to silent peers: slow rate */            \
+  X(kUnknownSender, "unknown_sender")                                                 \
   X(kViewsPublished, "views_published")
 
 TRIPOD_DECLARE_REASONS(AgentCounter, TRIPOD_AGENT_COUNTERS)

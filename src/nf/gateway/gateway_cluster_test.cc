@@ -581,6 +581,31 @@ TEST_F(Cluster, CopyOfADownProcessorStillFollowsIt) {
   EXPECT_EQ(b_.gw().standby_connections(), 0u);
 }
 
+// The slot's first live holder joined with this epoch (a restart: no copies
+// yet), so the previous epoch's first live holder takes over; here that is
+// this node, which promotes its copy.
+TEST_F(Cluster, AHolderThatJustJoinedIsPassedOver) {
+  open_conn(a_, 1, 40018);
+  b_.import_wire(a_.export_wire());
+  const FlowKey orig = make_flow_key(Family::kIpv4, kProtoTcp, IpAddress::parse(kClient).bytes,
+                                     IpAddress::parse(kVip).bytes, 40018, 80, false);
+  ClusterView view;
+  view.live = 0b110;  // node 1 is dead, node 3 has just come back
+  std::memcpy(view.mac[2], kMac[2], 6);
+  std::memcpy(view.mac[3], kMac[3], 6);
+  const uint32_t slot = b_.gw().slot_of(orig);
+  view.holders[slot][0] = 3;
+  view.holders[slot][1] = 2;
+  view.prev_holders[slot][0] = 1;
+  view.prev_holders[slot][1] = 2;
+  b_.gw().set_cluster_view(&view);
+  const Bytes out = b_.one(seg({kClient, kVip, 40018, 80, kTcpAck, 1001, 5001}));
+  ASSERT_FALSE(out.empty());
+  EXPECT_EQ(ends_of(out).dst, kDip);
+  EXPECT_EQ(b_.counter("sync_handed_to_holder"), 0u);
+  EXPECT_EQ(b_.counter("sync_promoted"), 1u);
+}
+
 // The export queue never overflows into lost changes: when it is full, the
 // next export sends every live flow again.
 TEST(ClusterQueue, OverflowResendsEverything) {

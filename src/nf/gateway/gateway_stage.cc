@@ -555,10 +555,14 @@ bool GatewayStage::on_hit_inner(Burst& b, uint32_t i, Table::Ref ref, Tick now) 
   // (the same ISN and options: a backend that got the first one answers
   // with its SYN-ACK again).
   if (sp && dir == kLinkOriginal && !r.sp.open()) {
+    if (m.tcp_flags & (kTcpFin | kTcpRst)) {  // only an ACK or a probe asks for the SYN
+      proxy_.count(SynProxyCounter::kDropNotOpen);
+      return drop(GatewayCounter::kDropSynProxy);
+    }
     CookieAck ack;
     SynProxyCounter ev = proxy_.check_ack(frame, m, b.now_ns + cookie_offset_, &ack);
     if (is_drop(ev)) {
-      proxy_.count(SynProxyCounter::kDropNotOpen);
+      proxy_.count(ev);
       return drop(GatewayCounter::kDropSynProxy);
     }
     uint8_t out[kScratch];
@@ -573,6 +577,7 @@ bool GatewayStage::on_hit_inner(Burst& b, uint32_t i, Table::Ref ref, Tick now) 
     if (!v.accepted()) return drop(GatewayCounter::kDropFirewall);
     refresh(v);
     counters_.inc(GatewayCounter::kSynProxyBackendSynAgain);
+    maybe_clamp(frame, m, r);
     return nat_forward(frame, m, r, kLinkOriginal);
   }
   if (sp && dir == kLinkOriginal) {
@@ -1034,7 +1039,7 @@ bool GatewayStage::miss_to_holder(Burst& b, uint32_t i, const FlowKey& key, bool
   // epoch's (a rejoining node has not got its copies yet). A packet a peer
   // already handed over is never passed on again: no loops.
   if (view_ != nullptr && !from_peer(b.pkts[i].data)) {
-    uint16_t target = first_live(view_->holders[slot]);
+    uint16_t target = slot_holder(slot);
     if (target == cluster_.node_id) target = first_live(view_->prev_holders[slot]);
     if (target != 0 && target != cluster_.node_id) {
       *handled = true;
@@ -1048,7 +1053,24 @@ bool GatewayStage::miss_to_holder(Burst& b, uint32_t i, const FlowKey& key, bool
 
 uint16_t GatewayStage::takeover_node(const uint8_t* frame, const ConnRecord& r) const {
   if (view_ == nullptr || from_peer(frame)) return 0;
-  return first_live(view_->holders[slot_of(record_key(r))]);
+  return slot_holder(slot_of(record_key(r)));
+}
+
+uint16_t GatewayStage::slot_holder(uint32_t slot) const {
+  const uint16_t h = first_live(view_->holders[slot]);
+  // A node that joined with this epoch (a restart) has no copies yet: the
+  // previous epoch's first live holder has them.
+  if (h != 0 && h != cluster_.node_id && !listed(view_->prev_holders[slot], h)) {
+    const uint16_t p = first_live(view_->prev_holders[slot]);
+    if (p != 0) return p;
+  }
+  return h;
+}
+
+bool GatewayStage::listed(const uint8_t (&holders)[kViewHolders], uint16_t node) {
+  for (uint8_t n : holders)
+    if (n == node) return true;
+  return false;
 }
 
 uint16_t GatewayStage::first_live(const uint8_t (&holders)[kViewHolders]) const {

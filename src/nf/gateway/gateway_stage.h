@@ -368,6 +368,8 @@ class GatewayStage final : public Stage {
   uint16_t first_live(const uint8_t (&holders)[kViewHolders]) const;  // 0: none
   // Who takes over a copy whose processor is gone (0: this node decides).
   uint16_t takeover_node(const uint8_t* frame, const ConnRecord& r) const;
+  uint16_t slot_holder(uint32_t slot) const;  // the first live holder with copies
+  static bool listed(const uint8_t (&holders)[kViewHolders], uint16_t node);
   bool from_peer(const uint8_t* frame) const;  // its source MAC is a live peer's
   void promote(uint32_t idx);
   void fill_sync(const ConnRecord& r, FlowSync* s, FlowSyncOp op, Tick now) const;

@@ -78,7 +78,8 @@ class CookieKeyring {
   // (0, 1, or 2 after a long idle gap, which retires both keys).
   uint32_t advance(uint64_t now_ns);
   // On demand: the current key becomes the previous one (still accepted);
-  // the old previous key is dropped.
+  // the old previous key is dropped. Per node: until the next time-based
+  // rotation, this node's cookies do not open on its cluster peers.
   void rotate();
   // Same, and later keys are derived from `new_master`.
   void rotate(const SipKey& new_master);
