@@ -606,6 +606,55 @@ TEST_F(Cluster, AHolderThatJustJoinedIsPassedOver) {
   EXPECT_EQ(b_.counter("sync_promoted"), 1u);
 }
 
+// The backend answers our SYN with a bare ACK: it holds that 4-tuple (an
+// earlier connection on the SNAT port, e.g. of this node's previous life).
+// The flow moves to another port of the same partition, the client's SYN
+// again opens it there, and the holders get a full record with the new port.
+TEST_F(Cluster, BackendHoldingTheTupleMovesTheFlowToAnotherPort) {
+  const Bytes syn = seg({kClient, kVip, 40019, 80, kTcpSyn, 1000});
+  const Bytes first = a_.one(syn);
+  ASSERT_FALSE(first.empty());
+  const uint16_t port = ends_of(first).sport;
+  a_.export_wire();  // the holders have it
+  EXPECT_TRUE(a_.one(seg({kDip, kSnat[1], kBport, port, kTcpAck, 777, 5555})).empty());
+  EXPECT_EQ(a_.counter("snat_rekeyed"), 1u);
+  EXPECT_EQ(a_.counter("drop_backend_tuple_busy"), 1u);
+  const Bytes again = a_.one(syn);  // the client's SYN, retransmitted
+  ASSERT_FALSE(again.empty());
+  const uint16_t port2 = ends_of(again).sport;
+  EXPECT_NE(port2, port);
+  EXPECT_EQ(a_.gw().snat()->partition_of(port2), a_.gw().snat()->partition_of(port));
+  // The backend answers the new port; the old one is no longer this flow's.
+  const Bytes synack = a_.one(seg({kDip, kSnat[1], kBport, port2, kTcpSyn | kTcpAck, 5000, 1001}));
+  ASSERT_FALSE(synack.empty());
+  EXPECT_EQ(ends_of(synack).dst, kClient);
+  const auto recs = a_.export_wire();
+  ASSERT_FALSE(recs.empty());
+  FlowSync s;
+  ASSERT_EQ(decode_flow_sync(recs[0].first, recs[0].second.data(), recs[0].second.size(), &s),
+            FlowSyncError::kOk);
+  EXPECT_EQ(s.op, FlowSyncOp::kFull);
+  EXPECT_EQ(s.snat_port, port2);
+}
+
+// The same with the SYN proxy: the client's zero-window probe sends the
+// backend SYN again, from the new port.
+TEST_F(Cluster, SynProxyFlowMovesToAnotherPortToo) {
+  const Bytes synack = a_.one(seg({kClient, kProxyVip, 40020, 443, kTcpSyn, 1000}));
+  PacketMeta m;
+  ASSERT_EQ(parse_packet(synack.data(), static_cast<uint32_t>(synack.size()), &m), ParseError::kOk);
+  const uint32_t cookie = m.tcp_seq;
+  const Bytes bsyn = a_.one(seg({kClient, kProxyVip, 40020, 443, kTcpAck, 1001, cookie + 1}));
+  ASSERT_FALSE(bsyn.empty());
+  const uint16_t port = ends_of(bsyn).sport;
+  EXPECT_TRUE(a_.one(seg({kDip, kSnat[1], kBport, port, kTcpAck, 777, 5555})).empty());
+  EXPECT_EQ(a_.counter("snat_rekeyed"), 1u);
+  const Bytes again = a_.one(seg({kClient, kProxyVip, 40020, 443, kTcpAck, 1000, cookie + 1}));
+  ASSERT_FALSE(again.empty());
+  EXPECT_NE(ends_of(again).sport, port);
+  EXPECT_EQ(ends_of(again).dst, kDip);
+}
+
 // The export queue never overflows into lost changes: when it is full, the
 // next export sends every live flow again.
 TEST(ClusterQueue, OverflowResendsEverything) {

@@ -314,6 +314,41 @@ bool GatewayStage::is_closed(const ConnRecord& r) const {
   return st == TcpState::kTimeWait || st == TcpState::kClose;
 }
 
+bool GatewayStage::handshake_pending(const ConnRecord& r) {
+  if ((r.flags & (kRecNat | kRecEgress)) != kRecNat || r.proto != kProtoTcp) return false;
+  if (r.flags & kRecSynProxy) return !r.sp.open();
+  return r.fw.kind == FwKind::kTcp && r.fw.tcp_state() == TcpState::kSynSent;
+}
+
+bool GatewayStage::rekey_snat(uint32_t idx) {
+  ConnRecord& r = records_[idx];
+  if (r.flags & (kRecForeign | kRecStandby)) return false;
+  SnatPortAllocator& pool = pool_of(r);
+  const SnatLease old = r.lease;
+  SnatLease fresh;
+  if (!pool.alloc(pool.partition_of(old.port), old.address, &fresh)) return false;
+  const FlowKey ok = reply_key(r);
+  table_.erase(ok, hash(ok));
+  r.lease = fresh;
+  const FlowKey nk = reply_key(r);
+  auto ins = table_.insert(nk, hash(nk), r.deadline);
+  if (ins.status != InsertStatus::kInserted) {  // back as it was
+    pool.free(fresh);
+    r.lease = old;
+    ins = table_.insert(ok, hash(ok), r.deadline);
+  }
+  if (ins.status == InsertStatus::kInserted)
+    table_.value(ins.ref.idx) = ConnLink{idx, kLinkReply, {}};
+  table_moved_ = true;
+  if (r.lease.port == old.port) return false;
+  pool.free(old);  // to its queue's tail: the last one taken again
+  // The holders' copies have the old port (write-once): a full record again.
+  r.seen &= static_cast<uint8_t>(~kSyncSent);
+  mark_dirty(idx);
+  counters_.inc(GatewayCounter::kSnatRekeyed);
+  return true;
+}
+
 bool GatewayStage::sync_closed_state(const FwConnState& fw) {
   return fw.kind == FwKind::kTcp &&
          (fw.tcp_state() == TcpState::kTimeWait || fw.tcp_state() == TcpState::kClose);
@@ -520,6 +555,17 @@ bool GatewayStage::on_hit_inner(Burst& b, uint32_t i, Table::Ref ref, Tick now) 
     return dsr_forward(b, i, r);
   }
   const bool sp = (r.flags & kRecSynProxy) != 0;
+
+  // The backend answers our SYN with a bare ACK: the 4-tuple is taken there
+  // (an earlier connection on this SNAT port, still open or in TIME_WAIT,
+  // e.g. one of this node's previous life), and it would go on answering so.
+  // The flow moves to another port of its partition; the client's next
+  // packet (its SYN again; with the SYN proxy, its probe) opens it there.
+  if (dir == kLinkReply && (m.tcp_flags & (kTcpSyn | kTcpAck | kTcpRst)) == kTcpAck &&
+      handshake_pending(r)) {
+    rekey_snat(link.record);
+    return drop(GatewayCounter::kDropBackendTupleBusy);
+  }
 
   // The backend's SYN-ACK to our SYN: answer it with the client's ACK, and
   // open the client's window (our cookie SYN-ACK offered zero).
@@ -978,6 +1024,10 @@ void GatewayStage::process(Burst& b) {
     }
     const bool ok =
         r.found() ? on_hit(b, i, r, now) : on_miss(b, i, keys[j], hashes[j], now, &mutated);
+    if (table_moved_) {  // (rekey_snat(): an insert)
+      mutated = true;
+      table_moved_ = false;
+    }
     if (has_reused_lease_) {  // not taken (a SYN-proxy cookie, a drop): back to the pool
       snat_[fam(reused_family)]->free(reused_lease_);
       has_reused_lease_ = false;

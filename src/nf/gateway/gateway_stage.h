@@ -113,6 +113,8 @@ static_assert(sizeof(ConnLink) == 8);
   X(kDropNoBackend, "drop_no_backend")             /* VIP without a usable pool */               \
   X(kDropBackendKilled, "drop_backend_killed")     /* killed DIP, not TCP (or a RST) */          \
   X(kDropUnknownBackend, "drop_unknown_backend")   /* recorded version gone */                   \
+  X(kSnatRekeyed, "snat_rekeyed") /* the backend held the 4-tuple: another port */               \
+  X(kDropBackendTupleBusy, "drop_backend_tuple_busy") /* its bare ACK to our SYN */              \
   X(kDropSnatExhausted, "drop_snat_exhausted")                                                   \
   X(kDropRecordPoolFull, "drop_record_pool_full")                                                \
   X(kDropTableFull, "drop_table_full")                                                           \
@@ -316,6 +318,9 @@ class GatewayStage final : public Stage {
   bool is_closed(const ConnRecord& r) const;     // an LB connection that is over
   static bool sync_closed(const ConnRecord& r);  // a TCP flow not worth a copy
   static bool sync_closed_state(const FwConnState& fw);
+  static bool handshake_pending(const ConnRecord& r);  // FullNAT TCP, backend not open
+  // Another SNAT port of the flow's partition (the backend holds the 4-tuple).
+  bool rekey_snat(uint32_t idx);
   // Erases its keys and frees it. With `kept`, a FullNAT connection's SNAT
   // lease is not freed but handed to the caller (true if so).
   bool end_connection(uint32_t idx, SnatLease* kept = nullptr);
@@ -392,6 +397,7 @@ class GatewayStage final : public Stage {
   bool has_reused_lease_ = false;
   SynProxy proxy_;
   uint64_t cookie_offset_;                 // GatewayConfig::cookie_clock_offset_ns
+  bool table_moved_ = false;               // an insert on the hit path: later refs are stale
   std::vector<GatewayVipConfig> vip_cfg_;  // by VipId (options, key; pool owned by the LB)
   std::vector<uint8_t> vip_removed_;       // by VipId
   Table table_;
