@@ -309,9 +309,7 @@ bool GatewayStage::is_closed(const ConnRecord& r) const {
   // Its backend was killed: the old connection is over (it was reset).
   if (lb_.is_killed(r.lb.vip, r.lb.version, r.lb.backend)) return true;
   if (r.flags & kRecDsr) return (r.seen & (kSeenFin | kSeenRst)) != 0;
-  if (r.fw.kind != FwKind::kTcp) return false;
-  const TcpState st = r.fw.tcp_state();
-  return st == TcpState::kTimeWait || st == TcpState::kClose;
+  return sync_closed_state(r.fw);
 }
 
 bool GatewayStage::handshake_pending(const ConnRecord& r) {
