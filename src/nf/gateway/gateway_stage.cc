@@ -312,6 +312,16 @@ bool GatewayStage::is_closed(const ConnRecord& r) const {
   return sync_closed_state(r.fw);
 }
 
+bool GatewayStage::adopt_built(Burst& b, uint32_t i, SynProxyCounter ev, const uint8_t* out,
+                               const BuiltFrame& f) {
+  proxy_.count(ev);
+  if (is_drop(ev) || f.len > kMaxFrameLen) return drop(GatewayCounter::kDropSynProxy);
+  std::memcpy(b.pkts[i].data, out, f.len);
+  b.pkts[i].len = f.len;
+  b.meta[i] = f.meta;
+  return true;
+}
+
 bool GatewayStage::handshake_pending(const ConnRecord& r) {
   if ((r.flags & (kRecNat | kRecEgress)) != kRecNat || r.proto != kProtoTcp) return false;
   if (r.flags & kRecSynProxy) return !r.sp.open();
@@ -578,12 +588,8 @@ bool GatewayStage::on_hit_inner(Burst& b, uint32_t i, Table::Ref ref, Tick now) 
     send_window_update(b, i, r);
     uint8_t out[kScratch];
     BuiltFrame f;
-    ev = build_backend_ack(r.sp, frame, m, out, sizeof out, &f);
-    proxy_.count(ev);
-    if (is_drop(ev) || f.len > kMaxFrameLen) return drop(GatewayCounter::kDropSynProxy);
-    std::memcpy(frame, out, f.len);
-    b.pkts[i].len = f.len;
-    m = f.meta;
+    if (!adopt_built(b, i, build_backend_ack(r.sp, frame, m, out, sizeof out, &f), out, f))
+      return false;
     // Already in the backend's address space (SNAT -> DIP): no rewrite.
     const FwVerdict v2 = fw_.track(r.fw, frame, m, false);
     if (!v2.accepted()) return drop(GatewayCounter::kDropFirewall);
@@ -611,12 +617,8 @@ bool GatewayStage::on_hit_inner(Burst& b, uint32_t i, Table::Ref ref, Tick now) 
     }
     uint8_t out[kScratch];
     BuiltFrame f;
-    ev = build_backend_syn(frame, m, ack, out, sizeof out, &f);
-    proxy_.count(ev);
-    if (is_drop(ev) || f.len > kMaxFrameLen) return drop(GatewayCounter::kDropSynProxy);
-    std::memcpy(frame, out, f.len);
-    b.pkts[i].len = f.len;
-    m = f.meta;
+    if (!adopt_built(b, i, build_backend_syn(frame, m, ack, out, sizeof out, &f), out, f))
+      return false;
     const FwVerdict v = fw_.track(r.fw, frame, m, false);
     if (!v.accepted()) return drop(GatewayCounter::kDropFirewall);
     refresh(v);
@@ -885,12 +887,8 @@ bool GatewayStage::on_miss(Burst& b, uint32_t i, const FlowKey& dkey, uint64_t d
   if (is_drop(ev)) return drop(GatewayCounter::kDropSynProxy);
   const SynProxyState sp = synproxy_begin(ack, vc.synproxy_options);
   BuiltFrame f;
-  ev = build_backend_syn(frame, m, ack, out, sizeof out, &f);
-  proxy_.count(ev);
-  if (is_drop(ev) || f.len > kMaxFrameLen) return drop(GatewayCounter::kDropSynProxy);
-  std::memcpy(frame, out, f.len);
-  b.pkts[i].len = f.len;
-  m = f.meta;
+  if (!adopt_built(b, i, build_backend_syn(frame, m, ack, out, sizeof out, &f), out, f))
+    return false;
   counters_.inc(GatewayCounter::kSynProxyBackendSyn);
   *mutated = true;
   return create(b, i, dkey, dhash, vip, now, &sp);

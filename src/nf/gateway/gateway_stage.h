@@ -319,6 +319,9 @@ class GatewayStage final : public Stage {
   static bool sync_closed(const ConnRecord& r);  // a TCP flow not worth a copy
   static bool sync_closed_state(const FwConnState& fw);
   static bool handshake_pending(const ConnRecord& r);  // FullNAT TCP, backend not open
+  // A frame the SYN proxy built in `out` replaces packet i (false: a counted drop).
+  bool adopt_built(Burst& b, uint32_t i, SynProxyCounter ev, const uint8_t* out,
+                   const BuiltFrame& f);
   // Another SNAT port of the flow's partition (the backend holds the 4-tuple).
   bool rekey_snat(uint32_t idx);
   // Erases its keys and frees it. With `kept`, a FullNAT connection's SNAT
