@@ -153,6 +153,14 @@ uint16_t open_conn(Node& n, uint16_t node_id, uint16_t cport) {
   return port;
 }
 
+// A SYN to the SYN-proxied VIP through `n`: the cookie (our ISN) of its SYN-ACK.
+uint32_t cookie_from(Node& n, uint16_t cport) {
+  const Bytes synack = n.one(seg({kClient, kProxyVip, cport, 443, kTcpSyn, 1000}));
+  PacketMeta m;
+  EXPECT_EQ(parse_packet(synack.data(), static_cast<uint32_t>(synack.size()), &m), ParseError::kOk);
+  return m.tcp_seq;
+}
+
 class Cluster : public ::testing::Test {
  protected:
   ManualClock clock_{1000 * kSec};
@@ -321,10 +329,7 @@ TEST_F(Cluster, StandbyExpiresWithoutItsProcessor) {
 // A SYN-proxied flow carries its sequence translation: the holder goes on
 // translating where the processor stopped.
 TEST_F(Cluster, SynProxyFlowKeepsItsTranslation) {
-  const Bytes synack = a_.one(seg({kClient, kProxyVip, 40006, 443, kTcpSyn, 1000}));
-  PacketMeta m;
-  ASSERT_EQ(parse_packet(synack.data(), static_cast<uint32_t>(synack.size()), &m), ParseError::kOk);
-  const uint32_t cookie = m.tcp_seq;
+  const uint32_t cookie = cookie_from(a_, 40006);
   const Bytes bsyn = a_.one(seg({kClient, kProxyVip, 40006, 443, kTcpAck, 1001, cookie + 1}));
   ASSERT_FALSE(bsyn.empty());
   const uint16_t port = ends_of(bsyn).sport;
@@ -341,6 +346,7 @@ TEST_F(Cluster, SynProxyFlowKeepsItsTranslation) {
   const Bytes back = b_.one(reply);
   ASSERT_FALSE(back.empty());
   EXPECT_EQ(back, a_.one(reply));
+  PacketMeta m;
   ASSERT_EQ(parse_packet(back.data(), static_cast<uint32_t>(back.size()), &m), ParseError::kOk);
   EXPECT_EQ(m.tcp_seq, cookie + 1);  // the backend's 7001 in the client's space
 }
@@ -350,10 +356,7 @@ TEST_F(Cluster, SynProxyFlowKeepsItsTranslation) {
 // when the client speaks (its zero-window probe), and the handshake ends
 // there. (Before, the client's probes were dropped until it gave up.)
 TEST_F(Cluster, TakenOverSynProxyHandshakeSendsTheBackendSynAgain) {
-  const Bytes synack = a_.one(seg({kClient, kProxyVip, 40017, 443, kTcpSyn, 1000}));
-  PacketMeta m;
-  ASSERT_EQ(parse_packet(synack.data(), static_cast<uint32_t>(synack.size()), &m), ParseError::kOk);
-  const uint32_t cookie = m.tcp_seq;
+  const uint32_t cookie = cookie_from(a_, 40017);
   const Bytes bsyn = a_.one(seg({kClient, kProxyVip, 40017, 443, kTcpAck, 1001, cookie + 1}));
   ASSERT_FALSE(bsyn.empty());
   b_.import_wire(a_.export_wire());  // the copy, the backend's SYN-ACK not yet seen
@@ -382,16 +385,14 @@ TEST_F(Cluster, TakenOverSynProxyHandshakeSendsTheBackendSynAgain) {
 // A cookie ACK opens its flow on the node that receives it, clustered or not
 // (the SYN-proxy key is the cluster's): it is not handed to a holder.
 TEST_F(Cluster, CookieAckOpensLocally) {
-  const Bytes synack = a_.one(seg({kClient, kProxyVip, 40007, 443, kTcpSyn, 1000}));
-  PacketMeta m;
-  ASSERT_EQ(parse_packet(synack.data(), static_cast<uint32_t>(synack.size()), &m), ParseError::kOk);
+  const uint32_t cookie = cookie_from(a_, 40007);
   ClusterView view;
   view.live = 0b11;
   std::memcpy(view.mac[1], kMac[1], 6);
   for (uint32_t s = 0; s < kSlots; ++s)
     view.holders[s][0] = 1;
   b_.gw().set_cluster_view(&view);
-  const Bytes bsyn = b_.one(seg({kClient, kProxyVip, 40007, 443, kTcpAck, 1001, m.tcp_seq + 1}));
+  const Bytes bsyn = b_.one(seg({kClient, kProxyVip, 40007, 443, kTcpAck, 1001, cookie + 1}));
   ASSERT_FALSE(bsyn.empty());
   EXPECT_EQ(ends_of(bsyn).dst, kDip);
   EXPECT_EQ(b_.counter("sync_miss_redirected"), 0u);
@@ -640,10 +641,7 @@ TEST_F(Cluster, BackendHoldingTheTupleMovesTheFlowToAnotherPort) {
 // The same with the SYN proxy: the client's zero-window probe sends the
 // backend SYN again, from the new port.
 TEST_F(Cluster, SynProxyFlowMovesToAnotherPortToo) {
-  const Bytes synack = a_.one(seg({kClient, kProxyVip, 40020, 443, kTcpSyn, 1000}));
-  PacketMeta m;
-  ASSERT_EQ(parse_packet(synack.data(), static_cast<uint32_t>(synack.size()), &m), ParseError::kOk);
-  const uint32_t cookie = m.tcp_seq;
+  const uint32_t cookie = cookie_from(a_, 40020);
   const Bytes bsyn = a_.one(seg({kClient, kProxyVip, 40020, 443, kTcpAck, 1001, cookie + 1}));
   ASSERT_FALSE(bsyn.empty());
   const uint16_t port = ends_of(bsyn).sport;
