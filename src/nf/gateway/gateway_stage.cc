@@ -5,6 +5,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "nf/gateway/client_syn.h"
 #include "nf/nat/rewrite.h"
 #include "nf/synproxy/translate.h"
 #include "packet/parser.h"
@@ -31,6 +32,8 @@ FlowKey directional(const FlowKey& canonical, bool reversed) {
 }
 
 constexpr uint32_t kScratch = 512;  // handshake frames the SYN proxy builds
+// How often the stage sends a client's SYN again itself (client_syn.h).
+constexpr uint8_t kMaxClientSynSends = 3;
 
 // Validates the connection count before anything is allocated for it.
 ConnTableConfig table_config(const GatewayConfig& cfg) {
@@ -357,6 +360,28 @@ bool GatewayStage::rekey_snat(uint32_t idx) {
   return true;
 }
 
+bool GatewayStage::send_client_syn_again(Burst& b, uint32_t i, ConnRecord& r) {
+  ClientSyn cs = load_client_syn(r.sp);
+  // Bounded: a backend that turns every port away gets the client's own
+  // retransmissions only.
+  if (cs.sends >= kMaxClientSynSends) return false;
+  ++cs.sends;
+  store_client_syn(cs, &r.sp);
+  uint8_t out[kScratch];
+  PacketMeta meta;
+  const uint32_t len =
+      write_client_syn(cs, b.pkts[i].data, b.meta[i], snat_addr(r), r.lease.port, out, sizeof out);
+  if (len == 0 || len > kMaxFrameLen || parse_packet(out, len, &meta) != ParseError::kOk)
+    return false;
+  std::memcpy(b.pkts[i].data, out, len);
+  b.pkts[i].len = len;
+  b.meta[i] = meta;
+  b.l2[i] = L2Action::kRoute;  // to the backend, whichever way the ACK came
+  maybe_clamp(b.pkts[i].data, b.meta[i], r);
+  counters_.inc(GatewayCounter::kClientSynAgain);
+  return true;
+}
+
 bool GatewayStage::sync_closed_state(const FwConnState& fw) {
   return fw.kind == FwKind::kTcp &&
          (fw.tcp_state() == TcpState::kTimeWait || fw.tcp_state() == TcpState::kClose);
@@ -569,9 +594,17 @@ bool GatewayStage::on_hit_inner(Burst& b, uint32_t i, Table::Ref ref, Tick now) 
   // e.g. one of this node's previous life), and it would go on answering so.
   // The flow moves to another port of its partition; the client's next
   // packet (its SYN again; with the SYN proxy, its probe) opens it there.
+  // Without the SYN proxy the client's SYN, kept in the record, goes again
+  // at once from the new port (client_syn.h); else the client's next packet
+  // does it.
   if (dir == kLinkReply && (m.tcp_flags & (kTcpSyn | kTcpAck | kTcpRst)) == kTcpAck &&
       handshake_pending(r)) {
-    rekey_snat(link.record);
+    if (rekey_snat(link.record) && !sp && send_client_syn_again(b, i, r)) {
+      const FwVerdict v = fw_.track(r.fw, frame, m, false);
+      if (!v.accepted()) return drop(GatewayCounter::kDropFirewall);
+      refresh(v);
+      return true;
+    }
     return drop(GatewayCounter::kDropBackendTupleBusy);
   }
 
@@ -683,6 +716,13 @@ bool GatewayStage::create(Burst& b, uint32_t i, const FlowKey& dkey, uint64_t dh
   if (idx == UINT32_MAX) return drop(GatewayCounter::kDropRecordPoolFull);
   ConnRecord& r = records_[idx];
   r.family = m.family;
+  if (!dsr && m.proto == kProtoTcp && sp == nullptr) {
+    // The SYN, should the backend turn it away (client_syn.h); options that
+    // do not parse leave nothing to send again.
+    ClientSyn cs;
+    if (!read_client_syn(frame, m, &cs)) cs.sends = kMaxClientSynSends;
+    store_client_syn(cs, &r.sp);
+  }
   if (!dsr && has_reused_lease_) {
     r.lease = reused_lease_;  // see process(): a reopened tuple keeps its port
     has_reused_lease_ = false;

@@ -61,7 +61,7 @@ inline constexpr uint8_t kSyncQueued = 1u << 3;
 // (lb.vip), and for egress the destination (dip_*).
 struct alignas(64) ConnRecord {
   FwConnState fw;           // 48
-  SynProxyState sp;         // 16
+  SynProxyState sp;         // 16; no SYN proxy: the client's SYN (client_syn.h)
   LbConn lb;                // 12
   SnatLease lease;          // 8
   uint8_t client_addr[16];  // original source (network order)
@@ -113,7 +113,8 @@ static_assert(sizeof(ConnLink) == 8);
   X(kDropNoBackend, "drop_no_backend")             /* VIP without a usable pool */               \
   X(kDropBackendKilled, "drop_backend_killed")     /* killed DIP, not TCP (or a RST) */          \
   X(kDropUnknownBackend, "drop_unknown_backend")   /* recorded version gone */                   \
-  X(kSnatRekeyed, "snat_rekeyed") /* the backend held the 4-tuple: another port */               \
+  X(kSnatRekeyed, "snat_rekeyed")        /* the backend held the 4-tuple: another port */        \
+  X(kClientSynAgain, "client_syn_again") /* ... and the client's SYN sent from there */          \
   X(kDropBackendTupleBusy, "drop_backend_tuple_busy") /* its bare ACK to our SYN */              \
   X(kDropSnatExhausted, "drop_snat_exhausted")                                                   \
   X(kDropRecordPoolFull, "drop_record_pool_full")                                                \
@@ -324,6 +325,9 @@ class GatewayStage final : public Stage {
                    const BuiltFrame& f);
   // Another SNAT port of the flow's partition (the backend holds the 4-tuple).
   bool rekey_snat(uint32_t idx);
+  // Packet i (the backend's bare ACK) becomes the client's SYN from the
+  // flow's new port (client_syn.h); false if there is none to send.
+  bool send_client_syn_again(Burst& b, uint32_t i, ConnRecord& r);
   // Erases its keys and frees it. With `kept`, a FullNAT connection's SNAT
   // lease is not freed but handed to the caller (true if so).
   bool end_connection(uint32_t idx, SnatLease* kept = nullptr);

@@ -10,6 +10,7 @@
 #include "common/clock.h"
 #include "nf/gateway/gateway_stage.h"
 #include "packet/builder.h"
+#include "packet/checksum.h"
 #include "packet/parser.h"
 #include "pipeline/parse_stage.h"
 #include "pipeline/pipeline.h"
@@ -727,6 +728,91 @@ TEST(Gateway, ReusedClientPortOfAFinishedConnectionIsScheduledAfresh) {
   // A SYN on a live connection is not a reuse (a retransmission).
   ASSERT_FALSE(h.one(seg({kClient, kVip, kCport, 80, kTcpSyn, 90000})).empty());
   EXPECT_EQ(h.counters()["conns_reused"], 1u);
+}
+
+// The backend answers our SYN with a bare ACK: it still holds the SNAT
+// 4-tuple (TIME_WAIT of an unrelated connection, e.g. one from before a
+// restart) and the client's timestamps failed its PAWS check. The flow moves
+// to another SNAT port and the client's SYN, its ISN and options, goes from
+// there at once instead of after the client's 1 s retransmission timer; the
+// backend's SYN-ACK on the new port reaches the client as usual.
+TEST(Gateway, BackendHoldingTheTupleGetsTheClientsSynAgainFromAnotherPort) {
+  Harness h;
+  const Bytes syn = seg_builder({kClient, kVip, kCport, 80, kTcpSyn, 1000})
+                        .mss(1460)
+                        .sack_permitted()
+                        .timestamps(777, 0)
+                        .wscale(7)
+                        .window(64240)
+                        .build();
+  const Bytes first = h.one(syn);
+  ASSERT_FALSE(first.empty());
+  const Endpoints e = endpoints_of(first);
+  const char* dip = e.dst.c_str();
+  uint16_t port = e.sport;
+  for (int n = 1; n <= 3; ++n) {
+    const Bytes again = h.one(seg({dip, kSnat, kBport, port, kTcpAck, 9999, 4242}));
+    ASSERT_FALSE(again.empty()) << n;
+    PacketMeta m;
+    ASSERT_EQ(parse_packet(again.data(), static_cast<uint32_t>(again.size()), &m), ParseError::kOk);
+    EXPECT_TRUE(l4_checksum_ok(again.data(), m));
+    EXPECT_EQ(endpoints_of(again).dst, e.dst);
+    EXPECT_EQ(IpAddress::from_bytes(m.family, again.data() + m.src_off).to_string(), kSnat);
+    EXPECT_NE(m.sport, port);
+    EXPECT_EQ(m.dport, kBport);
+    EXPECT_EQ(m.tcp_flags, kTcpSyn);
+    EXPECT_EQ(m.tcp_seq, 1000u);
+    EXPECT_EQ(m.tcp_window, 64240);
+    TcpOptions o;
+    ASSERT_EQ(parse_tcp_options(again.data(), m, &o), ParseError::kOk);
+    EXPECT_EQ(o.mss, 1400);  // the VIP's clamp, as on the first SYN
+    EXPECT_TRUE(o.sack_permitted);
+    EXPECT_TRUE(o.has_timestamps);
+    EXPECT_EQ(o.ts_val, 777u);
+    EXPECT_EQ(o.ts_ecr, 0u);
+    EXPECT_EQ(o.wscale, 7);
+    port = m.sport;
+    auto c = h.counters();
+    EXPECT_EQ(c["snat_rekeyed"], static_cast<uint64_t>(n));
+    EXPECT_EQ(c["client_syn_again"], static_cast<uint64_t>(n));
+    EXPECT_EQ(c["drop_backend_tuple_busy"], 0u);
+  }
+  // The backend opens on the last port: the client sees its SYN-ACK from the
+  // VIP, and the data flows on that port.
+  EXPECT_EQ(h.one(seg({dip, kSnat, kBport, port, kTcpSyn | kTcpAck, 5000, 1001})),
+            seg({kVip, kClient, 80, kCport, kTcpSyn | kTcpAck, 5000, 1001}));
+  EXPECT_EQ(h.one(seg({kClient, kVip, kCport, 80, kTcpAck, 1001, 5001})),
+            seg({kSnat, dip, port, kBport, kTcpAck, 1001, 5001}));
+  auto c = h.counters();
+  EXPECT_EQ(c["conns_live"], 1u);
+  EXPECT_EQ(h.gw().table().size(), 2u);  // only the live port's reply key
+  EXPECT_EQ(h.gw().snat()->free_ports(0), 99u);
+}
+
+// Bounded: a backend that turns every port away gets three SYNs from the
+// gateway, then only the client's own retransmissions (each moves the flow
+// again), never a SYN per ACK.
+TEST(Gateway, ClientSynIsSentAgainAtMostThreeTimes) {
+  Harness h;
+  const Bytes first = h.one(seg({kClient, kVip, kCport, 80, kTcpSyn, 1000}));
+  ASSERT_FALSE(first.empty());
+  const Endpoints e = endpoints_of(first);
+  uint16_t port = e.sport;
+  for (int n = 0; n < 3; ++n) {
+    const Bytes again = h.one(seg({e.dst.c_str(), kSnat, kBport, port, kTcpAck, 9999, 4242}));
+    ASSERT_FALSE(again.empty());
+    port = endpoints_of(again).sport;
+  }
+  EXPECT_TRUE(h.one(seg({e.dst.c_str(), kSnat, kBport, port, kTcpAck, 9999, 4242})).empty());
+  auto c = h.counters();
+  EXPECT_EQ(c["client_syn_again"], 3u);
+  EXPECT_EQ(c["snat_rekeyed"], 4u);
+  EXPECT_EQ(c["drop_backend_tuple_busy"], 1u);
+  // The client's retransmission goes out from the flow's newest port.
+  const Bytes retx = h.one(seg({kClient, kVip, kCport, 80, kTcpSyn, 1000}));
+  ASSERT_FALSE(retx.empty());
+  EXPECT_NE(endpoints_of(retx).sport, port);
+  EXPECT_EQ(h.gw().snat()->free_ports(0), 99u);
 }
 
 TEST(Gateway, SourceSchedulerKeepsAClientOnOneBackend) {
