@@ -299,11 +299,27 @@ GatewayStage::Tick GatewayStage::on_expire(Tick now, const FlowKey& key, ConnLin
   return free_it;
 }
 
-bool GatewayStage::is_reuse(const PacketMeta& m, const ConnLink& link) const {
-  if (link.direction != kLinkOriginal || m.proto != kProtoTcp ||
-      (m.tcp_flags & (kTcpSyn | kTcpAck | kTcpRst)) != kTcpSyn)
-    return false;
-  return is_closed(records_[link.record]);
+GatewayStage::Reopen GatewayStage::reopens(const Burst& b, uint32_t i, const ConnLink& link) {
+  const PacketMeta& m = b.meta[i];
+  if (link.direction != kLinkOriginal || m.proto != kProtoTcp) return Reopen::kNo;
+  const ConnRecord& r = records_[link.record];
+  if ((m.tcp_flags & (kTcpSyn | kTcpAck | kTcpRst)) == kTcpSyn)
+    return is_closed(r) ? Reopen::kSyn : Reopen::kNo;
+  // Only closed SYN-proxy connections pay for a cookie check (an ACK on a
+  // TIME_WAIT tuple is rare: the client's last ACK again).
+  if ((m.tcp_flags & (kTcpSyn | kTcpAck | kTcpRst | kTcpFin)) != kTcpAck ||
+      !(r.flags & kRecSynProxy) || !is_closed(r) || !synproxy_vip(b.pkts[i].data, m))
+    return Reopen::kNo;
+  CookieAck ack;
+  return is_drop(proxy_.check_ack(b.pkts[i].data, m, b.now_ns + cookie_offset_, &ack))
+             ? Reopen::kNo
+             : Reopen::kCookie;
+}
+
+bool GatewayStage::synproxy_vip(const uint8_t* frame, const PacketMeta& m) {
+  if (!m.has(kMetaHasL4) || m.has(kMetaFragment) || m.proto != kProtoTcp) return false;
+  const VipId vip = lb_.lookup_vip(m.family, frame + m.dst_off, m.proto, m.dport);
+  return vip != kNoVip && vip_cfg_[vip].synproxy && vip_cfg_[vip].mode != VipMode::kDsr;
 }
 
 bool GatewayStage::is_closed(const ConnRecord& r) const {
@@ -1023,8 +1039,9 @@ void GatewayStage::process(Burst& b) {
     // opens here, where the router sends it (below, as any reuse). Handed
     // to the old connection's processor, it would make that node process
     // every later connection on the tuple, each packet handed over.
+    const Reopen reopen = r.found() ? reopens(b, i, table_.value(r.idx)) : Reopen::kNo;
     if (clustered() && r.found() && (records_[table_.value(r.idx).record].flags & kRecStandby) &&
-        !is_reuse(b.meta[i], table_.value(r.idx))) {
+        reopen == Reopen::kNo) {
       // Another node's flow: to it while it lives, else ours from now on.
       const uint32_t rec = table_.value(r.idx).record;
       const uint16_t p = records_[rec].lb.spare;
@@ -1046,7 +1063,11 @@ void GatewayStage::process(Burst& b) {
       promote(rec);
     }
     Family reused_family = Family::kNone;
-    if (r.found() && is_reuse(b.meta[i], table_.value(r.idx))) {
+    if (reopen == Reopen::kSyn && synproxy_vip(b.pkts[i].data, b.meta[i])) {
+      // The proxy answers with a cookie and keeps no state (on_miss); the
+      // closed connection stays for the cookie's ACK to reopen (kCookie).
+      r = Table::Ref{};
+    } else if (reopen != Reopen::kNo) {
       const uint32_t rec = table_.value(r.idx).record;
       reused_family = records_[rec].family;
       // The new connection keeps the old SNAT port (create() takes it): to

@@ -314,8 +314,12 @@ class GatewayStage final : public Stage {
   // or CLOSE: the client reuses its port; or its backend was killed):
   // IPVS's conn_reuse_mode. The old connection ends and the SYN is
   // scheduled afresh, so it gets a live backend (the old one may be gone).
-  // It keeps the old SNAT port (process()).
-  bool is_reuse(const PacketMeta& m, const ConnLink& link) const;
+  // It keeps the old SNAT port (process()). With the SYN proxy the SYN is
+  // answered without state and the closed connection stays; the ACK that
+  // carries our cookie reopens it (kCookie), and takes its port.
+  enum class Reopen : uint8_t { kNo, kSyn, kCookie };
+  Reopen reopens(const Burst& b, uint32_t i, const ConnLink& link);
+  bool synproxy_vip(const uint8_t* frame, const PacketMeta& m);
   bool is_closed(const ConnRecord& r) const;     // an LB connection that is over
   static bool sync_closed(const ConnRecord& r);  // a TCP flow not worth a copy
   static bool sync_closed_state(const FwConnState& fw);

@@ -730,6 +730,60 @@ TEST(Gateway, ReusedClientPortOfAFinishedConnectionIsScheduledAfresh) {
   EXPECT_EQ(h.counters()["conns_reused"], 1u);
 }
 
+// A client reopening the tuple of a closed SYN-proxy connection: the proxy
+// answers the SYN with a cookie and no state, the closed connection stays,
+// and the ACK with the cookie reopens it on the same SNAT port. To the
+// backend that is the same client 4-tuple again (newer ISN and timestamps,
+// which its TIME_WAIT accepts); a fresh port could meet another client's
+// TIME_WAIT there and get a bare ACK instead.
+TEST(Gateway, SynProxyReopenedTupleKeepsItsSnatPort) {
+  Harness h;
+  auto cookie_of = [&](uint32_t isn) {
+    const Bytes sa =
+        h.one(seg_builder({kClient, kProxyVip, kCport, 443, kTcpSyn, isn}).mss(1460).build());
+    PacketMeta m;
+    EXPECT_EQ(parse_packet(sa.data(), static_cast<uint32_t>(sa.size()), &m), ParseError::kOk);
+    EXPECT_EQ(m.tcp_flags, kTcpSyn | kTcpAck);
+    return m.tcp_seq;
+  };
+  const uint32_t cookie = cookie_of(1000);
+  const Bytes bsyn = h.one(seg({kClient, kProxyVip, kCport, 443, kTcpAck, 1001, cookie + 1}));
+  ASSERT_FALSE(bsyn.empty());
+  const uint16_t port = endpoints_of(bsyn).sport;
+  ASSERT_EQ(h.send({seg({kDip1, kSnat, 8443, port, kTcpSyn | kTcpAck, 7000, 1001})}).size(), 2u);
+  // The backend closes first, then the client: TIME_WAIT.
+  for (const Bytes& f :
+       {seg({kDip1, kSnat, 8443, port, kTcpFin | kTcpAck, 7001, 1001}),
+        seg({kClient, kProxyVip, kCport, 443, kTcpFin | kTcpAck, 1001, cookie + 2}),
+        seg({kDip1, kSnat, 8443, port, kTcpAck, 7002, 1002})})
+    ASSERT_FALSE(h.one(f).empty());
+  // The client's last ACK again is the old connection's, not a reopening.
+  h.one(seg({kClient, kProxyVip, kCport, 443, kTcpAck, 1002, cookie + 2}));
+  EXPECT_EQ(h.counters()["conns_reused"], 0u);
+
+  const uint32_t cookie2 = cookie_of(90000);
+  EXPECT_EQ(h.gw().table().size(), 2u);  // the closed connection is still there
+  EXPECT_EQ(h.counters()["conns_reused"], 0u);
+  const Bytes bsyn2 = h.one(seg({kClient, kProxyVip, kCport, 443, kTcpAck, 90001, cookie2 + 1}));
+  ASSERT_FALSE(bsyn2.empty());
+  PacketMeta m;
+  ASSERT_EQ(parse_packet(bsyn2.data(), static_cast<uint32_t>(bsyn2.size()), &m), ParseError::kOk);
+  EXPECT_EQ(m.tcp_flags, kTcpSyn);
+  EXPECT_EQ(m.tcp_seq, 90000u);
+  EXPECT_EQ(m.sport, port);
+  auto c = h.counters();
+  EXPECT_EQ(c["conns_reused"], 1u);
+  EXPECT_EQ(c["conns_live"], 1u);
+  EXPECT_EQ(c["synproxy_backend_syn"], 2u);
+  EXPECT_EQ(h.gw().table().size(), 2u);
+  EXPECT_EQ(h.gw().snat()->free_ports(0), 99u);
+  // The backend's SYN-ACK on that port opens the new connection.
+  const auto two = h.send({seg({kDip1, kSnat, 8443, port, kTcpSyn | kTcpAck, 50000, 90001})});
+  ASSERT_EQ(two.size(), 2u);
+  EXPECT_EQ(endpoints_of(two[0]).dst, kDip1);
+  EXPECT_EQ(endpoints_of(two[1]).dst, kClient);
+}
+
 // The backend answers our SYN with a bare ACK: it still holds the SNAT
 // 4-tuple (TIME_WAIT of an unrelated connection, e.g. one from before a
 // restart) and the client's timestamps failed its PAWS check. The flow moves
