@@ -11,6 +11,7 @@
 #include "nf/gateway/flow_sync.h"
 #include "nf/gateway/gateway_stage.h"
 #include "packet/builder.h"
+#include "packet/checksum.h"
 #include "packet/parser.h"
 #include "pipeline/parse_stage.h"
 #include "pipeline/pipeline.h"
@@ -640,15 +641,34 @@ TEST_F(Cluster, BackendHoldingTheTupleMovesTheFlowToAnotherPort) {
   EXPECT_EQ(s.snat_port, port2);
 }
 
-// The same with the SYN proxy: the client's zero-window probe sends the
-// backend SYN again, from the new port.
+// The same with the SYN proxy: the client is asked for its ACK at once (an
+// ACK one below what it expects makes it answer with a duplicate ACK), and
+// that ACK, or its zero-window probe, sends the backend SYN again from the
+// new port.
 TEST_F(Cluster, SynProxyFlowMovesToAnotherPortToo) {
   const uint32_t cookie = cookie_from(a_, 40020);
   const Bytes bsyn = a_.one(seg({kClient, kProxyVip, 40020, 443, kTcpAck, 1001, cookie + 1}));
   ASSERT_FALSE(bsyn.empty());
   const uint16_t port = ends_of(bsyn).sport;
-  EXPECT_TRUE(a_.one(seg({kDip, kSnat[1], kBport, port, kTcpAck, 777, 5555})).empty());
+  const Bytes ask = a_.one(seg({kDip, kSnat[1], kBport, port, kTcpAck, 777, 5555}));
+  ASSERT_FALSE(ask.empty());
   EXPECT_EQ(a_.counter("snat_rekeyed"), 1u);
+  EXPECT_EQ(a_.counter("synproxy_client_ack_requested"), 1u);
+  PacketMeta m;
+  ASSERT_EQ(parse_packet(ask.data(), static_cast<uint32_t>(ask.size()), &m), ParseError::kOk);
+  EXPECT_EQ(ends_of(ask).dst, kClient);
+  EXPECT_EQ(m.sport, 443);
+  EXPECT_EQ(m.dport, 40020);
+  EXPECT_EQ(m.tcp_flags, kTcpAck);
+  EXPECT_EQ(m.tcp_seq, cookie);  // one below the client's RCV.NXT: out of its window
+  EXPECT_EQ(m.tcp_ack, 1001u);
+  EXPECT_EQ(m.tcp_window, 0);
+  EXPECT_TRUE(l4_checksum_ok(ask.data(), m));
+  const Bytes dup = a_.one(seg({kClient, kProxyVip, 40020, 443, kTcpAck, 1001, cookie + 1}));
+  ASSERT_FALSE(dup.empty());
+  EXPECT_NE(ends_of(dup).sport, port);
+  EXPECT_EQ(ends_of(dup).dst, kDip);
+  EXPECT_EQ(a_.counter("synproxy_backend_syn_again"), 1u);
   const Bytes again = a_.one(seg({kClient, kProxyVip, 40020, 443, kTcpAck, 1000, cookie + 1}));
   ASSERT_FALSE(again.empty());
   EXPECT_NE(ends_of(again).sport, port);

@@ -608,18 +608,31 @@ bool GatewayStage::on_hit_inner(Burst& b, uint32_t i, Table::Ref ref, Tick now) 
   // The backend answers our SYN with a bare ACK: the 4-tuple is taken there
   // (an earlier connection on this SNAT port, still open or in TIME_WAIT,
   // e.g. one of this node's previous life), and it would go on answering so.
-  // The flow moves to another port of its partition; the client's next
-  // packet (its SYN again; with the SYN proxy, its probe) opens it there.
-  // Without the SYN proxy the client's SYN, kept in the record, goes again
-  // at once from the new port (client_syn.h); else the client's next packet
-  // does it.
+  // The flow moves to another port of its partition, and the SYN goes
+  // again from there at once: without the SYN proxy the client's, kept in
+  // the record (client_syn.h); with it, rebuilt from the client's ACK, which
+  // the client is asked for (below). Else the client's own retransmission
+  // (its SYN; with the SYN proxy, its probe) does it.
   if (dir == kLinkReply && (m.tcp_flags & (kTcpSyn | kTcpAck | kTcpRst)) == kTcpAck &&
       handshake_pending(r)) {
-    if (rekey_snat(link.record) && !sp && send_client_syn_again(b, i, r)) {
-      const FwVerdict v = fw_.track(r.fw, frame, m, false);
-      if (!v.accepted()) return drop(GatewayCounter::kDropFirewall);
-      refresh(v);
-      return true;
+    if (rekey_snat(link.record)) {
+      if (!sp && send_client_syn_again(b, i, r)) {
+        const FwVerdict v = fw_.track(r.fw, frame, m, false);
+        if (!v.accepted()) return drop(GatewayCounter::kDropFirewall);
+        refresh(v);
+        return true;
+      }
+      // With the SYN proxy the client holds what the backend SYN is built
+      // from (its ACK and our cookie): asked, it sends its ACK again at once.
+      if (sp) {
+        uint8_t out[kScratch];
+        BuiltFrame f;
+        if (!adopt_built(b, i, build_client_ack_request(r.sp, frame, m, out, sizeof out, &f), out,
+                         f))
+          return false;
+        counters_.inc(GatewayCounter::kSynProxyAckRequested);
+        return nat_forward(frame, m, r, kLinkReply);
+      }
     }
     return drop(GatewayCounter::kDropBackendTupleBusy);
   }

@@ -103,6 +103,7 @@ static_assert(sizeof(ConnLink) == 8);
   X(kSynProxySynAck, "synproxy_synack_sent")                                                     \
   X(kSynProxyBackendSyn, "synproxy_backend_syn")                                                 \
   X(kSynProxyBackendSynAgain, "synproxy_backend_syn_again") /* client spoke, backend not open */ \
+  X(kSynProxyAckRequested, "synproxy_client_ack_requested") /* backend turned our SYN away */    \
   X(kSynProxyBackendAck, "synproxy_backend_ack")                                                 \
   X(kSynProxyWindowUpdate, "synproxy_window_update")                                             \
   X(kConnsCreatedEgress, "conns_created_egress")                                                 \

@@ -269,6 +269,22 @@ SynProxyCounter build_backend_ack(const SynProxyState& st, const uint8_t* synack
   return emit(s, out, cap, built, SynProxyCounter::kBackendAckBuilt);
 }
 
+SynProxyCounter build_client_ack_request(const SynProxyState& st, const uint8_t* frame,
+                                         const PacketMeta& meta, uint8_t* out, uint32_t cap,
+                                         BuiltFrame* built) {
+  built->len = 0;
+  if (!is_tcp_segment(meta) || st.open()) return SynProxyCounter::kDropTranslateBadPacket;
+  TcpOptWriter opts;
+  if ((st.flags & kSpTimestamps) != 0) opts.timestamps(false, st.ts_delta, 0);
+  TcpFrameSpec s = tcp_frame_forward(frame, meta);
+  s.seq = st.seq_delta;  // before open: our ISN toward the client
+  s.ack = st.client_isn + 1;
+  s.flags = kTcpAck;
+  s.window = 0;
+  s.opts = &opts;
+  return emit(s, out, cap, built, SynProxyCounter::kClientAckRequestBuilt);
+}
+
 SynProxyCounter build_client_window_update(const SynProxyState& st, const uint8_t* synack,
                                            const PacketMeta& synack_meta, uint8_t* out,
                                            uint32_t cap, BuiltFrame* built) {

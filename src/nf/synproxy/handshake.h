@@ -111,6 +111,20 @@ SynProxyCounter build_backend_ack(const SynProxyState& st, const uint8_t* synack
                                   const PacketMeta& synack_meta, uint8_t* out, uint32_t cap,
                                   BuiltFrame* built);
 
+// Asks the client for its ACK again, before the backend is open (the state
+// not open): an ACK to the client one below what it expects (seq = our ISN),
+// window zero, our SYN-ACK's TSval. Out of its window, it makes the client
+// answer at once with a duplicate ACK (RFC 9293 3.10.7.4), which carries the
+// cookie again: the stage then rebuilds the backend SYN from it
+// (build_backend_syn), as from a zero-window probe, without waiting for the
+// client's persist timer. Built from a backend segment `frame` of the
+// connection (backend -> SNAT), in the backend's address space: the caller
+// translates it toward the client. (Linux rate-limits such answers to one per
+// 500 ms per socket, tcp_invalid_ratelimit: the probe stays the fallback.)
+SynProxyCounter build_client_ack_request(const SynProxyState& st, const uint8_t* frame,
+                                         const PacketMeta& meta, uint8_t* out, uint32_t cap,
+                                         BuiltFrame* built);
+
 // An ACK to the client carrying the backend's window: our SYN-ACK offered a
 // zero window so that the client sends nothing before the backend is open;
 // this opens it. Built from the backend's SYN-ACK and translated.

@@ -436,6 +436,49 @@ TEST(HandshakeTest, ZeroWindowProbeAfterALostAckIsAccepted) {
   }
 }
 
+// The backend turned our SYN away (its bare ACK): the client is asked for its
+// ACK again with a segment one below its RCV.NXT, our SYN-ACK's TSval (so
+// PAWS passes) and a zero window; its duplicate ACK is a valid cookie ACK.
+TEST(HandshakeTest, ClientAckRequestIsOutOfTheClientsWindow) {
+  for (Family f : {Family::kIpv4, Family::kIpv6}) {
+    SynProxy proxy(test_master(), CookieConfig{}, kNow);
+    const Bytes syn = from_client(f).seq(kClientIsn).syn().mss(1460).timestamps(10, 0).build();
+    uint8_t buf[256];
+    uint32_t len = 0;
+    ASSERT_EQ(proxy.answer_syn(syn.data(), parse_ok(syn), {}, kNow, buf, sizeof buf, &len),
+              SynProxyCounter::kSynCookieSent);
+    const Bytes synack(buf, buf + len);
+    const PacketMeta am = parse_ok(synack);
+    const uint32_t tsval = options_of(synack).ts_val;
+    const Bytes ack =
+        from_client(f).seq(kClientIsn + 1).ack_seq(am.tcp_seq + 1).timestamps(300, tsval).build();
+    CookieAck a;
+    ASSERT_EQ(proxy.check_ack(ack.data(), parse_ok(ack), kNow, &a), SynProxyCounter::kCookieValid);
+    const SynProxyState st = synproxy_begin(a, SynProxyVip{});
+    const Bytes bare = from_backend(f).seq(777).ack_seq(5555).build();
+    BuiltFrame bf;
+    ASSERT_EQ(build_client_ack_request(st, bare.data(), parse_ok(bare), buf, sizeof buf, &bf),
+              SynProxyCounter::kClientAckRequestBuilt);
+    const Bytes req(buf, buf + bf.len);
+    EXPECT_EQ(bf.meta.tcp_flags, kTcpAck);
+    EXPECT_EQ(bf.meta.tcp_seq, am.tcp_seq);  // our ISN: the client expects ISN + 1
+    EXPECT_EQ(bf.meta.tcp_ack, kClientIsn + 1);
+    EXPECT_EQ(bf.meta.tcp_window, 0);
+    EXPECT_TRUE(l4_checksum_ok(req.data(), bf.meta));
+    const TcpOptions o = options_of(req);
+    EXPECT_TRUE(o.has_timestamps);
+    EXPECT_EQ(o.ts_val, tsval);
+    // The client's answer (seq ISN + 1, ack cookie + 1, echoing our TSval)
+    // is the ACK above again: valid.
+    ASSERT_EQ(proxy.check_ack(ack.data(), parse_ok(ack), kNow, &a), SynProxyCounter::kCookieValid);
+    // Open, there is nothing to ask.
+    SynProxyState open = st;
+    open.flags |= kSpOpen;
+    EXPECT_TRUE(
+        is_drop(build_client_ack_request(open, bare.data(), parse_ok(bare), buf, sizeof buf, &bf)));
+  }
+}
+
 // With options_without_timestamps off, a client without timestamps gets
 // Linux's syncookie treatment: MSS only, on both legs.
 TEST(HandshakeTest, LinuxStyleCookiesDropOptionsWithoutTimestamps) {

@@ -32,6 +32,7 @@ namespace tripod {
   X(kBackendSynAckRetransmit, "backend_synack_retransmit")                           \
   X(kBackendAckBuilt, "backend_ack_built")                                           \
   X(kClientWindowUpdateBuilt, "client_window_update_built")                          \
+  X(kClientAckRequestBuilt, "client_ack_request_built")                              \
   X(kTranslatedToClient, "translated_to_client")                                     \
   X(kTranslatedToBackend, "translated_to_backend")                                   \
   X(kKeyRotation, "key_rotations")                                                   \
