@@ -13,6 +13,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -273,6 +274,7 @@ void Daemon::start_cluster() {
   ac.dead_after_ns = c.dead_after_ns;
   ac.rise = c.rise;
   ac.replicas = c.replicas;
+  ac.ack_delay_ns = std::min<uint64_t>(2 * c.checkpoint_interval_ns, 2'000'000);
   ac.slot_key = cfg_.gateway.cluster.slot_key;
   ac.ring_key = c.ring_key;
   interface_mac(cfg_.interfaces.front().name, ac.data_mac);

@@ -187,6 +187,7 @@ Agent::Agent(const AgentConfig& cfg, std::vector<FlowLink*> links, ViewSink sink
     wire::ChannelConfig cc;
     cc.peer = ap.id;
     cc.incarnation = incarnation_;
+    cc.ack_delay_ns = cfg_.ack_delay_ns;
     p->ch = std::make_unique<wire::Channel>(codec_, cc, p->sink.get());
     peers_.push_back(std::move(p));
   }

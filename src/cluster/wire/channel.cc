@@ -225,18 +225,24 @@ void Channel::on_data(const Datagram& d, uint64_t now_ns) {
     counters_.inc(ChannelCounter::kOutOfWindow);
     return;
   }
-  // Duplicates are acked again: the retransmission says our ack was lost.
   if (!ack_pending_) {
     ack_pending_ = true;
     ack_due_ns_ = now_ns + cfg_.ack_delay_ns;
+    unacked_rx_ = 0;
   }
+  // Acked at once: every kAckEvery datagrams (the sender's window stays
+  // open), and a duplicate (our ack was lost) or a datagram beyond a gap
+  // (the sack tells the sender what to resend).
+  if (++unacked_rx_ >= kAckEvery) ack_due_ns_ = now_ns;
   if (seq <= rcv_ack_ || ((rcv_bits_ >> (seq - rcv_ack_ - 1)) & 1) != 0) {
     counters_.inc(ChannelCounter::kDuplicates);
+    ack_due_ns_ = now_ns;
     return;
   }
   rcv_bits_ |= uint64_t{1} << (seq - rcv_ack_ - 1);
   counters_.inc(ChannelCounter::kDataReceived);
   if (seq != rcv_ack_ + 1) {
+    ack_due_ns_ = now_ns;
     // Beyond a gap: held until it fills (in order, so that an update never
     // overtakes the full record it builds on), and sacked meanwhile. Within
     // the window, seq % kMaxWindow is a slot of its own.

@@ -15,7 +15,8 @@
 // builds on. A datagram beyond a gap (up to 64 ahead) is copied into a reorder
 // buffer allocated at construction, sacked (the sender does not resend it)
 // and delivered when the gap fills. Acks ride on every outgoing datagram to
-// the peer, or go alone after ack_delay.
+// the peer, or go alone after ack_delay (at once after kAckEvery datagrams,
+// a duplicate or a gap).
 //
 // Sessions: the seq space of each direction belongs to the pair of
 // incarnations (sender's, receiver's); every datagram carries both. When the
@@ -179,6 +180,8 @@ class Channel {
   uint64_t peer_hb_seq_ = 0;
   bool ack_pending_ = false;
   uint64_t ack_due_ns_ = 0;
+  uint32_t unacked_rx_ = 0;  // DATA datagrams since ack_pending_ was set
+  static constexpr uint32_t kAckEvery = 8;
 
   CounterSet<ChannelCounter, size_t(ChannelCounter::kCount)> counters_;
 };
