@@ -205,6 +205,7 @@ Agent::~Agent() {
 
 void Agent::start() {
   thread_ = std::thread([this] { loop(); });
+  pthread_setname_np(thread_.native_handle(), "tripod:agent");
   // Heartbeats must not wait behind busy workers and servers: a node that
   // misses dead_after (50 ms) of them is declared dead. Real-time round
   // robin at the lowest priority, as corosync's heartbeat thread; the thread
