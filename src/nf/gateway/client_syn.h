@@ -11,6 +11,10 @@
 // client's SYN retransmission, one second. With it, the SYN goes again at
 // once from the new port and the handshake costs one more round trip.
 //
+// Not kept: ECN's ECE/CWR (ECN is then not negotiated), TCP Fast Open data
+// and cookie (the data is retransmitted), MD5/AO signatures (such a SYN
+// could not be rebuilt anyway).
+//
 // The fields live in the record's SynProxyState bytes, unused by a flow
 // without the SYN proxy, until the backend answers: no extra state, and the
 // bytes replicate as they are.

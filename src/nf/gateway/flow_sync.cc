@@ -82,7 +82,8 @@ bool valid_fw(const FwConnState& f) {
   return false;
 }
 
-constexpr uint8_t kSpKnownFlags = kSpOpen | kSpTimestamps | kSpSack | kSpRescaleWindow;
+constexpr uint8_t kSpKnownFlags =
+    kSpOpen | kSpTimestamps | kSpSack | kSpRescaleWindow | kSpAckRequests;
 
 // IPv4 addresses live in the first 4 bytes; the rest must be zero so that
 // keys built from them compare equal on every node.

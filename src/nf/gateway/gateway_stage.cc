@@ -616,15 +616,22 @@ bool GatewayStage::on_hit_inner(Burst& b, uint32_t i, Table::Ref ref, Tick now) 
   if (dir == kLinkReply && (m.tcp_flags & (kTcpSyn | kTcpAck | kTcpRst)) == kTcpAck &&
       handshake_pending(r)) {
     if (rekey_snat(link.record)) {
+      // (`ref`, the old reply key's entry, is gone: the deadline follows
+      // the new one.)
+      const FlowKey nk = reply_key(r);
+      ref = table_.lookup(nk, hash(nk));
       if (!sp && send_client_syn_again(b, i, r)) {
         const FwVerdict v = fw_.track(r.fw, frame, m, false);
         if (!v.accepted()) return drop(GatewayCounter::kDropFirewall);
-        refresh(v);
+        if (ref.found()) refresh(v);
         return true;
       }
       // With the SYN proxy the client holds what the backend SYN is built
-      // from (its ACK and our cookie): asked, it sends its ACK again at once.
-      if (sp) {
+      // from (its ACK and our cookie): asked, it sends its ACK again at once
+      // (a few times per connection: a backend that turns every port away
+      // must not keep the client answering).
+      if (sp && (r.sp.flags & kSpAckRequests) < kSpAckRequests) {
+        r.sp.flags = static_cast<uint8_t>(r.sp.flags + kSpAckRequestOne);
         uint8_t out[kScratch];
         BuiltFrame f;
         if (!adopt_built(b, i, build_client_ack_request(r.sp, frame, m, out, sizeof out, &f), out,
@@ -1076,7 +1083,10 @@ void GatewayStage::process(Burst& b) {
       promote(rec);
     }
     Family reused_family = Family::kNone;
-    if (reopen == Reopen::kSyn && synproxy_vip(b.pkts[i].data, b.meta[i])) {
+    // (Only a SYN-proxy connection: one from before the VIP's proxy was
+    // turned on would not be reopened by the cookie's ACK.)
+    if (reopen == Reopen::kSyn && (records_[table_.value(r.idx).record].flags & kRecSynProxy) &&
+        synproxy_vip(b.pkts[i].data, b.meta[i])) {
       // The proxy answers with a cookie and keeps no state (on_miss); the
       // closed connection stays for the cookie's ACK to reopen (kCookie).
       r = Table::Ref{};

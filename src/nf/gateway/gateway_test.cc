@@ -93,7 +93,8 @@ GatewayConfig test_config() {
 
 class Harness {
  public:
-  explicit Harness(const GatewayConfig& cfg = test_config()) : clock_(1000 * kSec) {
+  explicit Harness(const GatewayConfig& cfg = test_config(), uint64_t start_ns = 1000 * kSec)
+      : clock_(start_ns) {
     p_.add(std::make_unique<ParseStage>());
     auto gw = std::make_unique<GatewayStage>(cfg, clock_.now_ns());
     gw_ = gw.get();
@@ -841,6 +842,87 @@ TEST(Gateway, BackendHoldingTheTupleGetsTheClientsSynAgainFromAnotherPort) {
   EXPECT_EQ(c["conns_live"], 1u);
   EXPECT_EQ(h.gw().table().size(), 2u);  // only the live port's reply key
   EXPECT_EQ(h.gw().snat()->free_ports(0), 99u);
+}
+
+// The move drops the reply key the packet came in on: the deadline must
+// follow the new key, not the old entry (a write to a freed slot made a
+// phantom entry, which freed another connection on expiry). The clock starts
+// in the upper half of the 24-bit tick space, where a freed slot's deadline
+// reads as far ahead.
+TEST(Gateway, MovedFlowExpiresCleanly) {
+  Harness h(test_config(), ((uint64_t{1} << 23) + 20000) * GatewayStage::kTickNs);
+  const Bytes first = h.one(seg({kClient, kVip, kCport, 80, kTcpSyn, 1000}));
+  ASSERT_FALSE(first.empty());
+  const Endpoints e = endpoints_of(first);
+  ASSERT_FALSE(h.one(seg({e.dst.c_str(), kSnat, kBport, e.sport, kTcpAck, 9999, 4242})).empty());
+  EXPECT_EQ(h.gw().table().size(), 2u);
+  h.clock().advance_ns(300 * kSec);
+  h.gw().advance_to(h.clock().now_ns());
+  auto c = h.counters();
+  EXPECT_EQ(c["conns_live"], 0u);
+  EXPECT_EQ(c["snat_bad_frees"], 0u);
+  EXPECT_EQ(h.gw().table().size(), 0u);
+  EXPECT_EQ(h.gw().snat()->free_ports(0), 100u);
+  EXPECT_EQ(c["table_inserted"], c["table_erased"] + c["table_expired"]);
+}
+
+// With the SYN proxy the client is asked for its ACK (which rebuilds the
+// backend SYN) at most three times per connection, so a backend that turns
+// every port away cannot keep a client answering at round-trip speed.
+TEST(Gateway, SynProxyAsksTheClientAtMostThreeTimes) {
+  Harness h;
+  const Bytes sa =
+      h.one(seg_builder({kClient, kProxyVip, kCport, 443, kTcpSyn, 1000}).mss(1460).build());
+  ASSERT_FALSE(sa.empty());
+  PacketMeta m;
+  ASSERT_EQ(parse_packet(sa.data(), static_cast<uint32_t>(sa.size()), &m), ParseError::kOk);
+  const uint32_t cookie = m.tcp_seq;
+  const Bytes ack = seg({kClient, kProxyVip, kCport, 443, kTcpAck, 1001, cookie + 1});
+  uint16_t port = endpoints_of(h.one(ack)).sport;
+  for (int n = 1; n <= 3; ++n) {
+    const Bytes ask = h.one(seg({kDip1, kSnat, 8443, port, kTcpAck, 777, 5555}));
+    ASSERT_FALSE(ask.empty()) << n;
+    EXPECT_EQ(endpoints_of(ask).dst, kClient);
+    const Bytes bsyn = h.one(ack);  // the client's duplicate ACK
+    ASSERT_FALSE(bsyn.empty());
+    EXPECT_NE(endpoints_of(bsyn).sport, port);
+    port = endpoints_of(bsyn).sport;
+  }
+  EXPECT_TRUE(h.one(seg({kDip1, kSnat, 8443, port, kTcpAck, 777, 5555})).empty());
+  auto c = h.counters();
+  EXPECT_EQ(c["synproxy_client_ack_requested"], 3u);
+  EXPECT_EQ(c["drop_backend_tuple_busy"], 1u);
+  EXPECT_EQ(c["snat_rekeyed"], 4u);
+  EXPECT_EQ(h.gw().snat()->free_ports(0), 99u);
+}
+
+// A VIP whose SYN proxy is turned on while connections of before are in
+// TIME_WAIT: such a connection ends at the client's SYN as before (the
+// cookie's ACK would not reopen it, and would meet the old connection).
+TEST(Gateway, ProxyTurnedOnLaterDoesNotStrandAClosedTuple) {
+  Harness h;
+  const Endpoints e = open_conn(h, kCport);
+  const char* dip = e.dst.c_str();
+  for (const Bytes& f : {seg({dip, kSnat, kBport, e.sport, kTcpFin | kTcpAck, 5001, 1001}),
+                         seg({kClient, kVip, kCport, 80, kTcpFin | kTcpAck, 1001, 5002}),
+                         seg({dip, kSnat, kBport, e.sport, kTcpAck, 5002, 1002})})
+    ASSERT_FALSE(h.one(f).empty());
+  GatewayVipConfig v = test_config().vips[0];
+  v.synproxy = true;
+  h.gw().update_vip_options(v);
+  const Bytes sa =
+      h.one(seg_builder({kClient, kVip, kCport, 80, kTcpSyn, 90000}).mss(1460).build());
+  ASSERT_FALSE(sa.empty());
+  PacketMeta m;
+  ASSERT_EQ(parse_packet(sa.data(), static_cast<uint32_t>(sa.size()), &m), ParseError::kOk);
+  EXPECT_EQ(m.tcp_flags, kTcpSyn | kTcpAck);
+  const Bytes bsyn = h.one(seg({kClient, kVip, kCport, 80, kTcpAck, 90001, m.tcp_seq + 1}));
+  ASSERT_FALSE(bsyn.empty());
+  PacketMeta bm;
+  ASSERT_EQ(parse_packet(bsyn.data(), static_cast<uint32_t>(bsyn.size()), &bm), ParseError::kOk);
+  EXPECT_EQ(bm.tcp_flags, kTcpSyn);
+  EXPECT_EQ(bm.tcp_seq, 90000u);
+  EXPECT_EQ(h.counters()["conns_live"], 1u);
 }
 
 // Bounded: a backend that turns every port away gets three SYNs from the

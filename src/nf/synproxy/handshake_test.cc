@@ -468,9 +468,16 @@ TEST(HandshakeTest, ClientAckRequestIsOutOfTheClientsWindow) {
     const TcpOptions o = options_of(req);
     EXPECT_TRUE(o.has_timestamps);
     EXPECT_EQ(o.ts_val, tsval);
-    // The client's answer (seq ISN + 1, ack cookie + 1, echoing our TSval)
-    // is the ACK above again: valid.
-    ASSERT_EQ(proxy.check_ack(ack.data(), parse_ok(ack), kNow, &a), SynProxyCounter::kCookieValid);
+    // The client's answer, built from the request as its stack would (seq =
+    // the request's ack, ack = RCV.NXT = the request's seq + 1, TSecr = the
+    // TSval it holds, the request's), is a valid cookie ACK.
+    const Bytes dup = from_client(f)
+                          .seq(bf.meta.tcp_ack)
+                          .ack_seq(bf.meta.tcp_seq + 1)
+                          .timestamps(301, o.ts_val)
+                          .build();
+    ASSERT_EQ(proxy.check_ack(dup.data(), parse_ok(dup), kNow, &a), SynProxyCounter::kCookieValid);
+    EXPECT_EQ(a.client_isn, kClientIsn);
     // Open, there is nothing to ask.
     SynProxyState open = st;
     open.flags |= kSpOpen;

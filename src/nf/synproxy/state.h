@@ -87,6 +87,10 @@ inline constexpr uint8_t kSpOpen = 1u << 0;           // backend SYN-ACK seen: d
 inline constexpr uint8_t kSpTimestamps = 1u << 1;     // both legs use timestamps: translate them
 inline constexpr uint8_t kSpSack = 1u << 2;           // client may send SACK blocks
 inline constexpr uint8_t kSpRescaleWindow = 1u << 3;  // backend's shift != the one advertised
+// How often the client was asked for its ACK again (a 2-bit count, at most
+// 3; build_client_ack_request): the backend turned our SYN away.
+inline constexpr uint8_t kSpAckRequestOne = 1u << 4;
+inline constexpr uint8_t kSpAckRequests = 3u << 4;
 
 // One connection's sequence translation. Before kSpOpen the delta fields
 // hold the client-facing values themselves (our ISN and the TSval we sent);
