@@ -844,6 +844,44 @@ TEST(Gateway, BackendHoldingTheTupleGetsTheClientsSynAgainFromAnotherPort) {
   EXPECT_EQ(h.gw().snat()->free_ports(0), 99u);
 }
 
+TEST(Gateway, ClientSynAgainOverIpv6) {
+  constexpr const char* kClient6 = "2001:db8:c::7";
+  constexpr const char* kVip6 = "2001:db8:f::10";
+  constexpr const char* kSnat6 = "fd00:1::1";
+  constexpr const char* kDip6 = "fd00:2::5";
+  GatewayConfig c = test_config();
+  GatewayVipConfig v;
+  v.key = vip_key(kVip6, 80);
+  v.pool.backends = {backend(kDip6)};
+  c.vips.push_back(v);
+  SnatAddress a;
+  a.family = Family::kIpv6;
+  std::memcpy(a.addr, IpAddress::parse(kSnat6).bytes, 16);
+  c.snat.addresses.push_back(a);
+  Harness h(c);
+  const Bytes first = h.one(
+      seg_builder({kClient6, kVip6, kCport, 80, kTcpSyn, 1000}).mss(1440).timestamps(5, 0).build());
+  ASSERT_FALSE(first.empty());
+  const uint16_t port = endpoints_of(first).sport;
+  const Bytes again = h.one(seg({kDip6, kSnat6, kBport, port, kTcpAck, 9999, 4242}));
+  ASSERT_FALSE(again.empty());
+  PacketMeta m;
+  ASSERT_EQ(parse_packet(again.data(), static_cast<uint32_t>(again.size()), &m), ParseError::kOk);
+  EXPECT_EQ(m.family, Family::kIpv6);
+  EXPECT_TRUE(l4_checksum_ok(again.data(), m));
+  EXPECT_EQ(IpAddress::from_bytes(m.family, again.data() + m.src_off).to_string(), kSnat6);
+  EXPECT_EQ(endpoints_of(again).dst, kDip6);
+  EXPECT_NE(m.sport, port);
+  EXPECT_EQ(m.tcp_flags, kTcpSyn);
+  EXPECT_EQ(m.tcp_seq, 1000u);
+  TcpOptions o;
+  ASSERT_EQ(parse_tcp_options(again.data(), m, &o), ParseError::kOk);
+  EXPECT_EQ(o.mss, 1440);  // this VIP clamps nothing
+  EXPECT_EQ(o.ts_val, 5u);
+  EXPECT_FALSE(o.has_wscale);
+  EXPECT_FALSE(o.sack_permitted);
+}
+
 // The move drops the reply key the packet came in on: the deadline must
 // follow the new key, not the old entry (a write to a freed slot made a
 // phantom entry, which freed another connection on expiry). The clock starts
