@@ -21,6 +21,7 @@ struct Channel::Slot {
   bool sealed = false;  // flushed: no more records; sent once the peer is known
   bool sent = false;
   bool acked = false;
+  bool fast = false;  // resent once on a sack beyond it (fast retransmit)
   uint8_t buf[kMaxDatagram];
 };
 
@@ -84,7 +85,7 @@ bool Channel::open_batch(uint64_t now_ns) {
   s.seq = seq;
   s.len = kHeaderSize;
   s.count = 0;
-  s.sealed = s.sent = s.acked = false;
+  s.sealed = s.sent = s.acked = s.fast = false;
   s.rto_ns = cfg_.rto_ns;
   open_seq_ = seq;
   return true;
@@ -217,6 +218,17 @@ void Channel::on_ack(uint64_t ack, uint64_t sack) {
   while (snd_acked_ + 1 <= sent_max && slot(snd_acked_ + 1).acked) {
     ++snd_acked_;
   }
+  // A hole below a sacked datagram was lost (the peer acks at once beyond a
+  // gap): resent at the next poll, once, rather than after its RTO, since
+  // delivery is in order and everything after it waits. Later losses of it
+  // are the RTO's.
+  for (uint64_t seq = snd_acked_ + 1; seq < sack_max; ++seq) {
+    Slot& s = slot(seq);
+    if (s.acked || !s.sent || s.fast) continue;
+    s.fast = true;
+    s.next_tx_ns = 0;
+    counters_.inc(ChannelCounter::kFastRetransmits);
+  }
 }
 
 void Channel::on_data(const Datagram& d, uint64_t now_ns) {
@@ -277,7 +289,7 @@ void Channel::restart_session() {
   const uint32_t old = session_++;
   for (uint32_t i = 0; i < cfg_.window; ++i) {
     slots_[i].seq = 0;
-    slots_[i].sealed = slots_[i].sent = slots_[i].acked = false;
+    slots_[i].sealed = slots_[i].sent = slots_[i].acked = slots_[i].fast = false;
   }
   snd_next_ = 1;
   snd_acked_ = 0;
@@ -297,8 +309,10 @@ void Channel::poll(uint64_t now_ns) {
       if (!s.sealed || s.acked) continue;
       if (s.sent) {
         if (now_ns < s.next_tx_ns) continue;
-        // Doubling, capped (and safe from overflow for any configured cap).
-        s.rto_ns = s.rto_ns > cfg_.rto_max_ns / 2 ? cfg_.rto_max_ns : s.rto_ns * 2;
+        // Doubling, capped (and safe from overflow for any configured cap);
+        // not for a fast retransmission (next_tx_ns 0: no timer expired).
+        if (s.next_tx_ns != 0)
+          s.rto_ns = s.rto_ns > cfg_.rto_max_ns / 2 ? cfg_.rto_max_ns : s.rto_ns * 2;
       }
       send_slot(s, now_ns);
     }

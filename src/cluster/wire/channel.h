@@ -63,25 +63,26 @@ struct ChannelConfig {
   uint64_t ack_delay_ns = 200'000;
 };
 
-#define TRIPOD_WIRE_CHANNEL_COUNTERS(X)                      \
-  X(kDataSent, "data_sent")                                  \
-  X(kRetransmits, "retransmits")                             \
-  X(kAcksSent, "acks_sent")                                  \
-  X(kHeartbeatsSent, "heartbeats_sent")                      \
-  X(kRecordsQueued, "records_queued")                        \
-  X(kBackpressure, "backpressure")                           \
-  X(kBadRecord, "bad_record")                                \
-  X(kDataReceived, "data_received")                          \
-  X(kReordered, "reordered")                                 \
-  X(kRecordsDelivered, "records_delivered")                  \
-  X(kHeartbeatsReceived, "heartbeats_received")              \
-  X(kDuplicates, "duplicates")                               \
-  X(kOutOfWindow, "out_of_window")                           \
-  X(kWrongSender, "wrong_sender")                            \
-  X(kStaleIncarnation, "stale_incarnation")                  \
-  X(kStaleReceiverIncarnation, "stale_receiver_incarnation") \
-  X(kHeartbeatReplay, "heartbeat_replay")                    \
-  X(kBadAck, "bad_ack")                                      \
+#define TRIPOD_WIRE_CHANNEL_COUNTERS(X)                       \
+  X(kDataSent, "data_sent")                                   \
+  X(kRetransmits, "retransmits")                              \
+  X(kFastRetransmits, "fast_retransmits") /* a sack beyond */ \
+  X(kAcksSent, "acks_sent")                                   \
+  X(kHeartbeatsSent, "heartbeats_sent")                       \
+  X(kRecordsQueued, "records_queued")                         \
+  X(kBackpressure, "backpressure")                            \
+  X(kBadRecord, "bad_record")                                 \
+  X(kDataReceived, "data_received")                           \
+  X(kReordered, "reordered")                                  \
+  X(kRecordsDelivered, "records_delivered")                   \
+  X(kHeartbeatsReceived, "heartbeats_received")               \
+  X(kDuplicates, "duplicates")                                \
+  X(kOutOfWindow, "out_of_window")                            \
+  X(kWrongSender, "wrong_sender")                             \
+  X(kStaleIncarnation, "stale_incarnation")                   \
+  X(kStaleReceiverIncarnation, "stale_receiver_incarnation")  \
+  X(kHeartbeatReplay, "heartbeat_replay")                     \
+  X(kBadAck, "bad_ack")                                       \
   X(kPeerRestarts, "peer_restarts")
 
 TRIPOD_DECLARE_REASONS(ChannelCounter, TRIPOD_WIRE_CHANNEL_COUNTERS)

@@ -456,6 +456,40 @@ TEST(WireChannel, GapThenFillDeliversInOrder) {
   EXPECT_EQ(b.count(ChannelCounter::kRecordsDelivered), 9u);
 }
 
+// A lost datagram holds back every later one (in-order delivery): the sack
+// of the ones beyond it, sent at once, gets it resent at the next poll, not
+// after its RTO. Once: a second sack does not resend it again.
+TEST(WireChannel, HoleBelowASackIsResentAtOnce) {
+  Node a(1, 2), b(2, 1);
+  introduce(a, b, 0);
+  b.sink.sent.clear();
+  for (uint64_t i = 1; i <= 3; ++i) {
+    a.ch->push(kFlowRecord, flow_body(i), 0);
+    a.ch->flush(0);
+  }
+  ASSERT_EQ(a.sink.sent.size(), 3u);
+  a.sink.sent.erase(a.sink.sent.begin());  // datagram 1 is lost
+  b.take(a, 100);
+  EXPECT_TRUE(b.sink.delivered.empty());
+  b.ch->poll(100);  // beyond a gap: acked at once (ack 0, sack 2 and 3)
+  ASSERT_EQ(b.sink.sent.size(), 1u);
+  a.take(b, 200);
+  a.ch->poll(300);  // far before the RTO (5 ms)
+  ASSERT_EQ(a.sink.sent.size(), 1u);
+  EXPECT_EQ(a.count(ChannelCounter::kFastRetransmits), 1u);
+  EXPECT_EQ(a.count(ChannelCounter::kRetransmits), 1u);
+  b.take(a, 400);
+  EXPECT_EQ(ids(b.sink), (std::vector<uint64_t>{1, 2, 3}));
+  // A stale copy of the same sack changes nothing.
+  b.ch->poll(400);
+  b.sink.sent.clear();
+  b.ch->send_heartbeat({}, 400);  // (any datagram carries the ack)
+  a.take(b, 500);
+  a.ch->poll(600);
+  EXPECT_EQ(a.count(ChannelCounter::kFastRetransmits), 1u);
+  EXPECT_EQ(a.ch->acked_through(), 3u);
+}
+
 TEST(WireChannel, DuplicatesOfHeldDatagramsAreNotDeliveredTwice) {
   Node a(1, 2), b(2, 1);
   const Bytes two = data(a.codec, 2, {2});
