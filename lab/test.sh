@@ -867,6 +867,18 @@ cluster_overhead() {  # on|off
   fi
   check "no kill, replication $1: wrk ran ($WRK_REQS requests), every response 2xx ($WRK_NON2XX non-2xx)" \
     test "$WRK_REQS" -gt 0 -a "$WRK_NON2XX" -eq 0
+  # The same on keep-alive connections (the kill's load): state changes are
+  # rare there, so this is the cost of replication being on at all.
+  out="$LAB_RUN/$NAME/wrk-$1-overhead-ka.out"
+  cx timeout 60 wrk -t2 -c"${CLUSTER_OVH_CONNS:-64}" -d"${CLUSTER_OVH_SECS:-5}s" --timeout 5s \
+    --latency "http://$VIP4/" >"$out" 2>&1 || true
+  wrk_stats "$out"
+  OVH_KA_RPS=$(awk '/^Requests\/sec/ {print $2 + 0}' "$out")
+  OVH_KA_RPS=${OVH_KA_RPS:-0}
+  OVH_KA_P99=$(lat_ms "$(awk '$1 == "99%" {print $2}' "$out")")
+  echo "     no kill, keep-alive (replication $1): $WRK_REQS requests, $OVH_KA_RPS req/s, p99 $OVH_KA_P99 ms, socket errors $WRK_ERRS"
+  check "no kill, keep-alive, replication $1: wrk ran ($WRK_REQS requests), every response 2xx ($WRK_NON2XX non-2xx)" \
+    test "$WRK_REQS" -gt 0 -a "$WRK_NON2XX" -eq 0
 }
 
 # After a revive: the router's VIP route has all three nodes again (the
@@ -1087,9 +1099,10 @@ scenario_tripod_cluster() {
   NGW=3
   local victim=${CLUSTER_VICTIM:-2} lost_on resume_on lost_off v
   TURN_GAPS=""
-  local rps_on p99_on share_nc
+  local rps_on p99_on share_nc ka_rps_on ka_p99_on
   cluster_run on "$victim"
   lost_on=$LOST resume_on=$RESUME_MS SHARE_ON=${SHARE:--1} rps_on=$OVH_RPS p99_on=$OVH_P99 share_nc=${OVH_SHARE:--1}
+  ka_rps_on=$OVH_KA_RPS ka_p99_on=$OVH_KA_P99
   if [ "$CLUSTER_TURNS" = fresh ]; then
     for v in 1 2 3; do
       [ "$v" = "$victim" ] && continue
@@ -1106,11 +1119,17 @@ scenario_tripod_cluster() {
   echo "figure replication.bytes_share.new_conn $share_nc %"
   echo "figure replication.rps.new_conn $rps_on req/s vs no_replication $OVH_RPS req/s"
   echo "figure replication.p99.new_conn $p99_on ms vs no_replication $OVH_P99 ms"
+  echo "figure replication.rps.keepalive $ka_rps_on req/s vs no_replication $OVH_KA_RPS req/s"
+  echo "figure replication.p99.keepalive $ka_p99_on ms vs no_replication $OVH_KA_P99 ms"
+  # Both loads: the new-connection one (the worst case) names the figure.
   python3 -c 'import sys
-on, off, p_on, p_off = map(float, sys.argv[1:])
-print(f"figure replication.throughput_drop {100.0 * (off - on) / off:.1f} %" if off > 0 and on > 0 else "figure replication.throughput_drop -1 %")
-print(f"figure replication.p99_increase {100.0 * (p_on - p_off) / p_off:.1f} %" if p_off > 0 and p_on >= 0 else "figure replication.p99_increase -1 %")' \
-    "$rps_on" "$OVH_RPS" "$p99_on" "$OVH_P99"
+def figs(suffix, on, off, p_on, p_off):
+    print(f"figure replication.throughput_drop{suffix} {100.0 * (off - on) / off:.1f} %" if off > 0 and on > 0 else f"figure replication.throughput_drop{suffix} -1 %")
+    print(f"figure replication.p99_increase{suffix} {100.0 * (p_on - p_off) / p_off:.1f} %" if p_off > 0 and p_on >= 0 else f"figure replication.p99_increase{suffix} -1 %")
+v = list(map(float, sys.argv[1:]))
+figs("", *v[0:4])
+figs(".keepalive", *v[4:8])' \
+    "$rps_on" "$OVH_RPS" "$p99_on" "$OVH_P99" "$ka_rps_on" "$OVH_KA_RPS" "$ka_p99_on" "$OVH_KA_P99"
   check "without replication the kill breaks connections ($lost_off), so the test can tell" test "$lost_off" -gt 0
 }
 
