@@ -66,7 +66,9 @@ struct Node {
   std::unique_ptr<Agent> agent;
   ClusterView view;  // the worker's, copied after each round (for the checks)
 
-  explicit Node(uint16_t node_id) : id(node_id) {
+  explicit Node(uint16_t node_id, uint64_t dead_after_ns = 50'000'000,
+                uint32_t max_connections = 256)
+      : id(node_id) {
     GatewayConfig c;
     c.firewall.acl = parse_rules("default allow");
     Backend be;
@@ -78,7 +80,7 @@ struct Node {
     c.vips.push_back(v);
     c.snat.addresses = {snat(kSnat[id])};
     c.snat.port_lo = 5000;
-    c.max_connections = 256;
+    c.max_connections = max_connections;
     c.huge_pages = false;
     c.cluster.node_id = id;
     c.cluster.slot_key = SipKey{11, 12};
@@ -101,7 +103,7 @@ struct Node {
       ac.peers.push_back(peer);
     }
     ac.heartbeat_interval_ns = 5'000'000;
-    ac.dead_after_ns = 50'000'000;
+    ac.dead_after_ns = dead_after_ns;
     ac.slot_key = SipKey{11, 12};
     ac.ring_key = SipKey{13, 14};
     const uint8_t mac[6] = {2, 0, 0, 0, 0xa, static_cast<uint8_t>(id)};  // not the builder's
@@ -199,6 +201,46 @@ TEST(ClusterAgent, ReplicatesAndFailsOver) {
   ASSERT_EQ(back.size(), 1u);
   n2.agent->stop();
   n3.agent->stop();
+}
+
+uint64_t counter(const Agent& a, std::string_view name) {
+  uint64_t v = 0;
+  a.export_counters([&](std::string_view n, uint64_t x) {
+    if (n == name) v = x;
+  });
+  return v;
+}
+
+// A holder stops acking (it hangs, then is declared dead) while its window is
+// full: the records still waiting for it must not hold back everyone else's.
+// Once it is dead they are dropped (records_dead_holder), and every flow
+// reaches the surviving holder (the new epoch sends them all again there).
+TEST(ClusterAgent, RecordsForADeadHolderDoNotHoldBackTheOthers) {
+  constexpr uint64_t kDeadAfter = 1'000'000'000;  // time to fill the window first
+  Node n1(1, kDeadAfter, 8192), n2(2, kDeadAfter, 8192), n3(3, kDeadAfter, 8192);
+  std::vector<Node*> all{&n1, &n2, &n3};
+  for (Node* n : all)
+    n->agent->start();
+  ASSERT_TRUE(until(all, [&] {
+    for (Node* n : all)
+      if (n->agent->live_set() != 0b111 || n->view.live != 0b111) return false;
+    return true;
+  })) << "membership did not converge";
+  n3.agent->stop();  // silent from now on: no acks, no heartbeats
+  // Enough flows that node 3's share fills its window (64 datagrams).
+  std::vector<Bytes> syns;
+  for (uint32_t i = 0; i < 3000; ++i)
+    syns.push_back(seg(kClient, kVip, static_cast<uint16_t>(20000 + i), 80, kTcpSyn, 1000, 0));
+  ASSERT_EQ(n1.send(std::move(syns)).size(), 3000u);
+  ASSERT_TRUE(until({&n1, &n2}, [&] { return counter(*n1.agent, "records_backpressure") > 0; }))
+      << "node 3's window never filled";
+  ASSERT_TRUE(until({&n1, &n2}, [&] { return n1.view.live == 0b011 && n2.view.live == 0b011; }))
+      << "node 3's death was not detected";
+  ASSERT_TRUE(until({&n1, &n2}, [&] { return n2.gw->standby_connections() == 3000; }))
+      << "node 2 holds " << n2.gw->standby_connections() << " of 3000 flows";
+  EXPECT_GT(counter(*n1.agent, "records_dead_holder"), 0u);
+  n1.agent->stop();
+  n2.agent->stop();
 }
 
 // A configured node that is down (its address answers nothing) gets a probe
