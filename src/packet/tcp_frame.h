@@ -27,6 +27,14 @@ class TcpOptWriter {
     put32(ecr);
   }
   void sack_permitted() { put4(1, 1, 4, 2); }
+  // What a SYN or SYN-ACK offers of the two: both in 12 bytes, or either.
+  void sack_timestamps(bool sack, bool with_timestamps, uint32_t val, uint32_t ecr) {
+    if (with_timestamps) {
+      timestamps(sack, val, ecr);
+    } else if (sack) {
+      sack_permitted();
+    }
+  }
   void wscale(uint8_t shift) { put4(1, 3, 3, shift); }
 
   const uint8_t* data() const { return b_; }

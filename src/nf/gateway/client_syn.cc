@@ -56,11 +56,7 @@ uint32_t write_client_syn(const ClientSyn& s, const uint8_t* frame, const Packet
   if (!is_tcp_segment(m)) return 0;
   TcpOptWriter opts;
   if (s.mss != 0) opts.mss(s.mss);
-  if (s.timestamps) {
-    opts.timestamps(s.sack, s.tsval, 0);
-  } else if (s.sack) {
-    opts.sack_permitted();
-  }
+  opts.sack_timestamps(s.sack, s.timestamps, s.tsval, 0);
   if (s.wscale != kNoWscale) opts.wscale(s.wscale);
   TcpFrameSpec f = tcp_frame_reply(frame, m);
   f.src = saddr;

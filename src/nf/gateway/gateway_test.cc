@@ -181,11 +181,14 @@ TEST(Gateway, FullNatHandshakeAndDataBothWays) {
 
 // The same FullNAT connection over IPv6: an IPv6 VIP, backend and SNAT pool.
 // IPv6 FullNAT on a dual-stack node: one SNAT allocator per family.
-TEST(Gateway, FullNatOverIpv6) {
-  constexpr const char* kClient6 = "2001:db8:c::7";
-  constexpr const char* kVip6 = "2001:db8:f::10";
-  constexpr const char* kSnat6 = "fd00:1::1";
-  constexpr const char* kDip6 = "fd00:2::5";
+constexpr const char* kClient6 = "2001:db8:c::7";
+constexpr const char* kVip6 = "2001:db8:f::10";
+constexpr const char* kSnat6 = "fd00:1::1";
+constexpr const char* kDip6 = "fd00:2::5";
+
+// test_config() with an IPv6 VIP (kVip6:80 -> kDip6, no MSS clamp) and an
+// IPv6 SNAT address.
+GatewayConfig ipv6_config() {
   GatewayConfig c = test_config();
   GatewayVipConfig v;
   v.key = vip_key(kVip6, 80);
@@ -195,7 +198,11 @@ TEST(Gateway, FullNatOverIpv6) {
   a.family = Family::kIpv6;
   std::memcpy(a.addr, IpAddress::parse(kSnat6).bytes, 16);
   c.snat.addresses.push_back(a);
-  Harness h(c);
+  return c;
+}
+
+TEST(Gateway, FullNatOverIpv6) {
+  Harness h(ipv6_config());
   ASSERT_NE(h.gw().snat(Family::kIpv6), nullptr);
 
   const Bytes syn_out = h.one(seg({kClient6, kVip6, kCport, 80, kTcpSyn, 1000}));
@@ -845,20 +852,7 @@ TEST(Gateway, BackendHoldingTheTupleGetsTheClientsSynAgainFromAnotherPort) {
 }
 
 TEST(Gateway, ClientSynAgainOverIpv6) {
-  constexpr const char* kClient6 = "2001:db8:c::7";
-  constexpr const char* kVip6 = "2001:db8:f::10";
-  constexpr const char* kSnat6 = "fd00:1::1";
-  constexpr const char* kDip6 = "fd00:2::5";
-  GatewayConfig c = test_config();
-  GatewayVipConfig v;
-  v.key = vip_key(kVip6, 80);
-  v.pool.backends = {backend(kDip6)};
-  c.vips.push_back(v);
-  SnatAddress a;
-  a.family = Family::kIpv6;
-  std::memcpy(a.addr, IpAddress::parse(kSnat6).bytes, 16);
-  c.snat.addresses.push_back(a);
-  Harness h(c);
+  Harness h(ipv6_config());
   const Bytes first = h.one(
       seg_builder({kClient6, kVip6, kCport, 80, kTcpSyn, 1000}).mss(1440).timestamps(5, 0).build());
   ASSERT_FALSE(first.empty());

@@ -89,11 +89,7 @@ SynProxyCounter SynProxy::answer_syn(const uint8_t* frame, const PacketMeta& met
 
   TcpOptWriter opts;
   opts.mss(vip.mss);
-  if (co.timestamps) {
-    opts.timestamps(co.sack_permitted, c.tsval, o.ts_val);
-  } else if (co.sack_permitted) {
-    opts.sack_permitted();
-  }
+  opts.sack_timestamps(co.sack_permitted, co.timestamps, c.tsval, o.ts_val);
   if (co.wscale != kNoWscale) opts.wscale(std::min<uint8_t>(vip.wscale, 14));
 
   TcpFrameSpec s = tcp_frame_reply(frame, meta);
@@ -178,11 +174,7 @@ SynProxyCounter build_backend_syn(const uint8_t* ack_frame, const PacketMeta& ac
   const CookieOptions& co = ack.opts;
   TcpOptWriter opts;
   opts.mss(ack.mss);
-  if (co.timestamps) {
-    opts.timestamps(co.sack_permitted, ack.client_tsval, 0);
-  } else if (co.sack_permitted) {
-    opts.sack_permitted();
-  }
+  opts.sack_timestamps(co.sack_permitted, co.timestamps, ack.client_tsval, 0);
   if (co.wscale != kNoWscale) opts.wscale(co.wscale);
 
   TcpFrameSpec s = tcp_frame_forward(ack_frame, ack_meta);
