@@ -867,6 +867,8 @@ cluster_overhead() {  # on|off
   fi
   check "no kill, replication $1: wrk ran ($WRK_REQS requests), every response 2xx ($WRK_NON2XX non-2xx)" \
     test "$WRK_REQS" -gt 0 -a "$WRK_NON2XX" -eq 0
+  # A failed run gives no figure (-1), not a misleading one.
+  [ "$WRK_NON2XX" -eq 0 ] || OVH_RPS=0 OVH_P99=-1
   # The same on keep-alive connections (the kill's load): state changes are
   # rare there, so this is the cost of replication being on at all.
   out="$LAB_RUN/$NAME/wrk-$1-overhead-ka.out"
@@ -879,6 +881,7 @@ cluster_overhead() {  # on|off
   echo "     no kill, keep-alive (replication $1): $WRK_REQS requests, $OVH_KA_RPS req/s, p99 $OVH_KA_P99 ms, socket errors $WRK_ERRS"
   check "no kill, keep-alive, replication $1: wrk ran ($WRK_REQS requests), every response 2xx ($WRK_NON2XX non-2xx)" \
     test "$WRK_REQS" -gt 0 -a "$WRK_NON2XX" -eq 0
+  [ "$WRK_NON2XX" -eq 0 ] || OVH_KA_RPS=0 OVH_KA_P99=-1
 }
 
 # After a revive: the router's VIP route has all three nodes again (the

@@ -232,8 +232,9 @@ TEST(ClusterAgent, RecordsForADeadHolderDoNotHoldBackTheOthers) {
   for (uint32_t i = 0; i < 3000; ++i)
     syns.push_back(seg(kClient, kVip, static_cast<uint16_t>(20000 + i), 80, kTcpSyn, 1000, 0));
   ASSERT_EQ(n1.send(std::move(syns)).size(), 3000u);
-  ASSERT_TRUE(until({&n1, &n2}, [&] { return counter(*n1.agent, "records_backpressure") > 0; }))
-      << "node 3's window never filled";
+  ASSERT_TRUE(until({&n1, &n2}, [&] {
+    return counter(*n1.agent, "peer3_wire_peer_backpressure") > 0;
+  })) << "node 3's window never filled";
   ASSERT_TRUE(until({&n1, &n2}, [&] { return n1.view.live == 0b011 && n2.view.live == 0b011; }))
       << "node 3's death was not detected";
   ASSERT_TRUE(until({&n1, &n2}, [&] { return n2.gw->standby_connections() == 3000; }))
