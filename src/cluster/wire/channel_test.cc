@@ -105,6 +105,11 @@ struct Node {
     return ok;
   }
   uint64_t count(ChannelCounter c) const { return ch->counters().get(c); }
+  // One flow record in a datagram of its own, sealed and sent.
+  void send_record(uint64_t id, uint64_t now) {
+    ch->push(kFlowRecord, flow_body(id), now);
+    ch->flush(now);
+  }
 
   Codec codec;
   RecordingSink sink;
@@ -182,8 +187,7 @@ TEST(WireChannel, AcksRideOnOutgoingData) {
   Node a(1, 2), b(2, 1);
   uint64_t now = 0;
   introduce(a, b, now);
-  a.ch->push(kFlowRecord, flow_body(1), now);
-  a.ch->flush(now);
+  a.send_record(1, now);
   b.take(a, now);
   b.ch->push(kFlowRecord, flow_body(2), now);
   b.ch->flush(now);  // carries the ack of a's seq 1
@@ -251,8 +255,7 @@ TEST(WireChannel, BadRecordIsRefused) {
 
 TEST(WireChannel, DataWaitsForThePeersIncarnation) {
   Node a(1, 2), b(2, 1);
-  a.ch->push(kFlowRecord, flow_body(1), 0);
-  a.ch->flush(0);
+  a.send_record(1, 0);
   EXPECT_TRUE(a.sink.sent.empty());
   b.ch->send_heartbeat({}, 5);
   a.take(b, 5);  // first contact: the queued datagram goes
@@ -292,8 +295,7 @@ TEST(WireChannel, RetransmitsWithCappedExponentialBackoff) {
   cfg.rto_max_ns = 40'000'000;
   Node a(1, 2, 1, cfg), b(2, 1);
   introduce(a, b, 0);
-  a.ch->push(kFlowRecord, flow_body(1), 0);
-  a.ch->flush(0);
+  a.send_record(1, 0);
   a.sink.sent.clear();  // lost
   std::vector<uint64_t> times;
   for (uint64_t t = 0; t <= 200'000'000; t += 1'000'000) {
@@ -320,8 +322,7 @@ TEST(WireChannel, RetransmitsWithCappedExponentialBackoff) {
 TEST(WireChannel, DuplicatesAreAckedButNotRedelivered) {
   Node a(1, 2), b(2, 1);
   introduce(a, b, 0);
-  a.ch->push(kFlowRecord, flow_body(1), 0);
-  a.ch->flush(0);
+  a.send_record(1, 0);
   const Bytes d = a.sink.sent.at(0);
   a.sink.sent.clear();
   for (int i = 0; i < 3; ++i) {
@@ -348,15 +349,13 @@ TEST(WireChannel, AckIsDelayedButNotForMoreThanEightDatagrams) {
   introduce(a, b, 0);
   b.sink.sent.clear();
   for (uint64_t i = 1; i <= 7; ++i) {
-    a.ch->push(kFlowRecord, flow_body(i), 0);
-    a.ch->flush(0);
+    a.send_record(i, 0);
     b.take(a, 1000);
   }
   EXPECT_EQ(b.ch->next_deadline(), 1000 + b.ch->config().ack_delay_ns);
   b.ch->poll(2000);
   EXPECT_TRUE(b.sink.sent.empty());
-  a.ch->push(kFlowRecord, flow_body(8), 0);
-  a.ch->flush(0);
+  a.send_record(8, 0);
   b.take(a, 3000);
   EXPECT_EQ(b.ch->next_deadline(), 3000u);
   b.ch->poll(3000);
@@ -402,8 +401,7 @@ TEST(WireChannel, OutOfOrderWithinTheWindowIsHeldSackedAndDeliveredInOrder) {
   Node a(1, 2), b(2, 1);
   introduce(a, b, 0);
   for (uint64_t i = 1; i <= 5; ++i) {
-    a.ch->push(kFlowRecord, flow_body(i), 0);
-    a.ch->flush(0);
+    a.send_record(i, 0);
   }
   std::vector<Bytes> dg = a.sink.sent;
   a.sink.sent = {dg[4], dg[2]};  // seqs 5 and 3 first
@@ -464,8 +462,7 @@ TEST(WireChannel, HoleBelowASackIsResentAtOnce) {
   introduce(a, b, 0);
   b.sink.sent.clear();
   for (uint64_t i = 1; i <= 3; ++i) {
-    a.ch->push(kFlowRecord, flow_body(i), 0);
-    a.ch->flush(0);
+    a.send_record(i, 0);
   }
   ASSERT_EQ(a.sink.sent.size(), 3u);
   a.sink.sent.erase(a.sink.sent.begin());  // datagram 1 is lost
@@ -589,8 +586,7 @@ TEST(WireChannel, PushFromDeliverWhileDrainingHeldDatagrams) {
   introduce(a, b, 0);
   b.sink.echo = b.ch.get();
   for (uint64_t i = 1; i <= 3; ++i) {
-    a.ch->push(kFlowRecord, flow_body(i), 0);
-    a.ch->flush(0);
+    a.send_record(i, 0);
   }
   std::vector<Bytes> dg = a.sink.sent;
   a.sink.sent = {dg[2], dg[1], dg[0]};
@@ -633,8 +629,7 @@ TEST(WireChannel, SeqOutsideTheWindowIsDropped) {
 TEST(WireChannel, AckOfUnsentDataIsIgnored) {
   Node a(1, 2), b(2, 1);
   introduce(a, b, 0);
-  a.ch->push(kFlowRecord, flow_body(1), 0);
-  a.ch->flush(0);
+  a.send_record(1, 0);
   a.ch->push(kFlowRecord, flow_body(2), 0);  // seq 2: open, not sent
   Header h;
   h.type = MsgType::kAck;
@@ -686,12 +681,10 @@ TEST(WireChannel, PeerRestartResetsTheSessionAndOldLivesAreRejected) {
   Node a(1, 2), b(2, 1);
   introduce(a, b, 0);
   // Traffic both ways; b keeps one datagram unacked.
-  a.ch->push(kFlowRecord, flow_body(1), 0);
-  a.ch->flush(0);
+  a.send_record(1, 0);
   const Bytes old_data = a.sink.sent.at(0);
   b.take(a, 0);
-  b.ch->push(kFlowRecord, flow_body(100), 0);
-  b.ch->flush(0);
+  b.send_record(100, 0);
   b.sink.sent.clear();  // lost
   EXPECT_EQ(b.ch->in_flight(), 1u);
 
@@ -703,8 +696,7 @@ TEST(WireChannel, PeerRestartResetsTheSessionAndOldLivesAreRejected) {
   a2.take(b, 1);
   EXPECT_EQ(a2.count(ChannelCounter::kStaleReceiverIncarnation), 1u);
   EXPECT_EQ(a2.ch->peer_incarnation(), 0u);
-  a2.ch->push(kFlowRecord, flow_body(2), 1);
-  a2.ch->flush(1);
+  a2.send_record(2, 1);
   EXPECT_TRUE(a2.sink.sent.empty());  // b's incarnation is unknown
   a2.ch->send_heartbeat({}, 1);
   b.take(a2, 1);
@@ -743,8 +735,7 @@ TEST(WireChannel, PeerRestartResetsTheSessionAndOldLivesAreRejected) {
 TEST(WireChannel, ReplayAcrossOurOwnRestartIsRejected) {
   Node a(1, 2), b(2, 1);
   introduce(a, b, 0);
-  a.ch->push(kFlowRecord, flow_body(1), 0);
-  a.ch->flush(0);
+  a.send_record(1, 0);
   const Bytes to_old_b = a.sink.sent.at(0);
   a.ch->send_heartbeat({}, 0);
   const Bytes hb_to_old_b = a.sink.sent.at(1);

@@ -149,6 +149,16 @@ Endpoints open_conn(Harness& h, uint16_t cport) {
   return e;
 }
 
+// Closes a connection open_conn(h, kCport) opened: the backend first, as
+// servers do with "Connection: close", then the client; TIME_WAIT.
+void close_conn(Harness& h, const Endpoints& e) {
+  const char* dip = e.dst.c_str();
+  for (const Bytes& f : {seg({dip, kSnat, kBport, e.sport, kTcpFin | kTcpAck, 5001, 1001}),
+                         seg({kClient, kVip, kCport, 80, kTcpFin | kTcpAck, 1001, 5002}),
+                         seg({dip, kSnat, kBport, e.sport, kTcpAck, 5002, 1002})})
+    ASSERT_FALSE(h.one(f).empty());
+}
+
 TEST(Gateway, FullNatHandshakeAndDataBothWays) {
   Harness h;
   const Endpoints e = open_conn(h, kCport);
@@ -709,13 +719,9 @@ TEST(Gateway, ControlPlaneChangesKeepExistingConnections) {
 TEST(Gateway, ReusedClientPortOfAFinishedConnectionIsScheduledAfresh) {
   Harness h;
   const Endpoints e = open_conn(h, kCport);
-  const char* dip = e.dst.c_str();
   // Both sides close: the connection is in TIME_WAIT (the client reuses its
   // port at once, as clients do when the server closed first).
-  for (const Bytes& f : {seg({dip, kSnat, kBport, e.sport, kTcpFin | kTcpAck, 5001, 1001}),
-                         seg({kClient, kVip, kCport, 80, kTcpFin | kTcpAck, 1001, 5002}),
-                         seg({dip, kSnat, kBport, e.sport, kTcpAck, 5002, 1002})})
-    ASSERT_FALSE(h.one(f).empty());
+  close_conn(h, e);
   // The pool now holds DIP 3 only (the old backend could be gone).
   PoolSpec p3;
   p3.backends = {backend(kDip3)};
@@ -934,11 +940,7 @@ TEST(Gateway, SynProxyAsksTheClientAtMostThreeTimes) {
 TEST(Gateway, ProxyTurnedOnLaterDoesNotStrandAClosedTuple) {
   Harness h;
   const Endpoints e = open_conn(h, kCport);
-  const char* dip = e.dst.c_str();
-  for (const Bytes& f : {seg({dip, kSnat, kBport, e.sport, kTcpFin | kTcpAck, 5001, 1001}),
-                         seg({kClient, kVip, kCport, 80, kTcpFin | kTcpAck, 1001, 5002}),
-                         seg({dip, kSnat, kBport, e.sport, kTcpAck, 5002, 1002})})
-    ASSERT_FALSE(h.one(f).empty());
+  close_conn(h, e);
   GatewayVipConfig v = test_config().vips[0];
   v.synproxy = true;
   h.gw().update_vip_options(v);
