@@ -748,6 +748,8 @@ void read_vip(const V& v, TripodConfig& cfg, const std::vector<V>& all) {
     }
   }
   if (auto hc = f.get("health_check")) read_health_check(*hc, dv.health_check);
+  if (auto r = f.get("replication"))
+    dv.replication = static_cast<ReplicationMode>(r->choice({"async", "sync"}));
 
   const V backends = f.need("backends");
   const auto items = backends.items();
@@ -842,11 +844,7 @@ void read_cluster(const V& v, TripodConfig& cfg, const std::optional<V>& secrets
   if (auto r = f.get("replicas")) c.replicas = r->u32(1, 3);
   if (auto ci = f.get("checkpoint_interval"))
     c.checkpoint_interval_ns = ci->duration_ms(1, 1000) * 1'000'000;
-  if (auto m = f.get("mode")) {
-    c.mode = static_cast<ReplicationMode>(m->choice({"async", "sync"}));
-    if (c.mode == ReplicationMode::kSync)
-      m->fail("sync (output commit) is not implemented yet; use async");
-  }
+  if (auto m = f.get("mode")) c.mode = static_cast<ReplicationMode>(m->choice({"async", "sync"}));
   const V nodes = f.need("nodes");
   for (const V& nv : nodes.items()) {
     Fields nf(nv);
@@ -961,6 +959,16 @@ TripodConfig parse_document(const YAML::Node& root, const std::string& file) {
   }
   if (auto c = f.get("cluster")) read_cluster(*c, cfg, secrets);
   f.done();
+
+  for (size_t i = 0; i < g.vips.size(); ++i) {
+    const std::optional<ReplicationMode> own = cfg.vips[i].replication;
+    if (own && !cfg.cluster.enabled)
+      Fields(vip_nodes[i])
+          .need("replication")
+          .fail("needs a cluster section (it replicates flow state)");
+    g.vips[i].output_commit =
+        cfg.cluster.enabled && own.value_or(cfg.cluster.mode) == ReplicationMode::kSync;
+  }
 
   // FullNAT needs a source address of the backends' family.
   for (size_t i = 0; i < g.vips.size(); ++i) {

@@ -17,6 +17,7 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -76,9 +77,17 @@ struct HealthCheckConfig {
 };
 
 // Daemon-side options of gateway.vips[i] (same index).
+// Flow-state replication in a cluster: `sync` holds a flow's packets until
+// its latest state is acknowledged by its holders (output commit); `async`
+// sends them at once and the state follows within a checkpoint.
+enum class ReplicationMode : uint8_t { kAsync, kSync };
+
 struct VipDaemonConfig {
   std::string name;  // for logs and status; default "address:port/proto"
   HealthCheckConfig health_check;
+  // The VIP's own replication mode; unset: the cluster's `mode`. The result
+  // is GatewayVipConfig::output_commit.
+  std::optional<ReplicationMode> replication;
   std::string where;  // "file:line:col" of the VIP, for reload messages
 };
 
@@ -98,7 +107,6 @@ struct ClusterNodeConfig {
   uint16_t port = 0;
   std::vector<SnatAddress> snat;  // its FullNAT SNAT addresses
 };
-enum class ReplicationMode : uint8_t { kAsync, kSync };
 struct ClusterConfig {
   bool enabled = false;
   uint16_t node_id = 0;
@@ -111,8 +119,8 @@ struct ClusterConfig {
   uint32_t rise = 3;
   uint32_t replicas = 1;
   uint64_t checkpoint_interval_ns = 1'000'000;
-  ReplicationMode mode = ReplicationMode::kAsync;
-  std::string where;  // "file:line:col" of the section
+  ReplicationMode mode = ReplicationMode::kAsync;  // the VIPs' default
+  std::string where;                               // "file:line:col" of the section
   const ClusterNodeConfig* self() const {
     for (const auto& n : nodes)
       if (n.id == node_id) return &n;

@@ -321,11 +321,15 @@ std::vector<ErrorCase> error_cases() {
             "    - {id: 1, address: 10.9.0.1:7946, snat: [198.51.100.1]}\n"
             "    - {id: 2, address: 10.9.0.2:7946, snat: [198.51.100.1]}\n"),
        7, 5, "cluster.nodes", "belongs to two nodes"},
-      {"cluster_sync_mode",
+      {"cluster_mode",
        base("cluster:\n  node_id: 1\n  key: "
-            "\"abababababababababababababababababababababababababababababababab\"\n  mode: sync\n  "
+            "\"abababababababababababababababababababababababababababababababab\"\n  mode: both\n  "
             "nodes: []\n"),
-       6, 9, "cluster.mode", "not implemented yet"},
+       6, 9, "cluster.mode", "must be one of"},
+      {"replication_without_cluster",
+       base("vips:\n  - address: 192.0.2.1\n    port: 80\n    replication: sync\n"
+            "    backends: [{address: 10.0.0.1}]\n"),
+       6, 18, "vips[0].replication", "needs a cluster section"},
       {"cluster_dead_after",
        base("cluster:\n  node_id: 1\n  key: "
             "\"abababababababababababababababababababababababababababababababab\"\n  "
@@ -374,6 +378,31 @@ INSTANTIATE_TEST_SUITE_P(Cases, ConfigErrorTest, testing::ValuesIn(error_cases()
 
 // Two nodes of one cluster derive the same shared keys from the cluster key,
 // and every node's SNAT addresses reach the data plane.
+// `mode` is the VIPs' default; a VIP's own `replication` wins.
+TEST(ConfigTest, ReplicationModeSetsOutputCommitPerVip) {
+  const std::string text =
+      "interfaces: [{name: eth0}]\n"
+      "snat: {addresses: [198.51.100.1]}\n"
+      "vips:\n"
+      "  - {address: 192.0.2.1, port: 80, backends: [{address: 10.0.0.1}]}\n"
+      "  - {address: 192.0.2.2, port: 80, replication: async, backends: [{address: 10.0.0.1}]}\n"
+      "cluster:\n"
+      "  node_id: 1\n"
+      "  key: \"abababababababababababababababababababababababababababababababab\"\n"
+      "  mode: sync\n"
+      "  nodes: [{id: 1, address: 10.9.0.1:7946, snat: [198.51.100.1]}]\n";
+  const TripodConfig c = load_config_string(text);
+  EXPECT_EQ(c.cluster.mode, ReplicationMode::kSync);
+  EXPECT_TRUE(c.gateway.vips[0].output_commit);
+  EXPECT_FALSE(c.gateway.vips[1].output_commit);
+  std::string async = text;
+  async.replace(async.find("mode: sync"), 10, "mode: async");
+  async.replace(async.find("replication: async"), 18, "replication: sync");
+  const TripodConfig d = load_config_string(async);
+  EXPECT_FALSE(d.gateway.vips[0].output_commit);
+  EXPECT_TRUE(d.gateway.vips[1].output_commit);
+}
+
 TEST(ConfigTest, ClusterNodesShareDerivedKeys) {
   auto node = [](int id, const char* snat) {
     return "interfaces: [{name: eth0}]\n"

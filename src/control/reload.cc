@@ -7,6 +7,7 @@
 // Restart: whatever sized or keyed the data plane at start-up (sockets,
 // workers, the connection table, the SNAT allocators that hold live leases,
 // hash and cookie secrets): changing them live would strand connections.
+#include <algorithm>
 #include <cstring>
 #include <string>
 #include <type_traits>
@@ -141,6 +142,11 @@ ReloadPlan plan_reload(const TripodConfig& running, const TripodConfig& next) {
     while (i < r.vips.size() && !(r.vips[i].key == n.vips[j].key))
       ++i;
     if (i == r.vips.size()) {
+      if (n.vips[j].output_commit &&
+          std::none_of(r.vips.begin(), r.vips.end(),
+                       [](const GatewayVipConfig& v) { return v.output_commit; }))
+        restart("vips[" + std::to_string(j) + "] " + vip_label(n.vips[j].key) + " replication",
+                "sync, and no running VIP has it (hold queues are set up at start)");
       p.vips_added.push_back(j);
       continue;
     }
@@ -151,6 +157,13 @@ ReloadPlan plan_reload(const TripodConfig& running, const TripodConfig& next) {
       restart("vips[" + std::to_string(j) + "] " + vip_label(b.key) + " mode",
               std::string(mode_name(a.mode)) + " -> " + mode_name(b.mode) +
                   " (or remove the VIP in one reload and add it back in the next)");
+      continue;
+    }
+    if (a.output_commit != b.output_commit) {
+      // The agent's ack timing and the workers' hold queues are set at start.
+      restart("vips[" + std::to_string(j) + "] " + vip_label(b.key) + " replication",
+              std::string(a.output_commit ? "sync" : "async") + " -> " +
+                  (b.output_commit ? "sync" : "async"));
       continue;
     }
     if (!same_pool(a.pool, b.pool)) p.pools_changed.push_back({i, j});

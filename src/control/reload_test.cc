@@ -169,6 +169,29 @@ INSTANTIATE_TEST_SUITE_P(
                     "vips[1] 192.0.2.2:80/tcp mode"}),
     [](const testing::TestParamInfo<RestartCase>& i) { return i.param.name; });
 
+// Hold queues and the agents' ack timing are set up at start.
+TEST(ReloadTest, ReplicationModeNeedsARestart) {
+  const std::string cluster =
+      "cluster:\n"
+      "  node_id: 1\n"
+      "  key: \"abababababababababababababababababababababababababababababababab\"\n"
+      "  nodes: [{id: 1, address: 10.9.0.1:7946, snat: [198.51.100.1]}]\n";
+  const TripodConfig running = load_config_string(kRunning + cluster, "r.yaml");
+  std::string changed = kRunning + cluster;
+  changed.replace(changed.find("port: 80, backends: [{address: 10.0.0.3}]"), 41,
+                  "port: 80, replication: sync, backends: [{address: 10.0.0.3}]");
+  ReloadPlan p = plan_reload(running, load_config_string(changed, "n.yaml"));
+  ASSERT_EQ(p.errors.size(), 1u);
+  EXPECT_EQ(p.errors[0].rfind("vips[1] 192.0.2.2:80/tcp replication: async -> sync", 0), 0u)
+      << p.errors[0];
+  std::string added = kRunning + cluster;
+  added.replace(added.find("cluster:"), 0,
+                "  - {address: 192.0.2.3, port: 80, replication: sync, backends: []}\n");
+  p = plan_reload(running, load_config_string(added, "n.yaml"));
+  ASSERT_EQ(p.errors.size(), 1u);
+  EXPECT_NE(p.errors[0].find("no running VIP has it"), std::string::npos) << p.errors[0];
+}
+
 TEST(ReloadTest, RefusedPlanStillListsLiveChanges) {
   // The daemon refuses the whole reload; the plan still says what else changed.
   std::string next = edit("max_connections: 1000", "max_connections: 5");

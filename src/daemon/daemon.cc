@@ -27,6 +27,15 @@
 namespace tripod {
 namespace {
 
+// Frames a worker may hold for output commit (pipeline/output_commit.h).
+constexpr uint32_t kHoldFrames = 2048;
+
+bool output_commit(const TripodConfig& cfg) {
+  return cfg.cluster.enabled &&
+         std::any_of(cfg.gateway.vips.begin(), cfg.gateway.vips.end(),
+                     [](const GatewayVipConfig& v) { return v.output_commit; });
+}
+
 uint64_t now_ns() {
   timespec ts{};
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -145,6 +154,8 @@ Daemon::Daemon(TripodConfig cfg, std::string config_path)
       pc.interface = ifc.name;
       pc.queue = q;
       pc.bind_mode = bind_mode(ifc.bind_mode);
+      // Output commit keeps up to kHoldFrames frames out of the rings.
+      if (output_commit(cfg_)) pc.num_frames += kHoldFrames;
       auto port = std::make_unique<XdpPort>(pc);
       steering->register_port(*port);
       const auto ifindex = static_cast<uint32_t>(port->ifindex());
@@ -274,22 +285,29 @@ void Daemon::start_cluster() {
   ac.dead_after_ns = c.dead_after_ns;
   ac.rise = c.rise;
   ac.replicas = c.replicas;
-  ac.ack_delay_ns = std::min<uint64_t>(2 * c.checkpoint_interval_ns, 2'000'000);
+  // Packets wait for acks under output commit: a peer acks at once.
+  const bool commit = output_commit(cfg_);
+  ac.ack_delay_ns = commit ? 0 : std::min<uint64_t>(2 * c.checkpoint_interval_ns, 2'000'000);
   ac.slot_key = cfg_.gateway.cluster.slot_key;
   ac.ring_key = c.ring_key;
   interface_mac(cfg_.interfaces.front().name, ac.data_mac);
   std::vector<cluster::FlowLink*> links;
   for (auto& w : workers_) {
-    links_.push_back(std::make_unique<cluster::FlowLink>(1u << 16, c.checkpoint_interval_ns));
+    links_.push_back(
+        std::make_unique<cluster::FlowLink>(1u << 16, c.checkpoint_interval_ns, commit));
     cluster::FlowLink* l = links_.back().get();
     w->set_poll([l](GatewayStage& g, uint64_t now) { l->worker_poll(g, now); });
+    // A holder that never acks is declared dead after dead_after, which
+    // releases the wait; the bound is a backstop.
+    if (commit) w->enable_hold(kHoldFrames, 4 * c.dead_after_ns, l->worker_wake_fd());
     links.push_back(l);
   }
   agent_ = std::make_unique<cluster::Agent>(ac, links,
                                             [this](const cluster::ViewChange& v) { on_view(v); });
-  spdlog::info("cluster: node {} of {}, replicas {}, heartbeat {} ms, dead after {} ms", c.node_id,
-               c.nodes.size(), c.replicas, c.heartbeat_interval_ns / 1'000'000,
-               c.dead_after_ns / 1'000'000);
+  spdlog::info(
+      "cluster: node {} of {}, replicas {}, heartbeat {} ms, dead after {} ms, output commit {}",
+      c.node_id, c.nodes.size(), c.replicas, c.heartbeat_interval_ns / 1'000'000,
+      c.dead_after_ns / 1'000'000, commit ? "on (sync VIPs)" : "off");
 }
 
 // On the agent thread, for the log: the workers take the view themselves

@@ -39,6 +39,7 @@ void Worker::stop() {
   stop_.store(true, std::memory_order_relaxed);
   if (thread_.joinable()) thread_.join();
   run_tasks();  // nobody waits forever on a stopped worker
+  pipeline_.drop_held(*port_);
 }
 
 void Worker::run_tasks() {
@@ -64,6 +65,8 @@ void Worker::loop() {
   while (!stop_.load(std::memory_order_relaxed)) {
     if (has_tasks_.load(std::memory_order_relaxed)) run_tasks();
     if (poll_) poll_(*gateway_, clock_.now_ns());
+    // Output commit: what the holders have acknowledged since goes out.
+    pipeline_.release_held(*port_, gateway_->commit_point(), clock_.now_ns(), &stats_);
     if (pipeline_.run_once(*port_, &clock_, &stats_) == 0) {
       // Idle: expire connections, then sleep until packets (or 10 ms, so
       // tasks and stop are seen promptly).
@@ -117,6 +120,10 @@ bool Worker::export_counters(const Stage::CounterFn& fn) {
     fn("worker.rx", stats_.rx);
     fn("worker.tx", stats_.tx);
     fn("worker.dropped", stats_.dropped);
+    fn("worker.held", stats_.held);
+    fn("worker.hold_full", stats_.hold_full);
+    fn("worker.hold_expired", stats_.hold_expired);
+    fn("worker.holding", pipeline_.held());
     fn("worker.created", stats_.created);
     port_->export_counters(
         [&](std::string_view n, uint64_t v) { fn("port." + std::string(n), v); });

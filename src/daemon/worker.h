@@ -37,6 +37,14 @@ class Worker {
   // Runs fn(gateway, now) on the worker thread once per loop round, between
   // bursts (the cluster's flow records). Set before start().
   void set_poll(std::function<void(GatewayStage&, uint64_t)> fn) { poll_ = std::move(fn); }
+  // Output commit: forwarded packets the gateway marks held wait (at most
+  // `capacity` of them, at most max_wait) for its commit point to pass
+  // them; `wake_fd` (the cluster link's) ends the worker's sleep when it
+  // may have. Set before start().
+  void enable_hold(uint32_t capacity, uint64_t max_wait_ns, int wake_fd) {
+    pipeline_.enable_hold(capacity, max_wait_ns);
+    port_->set_wake_fd(wake_fd);
+  }
 
   void start();
   void stop();  // idempotent; joins

@@ -42,9 +42,15 @@ class Port : public FrameSource {
     (void)timeout_ms;
     return !exhausted();
   }
+  // An eventfd whose readability also ends wait() (which drains it): the
+  // cluster agent's news that held packets may go (output commit). -1: none.
+  void set_wake_fd(int fd) { wake_fd_ = fd; }
   using CounterFn = std::function<void(std::string_view name, uint64_t value)>;
   // The port's own counters (rx, tx, ring drops ...), by name.
   virtual void export_counters(const CounterFn& fn) const { (void)fn; }
+
+ protected:
+  int wake_fd_ = -1;
 };
 
 // Reads frames from a pcap file; writes transmitted frames to another (or
@@ -80,6 +86,11 @@ class MemoryPort final : public Port {
   bool exhausted() const override { return next_ == input_.size(); }
   bool alloc_frame(Packet* p) override { return pool_.alloc(p); }
   const std::vector<std::vector<uint8_t>>& output() const { return output_; }
+  // More input after the first (tests of packets held across bursts).
+  void feed(std::vector<std::vector<uint8_t>> more) {
+    for (auto& f : more)
+      input_.push_back(std::move(f));
+  }
   uint64_t oversize_drops() const { return oversize_; }
 
  private:

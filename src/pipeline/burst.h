@@ -41,6 +41,10 @@ struct Burst {
   uint64_t hash[kCapacity];  // keyed hash of key[], set by the first table stage
   bool reversed[kCapacity];  // packet runs b -> a of its canonical key
   L2Action l2[kCapacity];    // reset to kRoute for every received packet
+  // Output commit (output_commit.h): a forwarded packet with held[i] waits
+  // until batch hold_tag[i] is acknowledged. Reset for every packet.
+  bool held[kCapacity];
+  uint16_t hold_tag[kCapacity];
 
   // A new packet slot with a fresh frame (verdict kForward, len 0), or -1
   // when the burst is full or the port has no free frame: the caller fills
@@ -51,6 +55,7 @@ struct Burst {
     verdict[n] = Verdict::kForward;
     reversed[n] = false;
     l2[n] = L2Action::kRoute;
+    held[n] = false;
     hash[n] = 0;
     return static_cast<int>(n++);
   }

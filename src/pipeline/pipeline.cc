@@ -17,6 +17,7 @@ uint32_t Pipeline::run_once(Port& port, const Clock* clock, RunStats* stats) {
   for (uint32_t i = 0; i < b.n; ++i) {
     b.verdict[i] = Verdict::kForward;
     b.l2[i] = L2Action::kRoute;
+    b.held[i] = false;
   }
   for (auto& s : stages_)
     s->process(b);
@@ -24,6 +25,14 @@ uint32_t Pipeline::run_once(Port& port, const Clock* clock, RunStats* stats) {
   Packet out[Burst::kCapacity], drop[Burst::kCapacity];
   uint32_t n_out = 0, n_drop = 0;
   for (uint32_t i = 0; i < b.n; ++i) {
+    if (b.verdict[i] == Verdict::kForward && b.held[i] && hold_) {
+      if (hold_->push(b.pkts[i], b.hold_tag[i], b.now_ns)) {
+        stats->held++;
+        continue;
+      }
+      stats->hold_full++;
+      b.verdict[i] = Verdict::kDrop;
+    }
     (b.verdict[i] == Verdict::kForward ? out[n_out++] : drop[n_drop++]) = b.pkts[i];
   }
   port.tx_burst(out, n_out);

@@ -3,6 +3,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -35,6 +36,7 @@ uint64_t new_incarnation() {
 }
 
 constexpr int kSocketBufferBytes = 4 << 20;
+constexpr size_t kMaxWakeLinks = 64;
 
 MembershipConfig membership_config(const AgentConfig& c) {
   MembershipConfig m;
@@ -59,6 +61,43 @@ RingConfig ring_config(const AgentConfig& c) {
 }  // namespace
 
 // ---- worker side ----
+
+FlowLink::FlowLink(uint32_t capacity, uint64_t checkpoint_ns, bool output_commit)
+    : to_agent_(capacity), to_worker_(capacity), checkpoint_ns_(checkpoint_ns) {
+  if (!output_commit) return;
+  worker_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  agent_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (worker_fd_ < 0 || agent_fd_ < 0) {
+    const int e = errno;
+    if (worker_fd_ >= 0) ::close(worker_fd_);
+    if (agent_fd_ >= 0) ::close(agent_fd_);
+    throw std::runtime_error(std::string("cluster: eventfd: ") + std::strerror(e));
+  }
+  batch_end_ = std::make_unique<uint64_t[]>(kBatches);
+}
+
+FlowLink::~FlowLink() {
+  if (worker_fd_ >= 0) ::close(worker_fd_);
+  if (agent_fd_ >= 0) ::close(agent_fd_);
+}
+
+namespace {
+void signal_fd(int fd) {
+  const uint64_t one = 1;
+  // EAGAIN only when the counter is near overflow: already readable.
+  [[maybe_unused]] const ssize_t r = ::write(fd, &one, sizeof one);
+}
+void drain_fd(int fd) {
+  uint64_t v;
+  [[maybe_unused]] const ssize_t r = ::read(fd, &v, sizeof v);
+}
+}  // namespace
+
+void FlowLink::set_committed(uint64_t n) {
+  if (committed_.load(std::memory_order_relaxed) == n) return;
+  committed_.store(n, std::memory_order_release);
+  if (worker_fd_ >= 0) signal_fd(worker_fd_);
+}
 
 void FlowLink::post(const ViewChange& change) {
   std::lock_guard<std::mutex> lock(mu_);
@@ -94,15 +133,45 @@ void FlowLink::worker_poll(GatewayStage& gw, uint64_t now_ns) {
       gw.import_sync(buf[i], now_ns);
     if (n < 64) break;
   }
-  if (now_ns - last_export_ns_ < checkpoint_ns_) return;
+  if (output_commit()) {
+    // Batches whose every record is acknowledged.
+    const uint64_t c = committed();
+    while (static_cast<uint16_t>(point_.committed + 1) != point_.open &&
+           batch_end_[static_cast<uint16_t>(point_.committed + 1) % kBatches] <= c)
+      ++point_.committed;
+    gw.set_commit_point(point_);
+  }
+  // Packets wait for the open batch: it goes now, not at the next checkpoint.
+  const bool due = gw.export_due();
+  if (!due && now_ns - last_export_ns_ < checkpoint_ns_) return;
   last_export_ns_ = now_ns;
+  export_records(gw, now_ns);
+}
+
+void FlowLink::export_records(GatewayStage& gw, uint64_t now_ns) {
+  FlowSync buf[64];
+  const uint64_t before = pushed_;
   for (;;) {
     const uint32_t room = std::min<uint32_t>(to_agent_.room(), 64);
-    if (room == 0) return;
+    if (room == 0) break;
     const uint32_t n = gw.export_sync(buf, room, now_ns);
-    if (n == 0) return;
+    if (n == 0) break;
     to_agent_.push(buf, n);  // fits: this thread is the only producer
+    pushed_ += n;
   }
+  if (!output_commit()) return;
+  batch_used_ |= pushed_ != before;
+  // The open batch closes once it has handed out everything queued (what
+  // its held packets wait for), unless too many wait for acks already.
+  const bool due = gw.export_due();
+  if ((batch_used_ || due) && gw.export_drained() &&
+      static_cast<uint16_t>(point_.open - point_.committed) < kBatches - 1) {
+    batch_end_[point_.open % kBatches] = pushed_;
+    ++point_.open;
+    batch_used_ = false;
+    gw.set_commit_point(point_);
+  }
+  if (due && pushed_ != before) signal_fd(agent_fd_);
 }
 
 // ---- agent ----
@@ -193,6 +262,7 @@ Agent::Agent(const AgentConfig& cfg, std::vector<FlowLink*> links, ViewSink sink
   }
   std::memcpy(macs_[cfg_.self].data(), cfg_.data_mac, 6);
   pending_.reserve(64 * kMaxHolders);  // one batch's worth: route_exports() stops there
+  commits_.resize(links_.size());
   // A cold start: this node serves at once. (A rejoining node would first
   // take back its state; README.md, "where I stopped".)
   on_events(membership_.set_self_ready(true));
@@ -291,16 +361,59 @@ void Agent::publish() {
   counters_.inc(AgentCounter::kViewsPublished);
 }
 
-bool Agent::send_record(Peer* p, const FlowSync& s, uint64_t now) {
+uint64_t Agent::send_record(Peer* p, const FlowSync& s, uint64_t now) {
   uint8_t bytes[kFlowMaxSize];
   encode_flow_sync(s, bytes);
-  if (p->ch->push(record_type(s.op), std::span<const uint8_t>(bytes, record_size(s.op)), now)
-          .status != wire::PushStatus::kOk) {
+  const wire::PushResult r =
+      p->ch->push(record_type(s.op), std::span<const uint8_t>(bytes, record_size(s.op)), now);
+  if (r.status != wire::PushStatus::kOk) {
     counters_.inc(AgentCounter::kRecordsBackpressure);
-    return false;
+    return 0;
   }
   counters_.inc(AgentCounter::kRecordsSent);
-  return true;
+  return r.seq;
+}
+
+void Agent::note_sent(uint32_t link, uint64_t rec, uint16_t node, uint64_t seq) {
+  if (!links_[link]->output_commit()) return;
+  std::deque<Outstanding>& q = commits_[link].sent;
+  const Outstanding o{rec, seq, peer(node)->ch->session(), node};
+  // In record order: a record that waited for a full window goes in
+  // behind later ones sent to other holders meanwhile.
+  if (q.empty() || q.back().rec <= rec) {
+    q.push_back(o);
+  } else {
+    q.insert(std::upper_bound(q.begin(), q.end(), rec,
+                              [](uint64_t r, const Outstanding& x) { return r < x.rec; }),
+             o);
+  }
+}
+
+void Agent::update_commits() {
+  const NodeSet live = membership_.live_set();
+  for (uint32_t li = 0; li < links_.size(); ++li) {
+    if (!links_[li]->output_commit()) continue;
+    LinkCommit& lc = commits_[li];
+    // Acknowledged, or its holder died or restarted (the new epoch's
+    // resync sends the flow to whoever holds it now).
+    while (!lc.sent.empty()) {
+      const Outstanding& o = lc.sent.front();
+      const Peer* p = peer(o.peer);
+      if (p != nullptr && (live & node_bit(o.peer)) != 0 && p->ch->session() == o.session &&
+          p->ch->acked_through() < o.seq)
+        break;
+      lc.sent.pop_front();
+    }
+    uint64_t c = lc.taken;
+    if (!lc.sent.empty()) c = std::min(c, lc.sent.front().rec);
+    for (const Pending& w : pending_) {
+      if (w.link == li) {
+        c = std::min(c, w.rec);
+        break;
+      }
+    }
+    links_[li]->set_committed(c);
+  }
 }
 
 void Agent::route_exports(uint64_t now) {
@@ -318,16 +431,23 @@ void Agent::route_exports(uint64_t now) {
       continue;
     }
     Peer* p = peer(w.peer);
-    if (p != nullptr && !send_record(p, w.s, now)) pending_[kept++] = w;
+    if (p == nullptr) continue;
+    if (const uint64_t seq = send_record(p, w.s, now); seq != 0) {
+      note_sent(w.link, w.rec, w.peer, seq);
+    } else {
+      pending_[kept++] = w;
+    }
   }
   pending_.resize(kept);
   if (!pending_.empty()) return;
   FlowSync buf[64];
-  for (FlowLink* l : links_) {
+  for (uint32_t li = 0; li < links_.size(); ++li) {
+    FlowLink* l = links_[li];
     for (int round = 0; round < 64 && pending_.empty(); ++round) {
       const uint32_t n = l->to_agent().pop(buf, 64);
       for (uint32_t i = 0; i < n; ++i) {
         const FlowSync& s = buf[i];
+        const uint64_t rec = commits_[li].taken++;
         // The first `replicas` holders of its slot that are not this node.
         uint32_t sent = 0;
         for (NodeId h : ring_.current().holders(flow_slot(s, cfg_.slot_key))) {
@@ -335,7 +455,11 @@ void Agent::route_exports(uint64_t now) {
           if (h == cfg_.self) continue;
           Peer* p = peer(h);
           if (p == nullptr) continue;
-          if (!send_record(p, s, now)) pending_.push_back(Pending{s, h});
+          if (const uint64_t seq = send_record(p, s, now); seq != 0) {
+            note_sent(li, rec, h, seq);
+          } else {
+            pending_.push_back(Pending{s, h, li, rec});
+          }
           ++sent;
         }
         if (sent == 0) counters_.inc(AgentCounter::kRecordsNoHolder);
@@ -382,6 +506,7 @@ void Agent::tick(uint64_t now) {
     p->ch->flush(now);
     if (p->heard(now, silent_after_ns_)) p->ch->poll(now);  // (see silent_after_ns)
   }
+  update_commits();
   if (dirty_) publish();
 }
 
@@ -414,10 +539,19 @@ void Agent::loop() {
     for (auto& p : peers_)
       if (p->heard(now, silent_after_ns_)) until = std::min(until, p->ch->next_deadline());
     const uint64_t wait = until > now ? until - now : 0;
-    pollfd pfd{fd_, POLLIN, 0};
+    // The socket, and the workers' exports that packets wait for (output
+    // commit: taken at once, not at the next 1 ms round).
+    pollfd pfd[1 + kMaxWakeLinks];
+    nfds_t nfd = 0;
+    pfd[nfd++] = pollfd{fd_, POLLIN, 0};
+    for (FlowLink* l : links_)
+      if (l->agent_wake_fd() >= 0 && nfd < std::size(pfd))
+        pfd[nfd++] = pollfd{l->agent_wake_fd(), POLLIN, 0};
     const timespec ts{static_cast<time_t>(wait / 1'000'000'000),
                       static_cast<long>(wait % 1'000'000'000)};
-    ::ppoll(&pfd, 1, &ts, nullptr);
+    if (::ppoll(pfd, nfd, &ts, nullptr) > 0)
+      for (nfds_t i = 1; i < nfd; ++i)
+        if (pfd[i].revents & POLLIN) drain_fd(pfd[i].fd);
   }
 }
 

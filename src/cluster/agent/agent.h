@@ -17,6 +17,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -31,6 +32,7 @@
 #include "common/spsc_ring.h"
 #include "nf/gateway/flow_sync.h"
 #include "nf/gateway/gateway_stage.h"
+#include "pipeline/output_commit.h"
 
 namespace tripod::cluster {
 
@@ -51,10 +53,21 @@ struct ViewChange {
 using ViewSink = std::function<void(const ViewChange&)>;
 
 // The rings between one worker and the agent. Records are plain data.
+//
+// Output commit (`sync` VIPs, pipeline/output_commit.h): the worker numbers
+// the records it pushes and groups them into batches (a batch closes when
+// an export has handed out everything queued); the agent publishes how many
+// records, in push order, every holder has acknowledged (committed()), and
+// the worker turns that into its gateway's CommitPoint. Two eventfds wake
+// each side: the worker's export that packets wait for, the agent's news
+// of acknowledgements.
 class FlowLink {
  public:
-  explicit FlowLink(uint32_t capacity = 1u << 16, uint64_t checkpoint_ns = 1'000'000)
-      : to_agent_(capacity), to_worker_(capacity), checkpoint_ns_(checkpoint_ns) {}
+  explicit FlowLink(uint32_t capacity = 1u << 16, uint64_t checkpoint_ns = 1'000'000,
+                    bool output_commit = false);
+  ~FlowLink();
+  FlowLink(const FlowLink&) = delete;
+  FlowLink& operator=(const FlowLink&) = delete;
 
   // Worker thread, between bursts: takes a new view if one was posted,
   // applies what peers sent, and once per checkpoint interval hands the
@@ -70,14 +83,41 @@ class FlowLink {
 
   SpscRing<FlowSync>& to_agent() { return to_agent_; }
   SpscRing<FlowSync>& to_worker() { return to_worker_; }
+
+  bool output_commit() const { return agent_fd_ >= 0; }
+  // Readable when the agent has news of acknowledgements (-1: no output
+  // commit); the worker sleeps on it with held packets. Port::wait drains it.
+  int worker_wake_fd() const { return worker_fd_; }
+  // Readable when the worker exported records that packets wait for.
+  int agent_wake_fd() const { return agent_fd_; }
+  // Agent thread: the first `n` records taken from to_agent() are held by
+  // every holder they went to (or their holder is gone).
+  void set_committed(uint64_t n);
+  uint64_t committed() const { return committed_.load(std::memory_order_acquire); }
+  // Worker thread: records pushed so far, and the commit point posted to the
+  // gateway at the last poll.
+  uint64_t pushed() const { return pushed_; }
+  const CommitPoint& commit_point() const { return point_; }
   uint64_t import_drops() const { return import_drops_.load(std::memory_order_relaxed); }
   void count_import_drop() { import_drops_.fetch_add(1, std::memory_order_relaxed); }
 
  private:
+  void export_records(GatewayStage& gw, uint64_t now_ns);
+
   SpscRing<FlowSync> to_agent_;
   SpscRing<FlowSync> to_worker_;
   uint64_t checkpoint_ns_;
   uint64_t last_export_ns_ = 0;
+  // Output commit. Batches (point_.committed, point_.open) are closed and
+  // wait for their acks; batch_end_[b % kBatches] is pushed_ when b closed.
+  static constexpr uint32_t kBatches = 1024;
+  int worker_fd_ = -1;
+  int agent_fd_ = -1;
+  uint64_t pushed_ = 0;
+  bool batch_used_ = false;  // records went into the open batch
+  CommitPoint point_;
+  std::unique_ptr<uint64_t[]> batch_end_;
+  std::atomic<uint64_t> committed_{0};
   std::atomic<uint64_t> import_drops_{0};
   // The mailbox (post()); the lock is taken once per view, never per packet.
   std::atomic<bool> has_view_{false};
@@ -177,7 +217,8 @@ class Agent {
   void on_events(std::span<const MemberEvent> events);
   void publish();
   Peer* peer(uint16_t id);
-  bool send_record(Peer* p, const FlowSync& s, uint64_t now);
+  // The datagram seq that carries it, or 0 (the window is full).
+  uint64_t send_record(Peer* p, const FlowSync& s, uint64_t now);
 
   AgentConfig cfg_;
   std::vector<FlowLink*> links_;
@@ -196,8 +237,25 @@ class Agent {
   struct Pending {
     FlowSync s;
     uint16_t peer;
+    uint32_t link;  // whose record (links_ index), and its number there
+    uint64_t rec;
   };
   std::vector<Pending> pending_;
+  // Output commit: per link, the records taken and, in record order, the
+  // sends not yet acknowledged (the channel's seq of the datagram).
+  struct Outstanding {
+    uint64_t rec;
+    uint64_t seq;
+    uint32_t session;
+    uint16_t peer;
+  };
+  struct LinkCommit {
+    uint64_t taken = 0;
+    std::deque<Outstanding> sent;
+  };
+  std::vector<LinkCommit> commits_;
+  void note_sent(uint32_t link, uint64_t rec, uint16_t node, uint64_t seq);
+  void update_commits();
   bool dirty_ = true;  // a view to publish
   bool resync_ = false;
   uint64_t next_heartbeat_ = 0;  // the earliest of the peers' next_hb_ns

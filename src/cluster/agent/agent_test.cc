@@ -67,8 +67,8 @@ struct Node {
   ClusterView view;  // the worker's, copied after each round (for the checks)
 
   explicit Node(uint16_t node_id, uint64_t dead_after_ns = 50'000'000,
-                uint32_t max_connections = 256)
-      : id(node_id) {
+                uint32_t max_connections = 256, bool output_commit = false)
+      : id(node_id), link(1u << 16, 1'000'000, output_commit) {
     GatewayConfig c;
     c.firewall.acl = parse_rules("default allow");
     Backend be;
@@ -77,6 +77,7 @@ struct Node {
     GatewayVipConfig v;
     v.key = VipKey{IpAddress::parse(kVip), kProtoTcp, 80};
     v.pool.backends = {be};
+    v.output_commit = output_commit;
     c.vips.push_back(v);
     c.snat.addresses = {snat(kSnat[id])};
     c.snat.port_lo = 5000;
@@ -89,6 +90,7 @@ struct Node {
     auto g = std::make_unique<GatewayStage>(c, clock.now_ns());
     gw = g.get();
     pipeline.add(std::move(g));
+    if (output_commit) pipeline.enable_hold(64, 60'000'000'000);
 
     AgentConfig ac;
     ac.self = id;
@@ -122,6 +124,22 @@ struct Node {
     pipeline.run_to_end(port, &clock);
     return port.output();
   }
+  // Output commit: packets through a port that outlives the held ones;
+  // returns what left at once.
+  size_t send_held(std::vector<Bytes> in) {
+    const size_t before = held_port.output().size();
+    held_port.feed(std::move(in));
+    pipeline.run_to_end(held_port, &clock);
+    return held_port.output().size() - before;
+  }
+  // What the holders' acks let go since.
+  size_t release() {
+    const size_t before = held_port.output().size();
+    pipeline.release_held(held_port, gw->commit_point(), clock.now_ns(), &stats);
+    return held_port.output().size() - before;
+  }
+  MemoryPort held_port{{}};
+  RunStats stats;
 };
 
 // Runs every node's worker work until `done` or 10 s (a generous bound: the
@@ -209,6 +227,57 @@ uint64_t counter(const Agent& a, std::string_view name) {
     if (n == name) v = x;
   });
   return v;
+}
+
+// Output commit through real agents: node 1's packet leaves only once the
+// flow's holder has acknowledged the record (the holder's agent had it by
+// then); while the holder is silent, it waits, until the holder is declared
+// dead (there is no one left to wait for).
+TEST(ClusterAgent, SyncPacketsLeaveOnceTheHolderHasTheState) {
+  constexpr uint64_t kDeadAfter = 1'500'000'000;  // a silence long enough to see the wait
+  Node n1(1, kDeadAfter, 256, true), n2(2, kDeadAfter, 256, true), n3(3, kDeadAfter, 256, true);
+  std::vector<Node*> all{&n1, &n2, &n3};
+  for (Node* n : all)
+    n->agent->start();
+  ASSERT_TRUE(until(all, [&] {
+    for (Node* n : all)
+      if (n->agent->live_set() != 0b111 || n->view.live != 0b111) return false;
+    return true;
+  })) << "membership did not converge";
+
+  EXPECT_EQ(n1.send_held({seg(kClient, kVip, 40000, 80, kTcpSyn, 1000, 0)}), 0u);
+  size_t out = 0;
+  uint64_t holder_had_it = 0;
+  ASSERT_TRUE(until(all, [&] {
+    out += n1.release();
+    if (out == 0) return false;
+    holder_had_it = counter(*n2.agent, "records_received") + counter(*n3.agent, "records_received");
+    return true;
+  })) << "the SYN never left";
+  EXPECT_EQ(out, 1u);
+  EXPECT_GT(holder_had_it, 0u) << "left before any holder had the record";
+  EXPECT_EQ(n1.stats.hold_expired, 0u);
+
+  // Silent holders: the next flow's SYN waits for them while they count as
+  // live, and goes once they are declared dead.
+  n2.agent->stop();
+  n3.agent->stop();
+  EXPECT_EQ(n1.send_held({seg(kClient, kVip, 40001, 80, kTcpSyn, 1000, 0)}), 0u);
+  const auto t0 = std::chrono::steady_clock::now();
+  out = 0;
+  ASSERT_TRUE(until({&n1}, [&] {
+    out += n1.release();
+    return out > 0;
+  })) << "the SYN was never released";
+  if (n1.agent->live_set() != 0b001) {
+    ADD_FAILURE() << "left while its holders still counted as live, after "
+                  << std::chrono::duration_cast<std::chrono::milliseconds>(
+                         std::chrono::steady_clock::now() - t0)
+                         .count()
+                  << " ms";
+  }
+  EXPECT_EQ(n1.stats.hold_expired, 0u);  // released by the deaths, not the backstop
+  n1.agent->stop();
 }
 
 // A holder stops acking (it hangs, then is declared dead) while its window is

@@ -385,9 +385,13 @@ bool XdpPort::wait(int timeout_ms) {
   if (xsk_cons_nb_avail(&r.rx, 1) > 0) return true;
   // poll() also wakes a zero-copy driver that set need_wakeup on the fill
   // ring, and drives pending copy-mode TX.
-  pollfd pfd{fd_, POLLIN, 0};
-  const int rc = poll(&pfd, 1, timeout_ms);
-  return rc > 0 && (pfd.revents & POLLIN) != 0;
+  pollfd pfd[2] = {{fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
+  const int rc = poll(pfd, wake_fd_ >= 0 ? 2 : 1, timeout_ms);
+  if (rc > 0 && wake_fd_ >= 0 && (pfd[1].revents & POLLIN)) {
+    uint64_t v;
+    [[maybe_unused]] const ssize_t got = ::read(wake_fd_, &v, sizeof v);
+  }
+  return rc > 0 && (pfd[0].revents & POLLIN) != 0;
 }
 
 XdpPort::FrameAccount XdpPort::frame_account() const {

@@ -788,5 +788,114 @@ TEST(FlowSyncCodec, RejectsEveryBadField) {
   EXPECT_EQ(decode_flow_sync(9, buf, kFlowFullSize, &d), FlowSyncError::kBadOp);
 }
 
+// cookie_from() through a pipeline that may hold packets.
+template <typename Run>
+uint32_t cookie_from_run(Run& run, const MemoryPort& port, uint16_t cport) {
+  EXPECT_EQ(run({seg({kClient, kProxyVip, cport, 443, kTcpSyn, 1000})}), 1u);
+  PacketMeta m;
+  const Bytes& synack = port.output().back();
+  EXPECT_EQ(parse_packet(synack.data(), static_cast<uint32_t>(synack.size()), &m), ParseError::kOk);
+  return m.tcp_seq;
+}
+
+// Output commit (a `sync` VIP): a packet whose flow has state not yet
+// acknowledged waits for the batch that carries it, with what the stage
+// appended for it; once the batch is acknowledged, it goes, and later
+// packets of the flow that change nothing go at once. A stateless cookie
+// SYN-ACK never waits.
+TEST(ClusterOutputCommit, PacketsWaitForTheBatchCarryingTheirState) {
+  ManualClock clock{1000 * kSec};
+  GatewayConfig cfg = node_config(1);
+  for (GatewayVipConfig& v : cfg.vips)
+    v.output_commit = true;
+  Pipeline p;
+  p.add(std::make_unique<ParseStage>());
+  auto stage = std::make_unique<GatewayStage>(cfg, clock.now_ns());
+  GatewayStage& gw = *stage;
+  p.add(std::move(stage));
+  p.enable_hold(64, 10 * kSec);
+  MemoryPort port({});
+  RunStats stats;
+  auto run = [&](std::vector<Bytes> in) {
+    port.feed(std::move(in));
+    const size_t before = port.output().size();
+    p.run_to_end(port, &clock);
+    return port.output().size() - before;
+  };
+  auto release = [&] {
+    const size_t before = port.output().size();
+    p.release_held(port, gw.commit_point(), clock.now_ns(), &stats);
+    return port.output().size() - before;
+  };
+  auto export_batch = [&] {  // what FlowLink does: export, close the open batch
+    FlowSync out[64];
+    const uint32_t n = gw.export_sync(out, 64, clock.now_ns());
+    EXPECT_TRUE(gw.export_drained());
+    CommitPoint c = gw.commit_point();
+    ++c.open;
+    gw.set_commit_point(c);
+    return n;
+  };
+  auto ack_all = [&] {
+    CommitPoint c = gw.commit_point();
+    c.committed = static_cast<uint16_t>(c.open - 1);
+    gw.set_commit_point(c);
+  };
+
+  // The cookie SYN-ACK holds no state: out at once.
+  const uint32_t cookie = cookie_from_run(run, port, 40030);
+  EXPECT_EQ(p.held(), 0u);
+  // The cookie's ACK creates the flow: its backend SYN waits for batch 1.
+  EXPECT_EQ(run({seg({kClient, kProxyVip, 40030, 443, kTcpAck, 1001, cookie + 1})}), 0u);
+  EXPECT_EQ(p.held(), 1u);
+  EXPECT_TRUE(gw.export_due());
+  EXPECT_EQ(release(), 0u);
+  EXPECT_EQ(export_batch(), 1u);
+  EXPECT_FALSE(gw.export_due());
+  EXPECT_EQ(release(), 0u) << "left before its batch was acknowledged";
+  ack_all();
+  ASSERT_EQ(release(), 1u);
+  const uint16_t sport = ends_of(port.output().back()).sport;
+
+  // The backend's SYN-ACK opens the proxy: the backend ACK and the client's
+  // window update (both appended) wait for the next batch.
+  EXPECT_EQ(run({seg({kDip, kSnat[1], kBport, sport, kTcpSyn | kTcpAck, 7000, 1001})}), 0u);
+  EXPECT_EQ(p.held(), 2u);
+  EXPECT_EQ(export_batch(), 1u);
+  // A packet that changes nothing, while its flow's state is exported but
+  // not acknowledged: it waits for that batch too (and keeps its order).
+  const Bytes data =
+      seg({kClient, kProxyVip, 40030, 443, kTcpAck | kTcpPsh, 1001, cookie + 1, "x"});
+  EXPECT_EQ(run({data}), 0u);
+  EXPECT_EQ(p.held(), 3u);
+  ack_all();
+  EXPECT_EQ(release(), 3u);
+  // Acknowledged: the flow's next packets that change nothing go at once.
+  EXPECT_EQ(run({data}), 1u);
+  EXPECT_EQ(p.held(), 0u);
+  EXPECT_EQ(stats.hold_expired, 0u);
+
+  // A holder that never answers: the wait ends after max_wait (counted).
+  EXPECT_EQ(run({seg({kClient, kVip, 40031, 80, kTcpSyn, 1000})}), 0u);
+  EXPECT_EQ(export_batch(), 1u);
+  clock.advance_ns(11 * kSec);
+  EXPECT_EQ(release(), 1u);
+  EXPECT_EQ(stats.hold_expired, 1u);
+}
+
+// Tags are 16 bits: the wait is judged within the batches not yet
+// acknowledged, across the wrap.
+TEST(ClusterOutputCommit, CommitPointWrapsAround) {
+  CommitPoint c;
+  c.committed = 65534;
+  c.open = 1;  // 65535 and 0 are closed, not acknowledged; 1 is open
+  EXPECT_FALSE(c.waits(65534));
+  EXPECT_TRUE(c.waits(65535));
+  EXPECT_TRUE(c.waits(0));
+  EXPECT_TRUE(c.waits(1));
+  EXPECT_FALSE(c.waits(2));      // a flow exported 65535 batches ago
+  EXPECT_FALSE(c.waits(30000));  // or long before
+}
+
 }  // namespace
 }  // namespace tripod

@@ -179,6 +179,7 @@ VipId GatewayStage::add_vip(const GatewayVipConfig& v) {
   vip_cfg_[id] = v;
   vip_cfg_[id].pool.backends.clear();  // the LB owns the pool
   vip_removed_[id] = 0;
+  any_output_commit_ |= v.output_commit;
   return id;
 }
 
@@ -223,6 +224,7 @@ void GatewayStage::update_vip_options(const GatewayVipConfig& v) {
   if (c.synproxy && c.mode == VipMode::kDsr)
     throw std::invalid_argument("gateway: the SYN proxy needs both directions (not with DSR)");
   vip_cfg_[id] = c;
+  any_output_commit_ |= c.output_commit;
 }
 
 void GatewayStage::set_firewall(const FirewallConfig& cfg, TrafficDir non_vip_dir) {
@@ -561,6 +563,7 @@ void GatewayStage::send_window_update(Burst& b, uint32_t i, const ConnRecord& r)
 bool GatewayStage::on_hit(Burst& b, uint32_t i, Table::Ref ref, Tick now) {
   if (!clustered()) return on_hit_inner(b, i, ref, now);
   const uint32_t idx = table_.value(ref.idx).record;
+  touched_ = idx;
   const ConnRecord& r = records_[idx];
   const uint8_t state = r.fw.state, spf = r.sp.flags, seen = r.seen & (kSeenFin | kSeenRst);
   const bool ok = on_hit_inner(b, i, ref, now);
@@ -800,6 +803,7 @@ bool GatewayStage::create(Burst& b, uint32_t i, const FlowKey& dkey, uint64_t dh
   lb_.conn_opened(vip, sel.version);
   ++live_;
   mark_dirty(idx);
+  touched_ = idx;
   counters_.inc(GatewayCounter::kConnsCreated);
   counters_.inc(dsr ? GatewayCounter::kConnsCreatedDsr : GatewayCounter::kConnsCreatedNat);
   maybe_clamp(frame, m, r);
@@ -1102,8 +1106,12 @@ void GatewayStage::process(Burst& b) {
       mutated = true;
       r = Table::Ref{};
     }
+    touched_ = kNoRecord;
+    const uint32_t appended_from = b.n;
     const bool ok =
         r.found() ? on_hit(b, i, r, now) : on_miss(b, i, keys[j], hashes[j], now, &mutated);
+    if (ok && any_output_commit_ && touched_ != kNoRecord && clustered())
+      hold_for_commit(b, i, appended_from);
     if (table_moved_) {  // (rekey_snat(): an insert)
       mutated = true;
       table_moved_ = false;
@@ -1121,6 +1129,32 @@ void GatewayStage::process(Burst& b) {
 }
 
 // ---- cluster ----
+
+// Output commit: the packet, and what this stage appended for it (a backend
+// ACK, a window update), wait for the batch carrying the flow's latest
+// change: the open one while the flow is queued for export (or closed: its
+// delete is), else the one it last went out in, until acknowledged.
+void GatewayStage::hold_for_commit(Burst& b, uint32_t i, uint32_t appended_from) {
+  const ConnRecord& r = records_[touched_];
+  if ((r.flags & (kRecStandby | kRecEgress)) || r.lb.vip >= vip_cfg_.size() ||
+      !vip_cfg_[r.lb.vip].output_commit)
+    return;
+  uint16_t tag;
+  if (!(r.flags & kRecLive) || (r.seen & kSyncQueued) || resync_pending_) {
+    tag = commit_.open;
+    export_due_ = true;
+  } else if (commit_.waits(r.lease.spare)) {
+    tag = r.lease.spare;
+  } else {
+    return;
+  }
+  b.held[i] = true;
+  b.hold_tag[i] = tag;
+  for (uint32_t k = appended_from; k < b.n; ++k) {
+    b.held[k] = true;
+    b.hold_tag[k] = tag;
+  }
+}
 
 bool GatewayStage::redirect(Burst& b, uint32_t i, uint16_t node, GatewayCounter c) {
   // Same segment: only the destination MAC changes; the node's XDP program
@@ -1315,6 +1349,7 @@ uint32_t GatewayStage::export_sync(FlowSync* out, uint32_t max, uint64_t now_ns)
     if (!(r.flags & kRecLive) || !(r.seen & kSyncQueued)) continue;
     r.seen &= static_cast<uint8_t>(~kSyncQueued);
     if (r.flags & (kRecStandby | kRecEgress)) continue;
+    r.lease.spare = commit_.open;  // output commit: the batch that carries it
     if (sync_closed(r)) {
       // Over: nothing a holder could continue. Its copy goes now rather
       // than at expiry, so that churn does not fill the holders' tables.

@@ -28,6 +28,7 @@
 #include "nf/nat/port_alloc.h"
 #include "nf/synproxy/handshake.h"
 #include "pipeline/burst.h"
+#include "pipeline/output_commit.h"
 #include "table/conn_table.h"
 #include "table/internal/huge_alloc.h"
 
@@ -168,6 +169,9 @@ struct GatewayVipConfig {
   uint16_t mss_clamp = 0;  // 0: off; else SYN / SYN-ACK MSS lowered to this
   bool synproxy = false;
   SynProxyVip synproxy_options;
+  // Cluster, `sync` replication (output commit): a flow's packets wait until
+  // the holders have acknowledged its latest state (pipeline/output_commit.h).
+  bool output_commit = false;
 };
 
 // Egress SNAT: connections that internal hosts open to the outside (not to a
@@ -283,6 +287,21 @@ class GatewayStage final : public Stage {
   // The holders changed (a new epoch): every flow goes out in full again
   // (O(records)).
   void resync();
+  // Output commit (GatewayVipConfig::output_commit): export_sync() fills
+  // batch `open`; the caller (FlowLink) moves the point as batches close and
+  // are acknowledged. A forwarded packet of such a flow is marked held
+  // (Burst::held) with the batch its flow's latest change travels in.
+  void set_commit_point(const CommitPoint& c) {
+    if (c.open != commit_.open) export_due_ = false;
+    commit_ = c;
+  }
+  const CommitPoint& commit_point() const { return commit_; }
+  // Packets wait for the open batch: export now, not at the next checkpoint.
+  bool export_due() const { return export_due_; }
+  // Whether export_sync() has handed out everything queued so far.
+  bool export_drained() const {
+    return del_head_ == del_tail_ && dirty_head_ == dirty_tail_ && !resync_pending_;
+  }
 
  private:
   static Tick to_ticks(uint64_t ns) { return static_cast<Tick>(ns / kTickNs); }
@@ -390,6 +409,7 @@ class GatewayStage final : public Stage {
   bool from_peer(const uint8_t* frame) const;  // its source MAC is a live peer's
   void promote(uint32_t idx);
   void fill_sync(const ConnRecord& r, FlowSync* s, FlowSyncOp op, Tick now) const;
+  void hold_for_commit(Burst& b, uint32_t i, uint32_t appended_from);
   bool same_write_once(const ConnRecord& r, const FlowSync& s) const;
   static uint8_t sync_kind(const ConnRecord& r);  // FlowSync::kind of a record
   uint32_t find_cluster_snat(Family f, const uint8_t* addr) const;
@@ -429,6 +449,11 @@ class GatewayStage final : public Stage {
   uint64_t dirty_head_ = 0;
   uint64_t dirty_tail_ = 0;
   bool resync_pending_ = false;
+  CommitPoint commit_;
+  bool export_due_ = false;
+  bool any_output_commit_ = false;  // some VIP has it
+  static constexpr uint32_t kNoRecord = UINT32_MAX;
+  uint32_t touched_ = kNoRecord;   // the record the current packet went through
   std::vector<FlowSync> deletes_;  // ring, fixed size (cluster.delete_queue)
   uint64_t del_head_ = 0;
   uint64_t del_tail_ = 0;

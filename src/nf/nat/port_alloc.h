@@ -57,7 +57,9 @@ struct SnatPoolConfig {
 struct SnatLease {
   uint32_t address = 0;  // index into SnatPoolConfig::addresses
   uint16_t port = 0;
+  uint16_t spare = 0;  // not the allocator's: the lease holder's (the gateway's commit tag)
 };
+static_assert(sizeof(SnatLease) == 8);
 
 class SnatPortAllocator {
  public:
