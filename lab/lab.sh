@@ -670,6 +670,8 @@ tripod_start() {  # gateway index
       echo "  key: 6c61622d636c75737465722d6b65792d6c61622d636c75737465722d6b657931"
       echo "  heartbeat_interval: ${TRIPOD_HEARTBEAT:-10ms}"
       echo "  dead_after: ${TRIPOD_DEAD_AFTER:-50ms}"
+      # async (the default) or sync: output commit (src/cluster/README.md).
+      echo "  mode: ${TRIPOD_REPLICATION:-async}"
       echo "  nodes:"
       for j in $(seq "$NGW"); do
         echo "    - {id: $j, address: \"$(gw_ip4 "$j"):7946\", snat: [$(gw_tsnat4 "$j"), \"$(gw_tsnat6 "$j")\"]}"

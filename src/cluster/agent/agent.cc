@@ -374,10 +374,10 @@ uint64_t Agent::send_record(Peer* p, const FlowSync& s, uint64_t now) {
   return r.seq;
 }
 
-void Agent::note_sent(uint32_t link, uint64_t rec, uint16_t node, uint64_t seq) {
+void Agent::note_sent(uint32_t link, uint64_t rec, const Peer& p, uint64_t seq) {
   if (!links_[link]->output_commit()) return;
   std::deque<Outstanding>& q = commits_[link].sent;
-  const Outstanding o{rec, seq, peer(node)->ch->session(), node};
+  const Outstanding o{rec, seq, p.ch->session(), p.addr.id};
   // In record order: a record that waited for a full window goes in
   // behind later ones sent to other holders meanwhile.
   if (q.empty() || q.back().rec <= rec) {
@@ -433,7 +433,7 @@ void Agent::route_exports(uint64_t now) {
     Peer* p = peer(w.peer);
     if (p == nullptr) continue;
     if (const uint64_t seq = send_record(p, w.s, now); seq != 0) {
-      note_sent(w.link, w.rec, w.peer, seq);
+      note_sent(w.link, w.rec, *p, seq);
     } else {
       pending_[kept++] = w;
     }
@@ -456,7 +456,7 @@ void Agent::route_exports(uint64_t now) {
           Peer* p = peer(h);
           if (p == nullptr) continue;
           if (const uint64_t seq = send_record(p, s, now); seq != 0) {
-            note_sent(li, rec, h, seq);
+            note_sent(li, rec, *p, seq);
           } else {
             pending_.push_back(Pending{s, h, li, rec});
           }

@@ -254,7 +254,7 @@ class Agent {
     std::deque<Outstanding> sent;
   };
   std::vector<LinkCommit> commits_;
-  void note_sent(uint32_t link, uint64_t rec, uint16_t node, uint64_t seq);
+  void note_sent(uint32_t link, uint64_t rec, const Peer& p, uint64_t seq);
   void update_commits();
   bool dirty_ = true;  // a view to publish
   bool resync_ = false;
