@@ -848,7 +848,7 @@ percent() { python3 -c 'import sys; a, b = int(sys.argv[1]), int(sys.argv[2]); p
 # Replication's cost, no kill: a new connection per request, where every
 # connection is created, changes state and closes (the most records per
 # byte of workload). Sets OVH_RPS and OVH_P99 (ms).
-cluster_overhead() {  # on|off
+cluster_overhead() {  # on|sync|off
   local out="$LAB_RUN/$NAME/wrk-$1-overhead.out" b0
   b0=$(agents_bytes 1 2 3)
   cx timeout 60 wrk -t2 -c"${CLUSTER_OVH_CONNS:-64}" -d"${CLUSTER_OVH_SECS:-5}s" --timeout 5s \
@@ -858,7 +858,7 @@ cluster_overhead() {  # on|off
   OVH_RPS=${OVH_RPS:-0}
   OVH_P99=$(lat_ms "$(awk '$1 == "99%" {print $2}' "$out")")
   echo "     no kill, new connection per request (replication $1): $WRK_REQS requests, $OVH_RPS req/s, p99 $OVH_P99 ms, socket errors $WRK_ERRS"
-  if [ "$1" = on ]; then
+  if [ "$1" != off ]; then
     local rb wb
     rb=$(($(agents_bytes 1 2 3) - b0))
     wb=$(wrk_read_bytes "$out")
@@ -945,12 +945,17 @@ cluster_turn() {  # victim conns secs
 # With the cluster (replication on) nothing may break; without it
 # (CLUSTER_REPLICATION=off: the same nodes, no cluster section) the killed
 # node's connections are lost, which is the comparison figure.
-cluster_run() {  # on|off victim
+cluster_run() {  # on|sync|off victim
   local repl=$1 victim=$2 conns=${CLUSTER_CONNS:-200} secs=${CLUSTER_SECS:-10}
   local wout iout wpid ipid ppid lat
   wout="$LAB_RUN/$NAME/wrk-$repl.out"
   iout="$LAB_RUN/$NAME/iperf-$repl.json"
-  if [ "$repl" = on ]; then export TRIPOD_CLUSTER=1; else unset TRIPOD_CLUSTER; fi
+  # on: async replication; sync: output commit (every VIP).
+  case $repl in
+    on) export TRIPOD_CLUSTER=1 TRIPOD_REPLICATION=async ;;
+    sync) export TRIPOD_CLUSTER=1 TRIPOD_REPLICATION=sync ;;
+    *) unset TRIPOD_CLUSTER TRIPOD_REPLICATION ;;
+  esac
   export TRIPOD_SYNPROXY=1
   if ! LAB_KEEP_ON_FAIL=1 lab up --routing bgp --mode tripod --gateways "$NGW" --backends "$NBE"; then
     fail "lab up (replication $repl)"
@@ -958,7 +963,7 @@ cluster_run() {  # on|off victim
     return 1
   fi
   pass "lab up (3 tripod nodes, BGP + BFD, SYN proxy, firewall; replication $repl)"
-  if [ "$repl" = on ]; then
+  if [ "$repl" != off ]; then
     check "every node sees the cluster [1,2,3]" wait_live "[1,2,3]" 10 1 2 3
   fi
   cluster_overhead "$repl"
@@ -987,7 +992,7 @@ cluster_run() {  # on|off victim
   echo "     $(date +%T.%N | cut -c1-12) kill"
   check "lab kill gw$victim (under load)" lab kill "gw$victim"
   echo "     $(date +%T.%N | cut -c1-12) killed"
-  if [ "$repl" = on ]; then
+  if [ "$repl" != off ]; then
     local survivors=() g
     for g in 1 2 3; do [ "$g" = "$victim" ] || survivors+=("$g"); done
     check "survivors see gw$victim gone" wait_live "[${survivors[0]},${survivors[1]}]" 5 "${survivors[@]}"
@@ -1026,14 +1031,26 @@ cluster_run() {  # on|off victim
   RESUME_MS=$gap
   # Replication's bytes (the survivors' agents: heartbeats, records, acks)
   # against the workload's (HTTP responses read by wrk, iperf3's payload).
-  if [ "$repl" = on ]; then
+  if [ "$repl" != off ]; then
     local rbytes=0 mb
     for g in 1 2 3; do [ "$g" = "$victim" ] || rbytes=$((rbytes + $(agent_bytes "$g") - bytes0[g])); done
     mb=$(wrk_read_bytes "$wout")
     SHARE=$(percent "$rbytes" $((${mb:-0} + ibytes)))
     echo "     replication bytes $rbytes (survivors, during this load) vs workload bytes $((${mb:-0} + ibytes)): $SHARE %"
   fi
-  if [ "$repl" = on ]; then
+  if [ "$repl" = sync ]; then
+    # Output commit: packets waited for their state's acks, and none was
+    # dropped for want of room or let go by the backstop instead.
+    local held=0 full=0 expired=0
+    for g in 1 2 3; do
+      [ "$g" = "$victim" ] && continue
+      held=$((held + $(counter worker.held "$g"))) full=$((full + $(counter worker.hold_full "$g")))
+      expired=$((expired + $(counter worker.hold_expired "$g")))
+    done
+    echo "     output commit (survivors): $held packets held, $full dropped (queue full), $expired let go by the backstop"
+    check "sync: packets were held for their state's acks ($held)" test "$held" -gt 0
+  fi
+  if [ "$repl" != off ]; then
     check "wrk ran through the kill ($WRK_REQS requests)" test "$WRK_REQS" -gt 0
     check "wrk: no socket error through the kill ($WRK_ERRS)" test "$WRK_ERRS" -eq 0
     check "wrk: no non-2xx response ($WRK_NON2XX)" test "$WRK_NON2XX" -eq 0
@@ -1066,7 +1083,7 @@ cluster_run() {  # on|off victim
     check "rejoin: no socket error ($WRK_ERRS)" test "$WRK_ERRS" -eq 0
     check "rejoin: no non-2xx response ($WRK_NON2XX)" test "$WRK_NON2XX" -eq 0
     check "rejoined gw$victim receives traffic again ($(counter gateway.packets "$victim") packets)" test "$(counter gateway.packets "$victim")" -gt 0
-    if [ "$CLUSTER_TURNS" = same ]; then
+    if [ "$CLUSTER_TURNS" = same ] && [ "$repl" = on ]; then
       # Then each other node in turn, on this cluster (one node restarted).
       local v
       for v in 1 2 3; do
@@ -1087,7 +1104,7 @@ CLUSTER_TURNS=${CLUSTER_TURNS:-same}
 # new connections can meet 4-tuples of its previous life still open at the
 # backends: src/cluster/README.md, "Where this stops".)
 cluster_turn_lab() {  # victim
-  export TRIPOD_CLUSTER=1 TRIPOD_SYNPROXY=1
+  export TRIPOD_CLUSTER=1 TRIPOD_SYNPROXY=1 TRIPOD_REPLICATION=async
   if ! LAB_KEEP_ON_FAIL=1 lab up --routing bgp --mode tripod --gateways "$NGW" --backends "$NBE"; then
     fail "lab up (kill gw$1 in turn)"
     tripod_diag
@@ -1103,9 +1120,15 @@ scenario_tripod_cluster() {
   local victim=${CLUSTER_VICTIM:-2} lost_on resume_on lost_off v
   TURN_GAPS=""
   local rps_on p99_on share_nc ka_rps_on ka_p99_on
+  local lost_sync resume_sync rps_sync p99_sync ka_rps_sync ka_p99_sync
   cluster_run on "$victim"
   lost_on=$LOST resume_on=$RESUME_MS SHARE_ON=${SHARE:--1} rps_on=$OVH_RPS p99_on=$OVH_P99 share_nc=${OVH_SHARE:--1}
   ka_rps_on=$OVH_KA_RPS ka_p99_on=$OVH_KA_P99
+  # The same kill and loads with output commit (mode: sync).
+  LOST=-1 RESUME_MS=-1 OVH_RPS=0 OVH_P99=-1 OVH_KA_RPS=0 OVH_KA_P99=-1
+  cluster_run sync "$victim"
+  lost_sync=$LOST resume_sync=$RESUME_MS rps_sync=$OVH_RPS p99_sync=$OVH_P99
+  ka_rps_sync=$OVH_KA_RPS ka_p99_sync=$OVH_KA_P99
   if [ "$CLUSTER_TURNS" = fresh ]; then
     for v in 1 2 3; do
       [ "$v" = "$victim" ] && continue
@@ -1124,6 +1147,12 @@ scenario_tripod_cluster() {
   echo "figure replication.p99.new_conn $p99_on ms vs no_replication $OVH_P99 ms"
   echo "figure replication.rps.keepalive $ka_rps_on req/s vs no_replication $OVH_KA_RPS req/s"
   echo "figure replication.p99.keepalive $ka_p99_on ms vs no_replication $OVH_KA_P99 ms"
+  echo "figure failover.lost.sync $lost_sync conns vs no_replication $lost_off conns"
+  echo "figure failover.resume.sync $resume_sync ms"
+  echo "figure replication.sync.rps.new_conn $rps_sync req/s vs async $rps_on req/s vs no_replication $OVH_RPS req/s"
+  echo "figure replication.sync.p99.new_conn $p99_sync ms vs async $p99_on ms vs no_replication $OVH_P99 ms"
+  echo "figure replication.sync.rps.keepalive $ka_rps_sync req/s vs async $ka_rps_on req/s vs no_replication $OVH_KA_RPS req/s"
+  echo "figure replication.sync.p99.keepalive $ka_p99_sync ms vs async $ka_p99_on ms vs no_replication $OVH_KA_P99 ms"
   # Both loads: the new-connection one (the worst case) names the figure.
   python3 -c 'import sys
 def figs(suffix, on, off, p_on, p_off):
@@ -1131,8 +1160,11 @@ def figs(suffix, on, off, p_on, p_off):
     print(f"figure replication.p99_increase{suffix} {100.0 * (p_on - p_off) / p_off:.1f} %" if p_off > 0 and p_on >= 0 else f"figure replication.p99_increase{suffix} -1 %")
 v = list(map(float, sys.argv[1:]))
 figs("", *v[0:4])
-figs(".keepalive", *v[4:8])' \
-    "$rps_on" "$OVH_RPS" "$p99_on" "$OVH_P99" "$ka_rps_on" "$OVH_KA_RPS" "$ka_p99_on" "$OVH_KA_P99"
+figs(".keepalive", *v[4:8])
+figs(".sync", *v[8:12])
+figs(".sync.keepalive", *v[12:16])' \
+    "$rps_on" "$OVH_RPS" "$p99_on" "$OVH_P99" "$ka_rps_on" "$OVH_KA_RPS" "$ka_p99_on" "$OVH_KA_P99" \
+    "$rps_sync" "$OVH_RPS" "$p99_sync" "$OVH_P99" "$ka_rps_sync" "$OVH_KA_RPS" "$ka_p99_sync" "$OVH_KA_P99"
   check "without replication the kill breaks connections ($lost_off), so the test can tell" test "$lost_off" -gt 0
 }
 

@@ -7,6 +7,10 @@ namespace tripod {
 bool L2Stage::slow_path(Burst& b, uint32_t i, L2Counter why) {
   const PacketMeta& m = b.meta[i];
   counters_.inc(why);
+  // The kernel sends it now: a packet that should wait for its flow's
+  // state to be acknowledged (output commit) does not (rare: the first
+  // packets to a neighbour not yet resolved; counted).
+  if (b.held[i]) counters_.inc(L2Counter::kSlowPathHeld);
   if (!slow_->send(b.pkts[i].data + m.l3_off, size_t{m.l3_end} - m.l3_off))
     counters_.inc(L2Counter::kSlowPathFailed);
   return false;  // the kernel has it (or counted why not): not ours to transmit

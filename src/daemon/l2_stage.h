@@ -20,15 +20,16 @@
 
 namespace tripod {
 
-#define TRIPOD_L2_COUNTERS(X)                                                     \
-  X(kRouted, "routed")                                                            \
-  X(kSourceOnly, "source_mac_only")                                               \
-  X(kAsIs, "as_is")                                                               \
-  X(kSlowPathNoNeighbor, "slow_path_no_neighbor")                                 \
-  X(kSlowPathOtherLink, "slow_path_other_link") /* egress is not our interface */ \
-  X(kSlowPathFailed, "slow_path_failed")        /* the kernel refused it */       \
-  X(kDropNoRoute, "drop_no_route")                                                \
-  X(kDropNoSnapshot, "drop_no_snapshot")                                          \
+#define TRIPOD_L2_COUNTERS(X)                                                                    \
+  X(kRouted, "routed")                                                                           \
+  X(kSourceOnly, "source_mac_only")                                                              \
+  X(kAsIs, "as_is")                                                                              \
+  X(kSlowPathNoNeighbor, "slow_path_no_neighbor")                                                \
+  X(kSlowPathOtherLink, "slow_path_other_link") /* egress is not our interface */                \
+  X(kSlowPathFailed, "slow_path_failed")        /* the kernel refused it */                      \
+  X(kSlowPathHeld, "slow_path_held")            /* output commit: left before its state's ack */ \
+  X(kDropNoRoute, "drop_no_route")                                                               \
+  X(kDropNoSnapshot, "drop_no_snapshot")                                                         \
   X(kDropNotIp, "drop_not_ip")
 
 TRIPOD_DECLARE_REASONS(L2Counter, TRIPOD_L2_COUNTERS)

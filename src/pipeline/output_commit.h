@@ -50,15 +50,23 @@ class HoldQueue {
   }
   // Transmits what no longer waits, and what has waited longer than
   // max_wait_ns (counted in *expired: a holder that never answers must not
-  // hold a flow forever; its death releases the wait long before). Returns
-  // the packets sent. ts_ns of a held packet is the time it was held.
+  // hold a flow forever; its death releases the wait long before). At most
+  // kMaxRelease per call (the TX ring's room): the rest, in order, next
+  // time. Returns the packets sent. ts_ns of a held packet is when it was
+  // held. Cheap when nothing changed: no scan.
+  static constexpr uint32_t kMaxRelease = 256;
   uint32_t release(const CommitPoint& c, uint64_t now_ns, uint64_t max_wait_ns, Port& port,
                    uint64_t* expired) {
+    if (n_ == 0) return 0;
+    if (!more_ && c.committed == scanned_ && now_ns - pkts_[0].ts_ns <= max_wait_ns) return 0;
+    scanned_ = c.committed;
+    more_ = false;
     Packet out[kBurstSize];
     uint32_t n_out = 0, kept = 0, sent = 0;
     for (uint32_t i = 0; i < n_; ++i) {
       const bool late = now_ns - pkts_[i].ts_ns > max_wait_ns;
-      if (c.waits(tags_[i]) && !late) {
+      if (sent + n_out == kMaxRelease || (c.waits(tags_[i]) && !late)) {
+        more_ |= sent + n_out == kMaxRelease;
         pkts_[kept] = pkts_[i];
         tags_[kept++] = tags_[i];
         continue;
@@ -85,6 +93,8 @@ class HoldQueue {
  private:
   uint32_t cap_;
   uint32_t n_ = 0;
+  uint16_t scanned_ = 0;  // the commit point's `committed` at the last scan
+  bool more_ = false;     // the last scan stopped at kMaxRelease
   std::unique_ptr<Packet[]> pkts_;
   std::unique_ptr<uint16_t[]> tags_;
 };

@@ -108,5 +108,76 @@ TEST(Pipeline, FullTableDropsNewFlowsAndKeepsOldOnes) {
   EXPECT_EQ(c["flow.flows_live"], 4u);
 }
 
+// The hold queue (output commit): what waits stays in arrival order, what
+// no longer waits leaves in arrival order, at most kMaxRelease per call, and
+// the backstop lets go (counted) what waited too long.
+TEST(HoldQueue, ReleasesInOrderCappedAndByTheBackstop) {
+  std::vector<Bytes> in;
+  for (uint8_t i = 0; i < 40; ++i)
+    in.push_back(Bytes(64, i));
+  MemoryPort port(std::move(in));
+  HoldQueue q(64);
+  Packet pk[40];
+  ASSERT_EQ(port.rx_burst(pk, 32), 32u);
+  ASSERT_EQ(port.rx_burst(pk + 32, 8), 8u);
+  // Odd packets wait for batch 2, even ones for batch 1 (committed: 0).
+  for (uint32_t i = 0; i < 40; ++i)
+    ASSERT_TRUE(q.push(pk[i], static_cast<uint16_t>(i % 2 ? 2 : 1), 1000));
+  uint64_t expired = 0;
+  CommitPoint c{3, 0};
+  EXPECT_EQ(q.release(c, 2000, 1'000'000, port, &expired), 0u);
+  c.committed = 1;
+  EXPECT_EQ(q.release(c, 2000, 1'000'000, port, &expired), 20u);
+  ASSERT_EQ(port.output().size(), 20u);
+  for (uint32_t i = 0; i < 20; ++i)
+    EXPECT_EQ(port.output()[i][0], 2 * i);
+  // The backstop: batch 2 never acknowledged.
+  EXPECT_EQ(q.release(c, 1'002'000, 1'000'000, port, &expired), 20u);
+  EXPECT_EQ(expired, 20u);
+  ASSERT_EQ(port.output().size(), 40u);
+  for (uint32_t i = 20; i < 40; ++i)
+    EXPECT_EQ(port.output()[i][0], 2 * (i - 20) + 1);
+  EXPECT_TRUE(q.empty());
+}
+
+// A port that only records what it transmits (the first byte of each).
+class RecordingPort final : public Port {
+ public:
+  uint32_t rx_burst(Packet*, uint32_t) override { return 0; }
+  void tx_burst(const Packet* pkts, uint32_t n) override {
+    for (uint32_t i = 0; i < n; ++i)
+      sent.push_back(pkts[i].data[0]);
+  }
+  void release(const Packet*, uint32_t) override {}
+  std::vector<uint32_t> sent;
+};
+
+TEST(HoldQueue, ReleaseIsCappedAndResumesInOrder) {
+  // More than kMaxRelease packets, all let go by one commit: the first call
+  // sends kMaxRelease, the next the rest, in order; a later packet that
+  // still waits stays.
+  const uint32_t total = HoldQueue::kMaxRelease + 10;
+  std::vector<uint8_t> bytes(total + 1);
+  HoldQueue q(total + 1);
+  for (uint32_t i = 0; i <= total; ++i) {
+    bytes[i] = static_cast<uint8_t>(i);
+    Packet p;
+    p.data = &bytes[i];
+    p.len = 1;
+    ASSERT_TRUE(q.push(p, static_cast<uint16_t>(i < total ? 1 : 2), 1000));
+  }
+  RecordingPort port;
+  uint64_t expired = 0;
+  const CommitPoint c{3, 1};
+  EXPECT_EQ(q.release(c, 2000, 1'000'000, port, &expired), HoldQueue::kMaxRelease);
+  EXPECT_EQ(q.release(c, 2000, 1'000'000, port, &expired), 10u);
+  EXPECT_EQ(q.release(c, 2000, 1'000'000, port, &expired), 0u);
+  ASSERT_EQ(port.sent.size(), total);
+  for (uint32_t i = 0; i < total; ++i)
+    EXPECT_EQ(port.sent[i], i & 0xFF);
+  EXPECT_EQ(q.size(), 1u);
+  EXPECT_EQ(expired, 0u);
+}
+
 }  // namespace
 }  // namespace tripod

@@ -171,7 +171,11 @@ void FlowLink::export_records(GatewayStage& gw, uint64_t now_ns) {
     batch_used_ = false;
     gw.set_commit_point(point_);
   }
-  if (due && pushed_ != before) signal_fd(agent_fd_);
+  // Only a sleeping agent needs the syscall (it sets the flag, then looks
+  // at the rings once more before it sleeps).
+  std::atomic_thread_fence(std::memory_order_seq_cst);  // the push, then the flag
+  if (due && pushed_ != before && agent_sleeps_.load(std::memory_order_relaxed))
+    signal_fd(agent_fd_);
 }
 
 // ---- agent ----
@@ -506,8 +510,10 @@ void Agent::tick(uint64_t now) {
     p->ch->flush(now);
     if (p->heard(now, silent_after_ns_)) p->ch->poll(now);  // (see silent_after_ns)
   }
-  update_commits();
+  // A view first: when a holder died, the resync it carries reaches the
+  // worker no later than the commit that gives up on that holder.
   if (dirty_) publish();
+  update_commits();
 }
 
 void Agent::send_heartbeats(uint64_t now) {
@@ -547,11 +553,20 @@ void Agent::loop() {
     for (FlowLink* l : links_)
       if (l->agent_wake_fd() >= 0 && nfd < std::size(pfd))
         pfd[nfd++] = pollfd{l->agent_wake_fd(), POLLIN, 0};
-    const timespec ts{static_cast<time_t>(wait / 1'000'000'000),
-                      static_cast<long>(wait % 1'000'000'000)};
+    for (FlowLink* l : links_)
+      l->agent_sleeps_.store(true, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_seq_cst);  // the flag, then the rings
+    bool ready = false;                                   // pushed before the flag was seen
+    for (FlowLink* l : links_)
+      ready |= l->output_commit() && !l->to_agent().empty();
+    const uint64_t nap = ready ? 0 : wait;
+    const timespec ts{static_cast<time_t>(nap / 1'000'000'000),
+                      static_cast<long>(nap % 1'000'000'000)};
     if (::ppoll(pfd, nfd, &ts, nullptr) > 0)
       for (nfds_t i = 1; i < nfd; ++i)
         if (pfd[i].revents & POLLIN) drain_fd(pfd[i].fd);
+    for (FlowLink* l : links_)
+      l->agent_sleeps_.store(false, std::memory_order_relaxed);
   }
 }
 

@@ -118,6 +118,8 @@ class FlowLink {
   CommitPoint point_;
   std::unique_ptr<uint64_t[]> batch_end_;
   std::atomic<uint64_t> committed_{0};
+  std::atomic<bool> agent_sleeps_{false};
+  friend class Agent;  // agent_sleeps_
   std::atomic<uint64_t> import_drops_{0};
   // The mailbox (post()); the lock is taken once per view, never per packet.
   std::atomic<bool> has_view_{false};

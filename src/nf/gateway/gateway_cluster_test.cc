@@ -803,55 +803,68 @@ uint32_t cookie_from_run(Run& run, const MemoryPort& port, uint16_t cport) {
 // appended for it; once the batch is acknowledged, it goes, and later
 // packets of the flow that change nothing go at once. A stateless cookie
 // SYN-ACK never waits.
-TEST(ClusterOutputCommit, PacketsWaitForTheBatchCarryingTheirState) {
-  ManualClock clock{1000 * kSec};
-  GatewayConfig cfg = node_config(1);
-  for (GatewayVipConfig& v : cfg.vips)
-    v.output_commit = true;
-  Pipeline p;
-  p.add(std::make_unique<ParseStage>());
-  auto stage = std::make_unique<GatewayStage>(cfg, clock.now_ns());
-  GatewayStage& gw = *stage;
-  p.add(std::move(stage));
-  p.enable_hold(64, 10 * kSec);
-  MemoryPort port({});
-  RunStats stats;
-  auto run = [&](std::vector<Bytes> in) {
+class ClusterOutputCommit : public ::testing::Test {
+ protected:
+  ClusterOutputCommit() {
+    GatewayConfig cfg = node_config(1);
+    for (GatewayVipConfig& v : cfg.vips)
+      v.output_commit = true;
+    p.add(std::make_unique<ParseStage>());
+    auto stage = std::make_unique<GatewayStage>(cfg, clock.now_ns());
+    gw = stage.get();
+    p.add(std::move(stage));
+    p.enable_hold(64, 10 * kSec);
+  }
+  // Packets in; how many left at once.
+  size_t run(std::vector<Bytes> in) {
     port.feed(std::move(in));
     const size_t before = port.output().size();
     p.run_to_end(port, &clock);
     return port.output().size() - before;
-  };
-  auto release = [&] {
+  }
+  size_t release() {
     const size_t before = port.output().size();
-    p.release_held(port, gw.commit_point(), clock.now_ns(), &stats);
+    p.release_held(port, gw->commit_point(), clock.now_ns(), &stats);
     return port.output().size() - before;
-  };
-  auto export_batch = [&] {  // what FlowLink does: export, close the open batch
+  }
+  // What FlowLink does: export, then close the open batch once drained.
+  uint32_t export_batch(uint32_t max = 64) {
     FlowSync out[64];
-    const uint32_t n = gw.export_sync(out, 64, clock.now_ns());
-    EXPECT_TRUE(gw.export_drained());
-    CommitPoint c = gw.commit_point();
-    ++c.open;
-    gw.set_commit_point(c);
+    const uint32_t n = gw->export_sync(out, max, clock.now_ns());
+    last_export.assign(out, out + n);
+    if (gw->export_drained()) {
+      CommitPoint c = gw->commit_point();
+      ++c.open;
+      gw->set_commit_point(c);
+    }
     return n;
-  };
-  auto ack_all = [&] {
-    CommitPoint c = gw.commit_point();
+  }
+  void ack_all() {
+    CommitPoint c = gw->commit_point();
     c.committed = static_cast<uint16_t>(c.open - 1);
-    gw.set_commit_point(c);
-  };
+    gw->set_commit_point(c);
+  }
 
+  ManualClock clock{1000 * kSec};
+  Pipeline p;
+  GatewayStage* gw = nullptr;
+  MemoryPort port{{}};
+  RunStats stats;
+  std::vector<FlowSync> last_export;
+};
+
+TEST_F(ClusterOutputCommit, PacketsWaitForTheBatchCarryingTheirState) {
   // The cookie SYN-ACK holds no state: out at once.
-  const uint32_t cookie = cookie_from_run(run, port, 40030);
+  auto feed = [&](std::vector<Bytes> in) { return run(std::move(in)); };
+  const uint32_t cookie = cookie_from_run(feed, port, 40030);
   EXPECT_EQ(p.held(), 0u);
   // The cookie's ACK creates the flow: its backend SYN waits for batch 1.
   EXPECT_EQ(run({seg({kClient, kProxyVip, 40030, 443, kTcpAck, 1001, cookie + 1})}), 0u);
   EXPECT_EQ(p.held(), 1u);
-  EXPECT_TRUE(gw.export_due());
+  EXPECT_TRUE(gw->export_due());
   EXPECT_EQ(release(), 0u);
   EXPECT_EQ(export_batch(), 1u);
-  EXPECT_FALSE(gw.export_due());
+  EXPECT_FALSE(gw->export_due());
   EXPECT_EQ(release(), 0u) << "left before its batch was acknowledged";
   ack_all();
   ASSERT_EQ(release(), 1u);
@@ -885,7 +898,7 @@ TEST(ClusterOutputCommit, PacketsWaitForTheBatchCarryingTheirState) {
 
 // Tags are 16 bits: the wait is judged within the batches not yet
 // acknowledged, across the wrap.
-TEST(ClusterOutputCommit, CommitPointWrapsAround) {
+TEST(CommitPoint, WrapsAround) {
   CommitPoint c;
   c.committed = 65534;
   c.open = 1;  // 65535 and 0 are closed, not acknowledged; 1 is open
@@ -895,6 +908,30 @@ TEST(ClusterOutputCommit, CommitPointWrapsAround) {
   EXPECT_TRUE(c.waits(1));
   EXPECT_FALSE(c.waits(2));      // a flow exported 65535 batches ago
   EXPECT_FALSE(c.waits(30000));  // or long before
+}
+
+// A resync (a new epoch) queues every flow again: a packet then waits for
+// its own record, which goes ahead of the queue, not for the whole table.
+TEST_F(ClusterOutputCommit, AfterAResyncAPacketWaitsForItsOwnRecordOnly) {
+  std::vector<Bytes> syns;
+  for (uint16_t i = 0; i < 20; ++i)
+    syns.push_back(seg({kClient, kVip, static_cast<uint16_t>(41000 + i), 80, kTcpSyn, 1000}));
+  EXPECT_EQ(run(std::move(syns)), 0u);
+  EXPECT_EQ(export_batch(), 20u);
+  ack_all();
+  ASSERT_EQ(release(), 20u);
+  // The backend's SYN-ACK of the 8th connection, after a resync.
+  const uint16_t sport7 = ends_of(port.output()[7]).sport;
+  gw->resync();
+  EXPECT_EQ(run({seg({kDip, kSnat[1], kBport, sport7, kTcpSyn | kTcpAck, 5000, 1001})}), 0u);
+  EXPECT_EQ(p.held(), 1u);
+  // One record out: the waited-for one, and the batch may close.
+  EXPECT_EQ(export_batch(1), 1u);
+  ASSERT_EQ(last_export.size(), 1u);
+  EXPECT_EQ(last_export[0].src_port, 41007);
+  EXPECT_TRUE(gw->export_drained()) << "the batch waits for the whole table";
+  ack_all();
+  EXPECT_EQ(release(), 1u);
 }
 
 }  // namespace

@@ -140,7 +140,8 @@ GatewayStage::GatewayStage(const GatewayConfig& cfg, uint64_t now_ns)
       lb_hash_key_(cfg.lb_hash_key),
       cluster_(cfg.cluster),
       dirty_(cfg.cluster.node_id != 0 ? 2 * size_t{cfg.max_connections} : 1, cfg.huge_pages, false),
-      deletes_(cfg.cluster.node_id != 0 ? std::max<uint32_t>(cfg.cluster.delete_queue, 1) : 0) {
+      deletes_(cfg.cluster.node_id != 0 ? std::max<uint32_t>(cfg.cluster.delete_queue, 1) : 0),
+      urgent_(cfg.cluster.node_id != 0 ? kUrgentQueue : 1) {
   if (cluster_.node_id > kMaxClusterNodes)
     throw std::invalid_argument("gateway: cluster node id must be in [1, " +
                                 std::to_string(kMaxClusterNodes) + "]");
@@ -1140,9 +1141,22 @@ void GatewayStage::hold_for_commit(Burst& b, uint32_t i, uint32_t appended_from)
       !vip_cfg_[r.lb.vip].output_commit)
     return;
   uint16_t tag;
-  if (!(r.flags & kRecLive) || (r.seen & kSyncQueued) || resync_pending_) {
+  if (!(r.flags & kRecLive)) {  // its delete is queued
     tag = commit_.open;
     export_due_ = true;
+  } else if ((r.seen & kSyncQueued) || resync_pending_) {
+    // Its record goes ahead of the others (a resync queues every flow: the
+    // open batch must not wait for all of them).
+    tag = commit_.open;
+    export_due_ = true;
+    if (!(records_[touched_].seen & kSyncUrgent)) {
+      if (urgent_tail_ - urgent_head_ < urgent_.size()) {
+        records_[touched_].seen |= kSyncUrgent;
+        urgent_[urgent_tail_++ % urgent_.size()] = touched_;
+      } else {
+        urgent_overflow_ = true;  // the batch closes when the whole queue is out
+      }
+    }
   } else if (commit_.waits(r.lease.spare)) {
     tag = r.lease.spare;
   } else {
@@ -1342,24 +1356,33 @@ uint32_t GatewayStage::export_sync(FlowSync* out, uint32_t max, uint64_t now_ns)
   // then reaches the holders as delete + full, in that order.
   while (n < max && del_head_ != del_tail_)
     out[n++] = deletes_[del_head_++ % deletes_.size()];
-  while (n < max && dirty_head_ != dirty_tail_) {
-    const uint32_t idx = dirty_[dirty_head_++ % dirty_.size()];
+  auto export_one = [&](uint32_t idx) {
     ConnRecord& r = records_[idx];
-    // A stale entry: freed (and maybe reused and queued again) since.
-    if (!(r.flags & kRecLive) || !(r.seen & kSyncQueued)) continue;
+    // A stale entry: freed (and maybe reused and queued again) since, or
+    // already out (urgent).
+    if (!(r.flags & kRecLive) || !(r.seen & kSyncQueued)) return;
     r.seen &= static_cast<uint8_t>(~kSyncQueued);
-    if (r.flags & (kRecStandby | kRecEgress)) continue;
+    if (r.flags & (kRecStandby | kRecEgress)) return;
     r.lease.spare = commit_.open;  // output commit: the batch that carries it
     if (sync_closed(r)) {
       // Over: nothing a holder could continue. Its copy goes now rather
       // than at expiry, so that churn does not fill the holders' tables.
       if (r.seen & kSyncSent) fill_sync(r, &out[n++], FlowSyncOp::kDelete, now);
       r.seen &= static_cast<uint8_t>(~kSyncSent);
-      continue;
+      return;
     }
     fill_sync(r, &out[n++], (r.seen & kSyncSent) ? FlowSyncOp::kUpdate : FlowSyncOp::kFull, now);
     r.seen |= kSyncSent;
+  };
+  // Output commit: the flows that packets wait for, ahead of the queue.
+  while (n < max && urgent_head_ != urgent_tail_) {
+    const uint32_t idx = urgent_[urgent_head_++ % urgent_.size()];
+    records_[idx].seen &= static_cast<uint8_t>(~kSyncUrgent);
+    export_one(idx);
   }
+  while (n < max && dirty_head_ != dirty_tail_)
+    export_one(dirty_[dirty_head_++ % dirty_.size()]);
+  if (dirty_head_ == dirty_tail_) urgent_overflow_ = false;
   counters_.inc(GatewayCounter::kSyncExported, n);
   return n;
 }

@@ -56,6 +56,9 @@ inline constexpr uint8_t kSeenRst = 1u << 1;
 // is in the export queue.
 inline constexpr uint8_t kSyncSent = 1u << 2;
 inline constexpr uint8_t kSyncQueued = 1u << 3;
+// Output commit: queued, and packets wait for it (export_sync() takes it
+// ahead of the queue).
+inline constexpr uint8_t kSyncUrgent = 1u << 4;
 
 // Two cache lines, aligned: the per-packet path touches exactly two lines of
 // state besides the table. The VIP is not stored: it is the VIP's key
@@ -298,9 +301,11 @@ class GatewayStage final : public Stage {
   const CommitPoint& commit_point() const { return commit_; }
   // Packets wait for the open batch: export now, not at the next checkpoint.
   bool export_due() const { return export_due_; }
-  // Whether export_sync() has handed out everything queued so far.
+  // Whether export_sync() has handed out every record that held packets
+  // wait for (the open batch may close).
   bool export_drained() const {
-    return del_head_ == del_tail_ && dirty_head_ == dirty_tail_ && !resync_pending_;
+    return del_head_ == del_tail_ && urgent_head_ == urgent_tail_ && !resync_pending_ &&
+           (!urgent_overflow_ || dirty_head_ == dirty_tail_);
   }
 
  private:
@@ -457,6 +462,13 @@ class GatewayStage final : public Stage {
   std::vector<FlowSync> deletes_;  // ring, fixed size (cluster.delete_queue)
   uint64_t del_head_ = 0;
   uint64_t del_tail_ = 0;
+  // Records that held packets wait for (kSyncUrgent), exported first; when
+  // full, the open batch waits for the whole queue instead.
+  static constexpr uint32_t kUrgentQueue = 4096;
+  std::vector<uint32_t> urgent_;
+  uint64_t urgent_head_ = 0;
+  uint64_t urgent_tail_ = 0;
+  bool urgent_overflow_ = false;
   uint32_t standby_ = 0;
   CounterSet<GatewayCounter, size_t(GatewayCounter::kCount)> counters_;
 };
