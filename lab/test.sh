@@ -973,17 +973,20 @@ cluster_run() {  # on|sync|off victim
   sn0=$(softnet_drops)
   cx timeout $((secs + 30)) wrk -t2 -c"$conns" -d"${secs}s" --timeout 5s --latency "http://$VIP4/" >"$wout" 2>&1 &
   wpid=$!
-  cx timeout $((secs + 30)) iperf3 -c "$VIP4" -t "$secs" -P 8 -i 0.1 --json >"$iout" 2>"$iout.err" &
-  ipid=$!
-  # Sometimes one of iperf3's 8 stream connections is refused as it starts
-  # (before any kill; cause not found yet): then it quits at once. Started
-  # again once, said aloud; the kill's checks are about running streams.
-  sleep 1
-  if ! kill -0 "$ipid" 2>/dev/null; then
-    echo "     iperf3 quit at its start ($(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("error", "?"))' "$iout" 2>&1 | head -c 200)): started again"
+  # iperf3's server takes any connection that comes while a test sets up
+  # its streams for one of them: a gateway's TCP health check arriving then
+  # fails the test ("unable to receive cookie at server" in the backend's
+  # iperf3 log; the client sees its control socket closed or a stream
+  # reset), and iperf3 quits at once, before any kill. Started again, at
+  # most 3 times, said aloud; the kill's checks are about running streams.
+  local try
+  for try in 1 2 3; do
     cx timeout $((secs + 30)) iperf3 -c "$VIP4" -t "$secs" -P 8 -i 0.1 --json >"$iout" 2>"$iout.err" &
     ipid=$!
-  fi
+    sleep 1
+    kill -0 "$ipid" 2>/dev/null && break
+    echo "     iperf3 quit at its start ($(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("error", "?"))' "$iout" 2>&1 | head -c 200)); attempt $try of 3"
+  done
   # 24 keep-alive connections asking every 5 ms: how long a flow stopped.
   cx timeout $((secs + 30)) python3 "$LAB_DIR/probe.py" "$VIP4" "$secs" 24 >"$LAB_RUN/$NAME/probe-$repl.json" 2>&1 &
   ppid=$!
