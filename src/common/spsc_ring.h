@@ -55,10 +55,6 @@ class SpscRing {
     return n;
   }
 
-  // Consumer side: nothing to pop now.
-  bool empty() const {
-    return prod_.tail.load(std::memory_order_acquire) == cons_.head.load(std::memory_order_relaxed);
-  }
   uint32_t capacity() const { return cap_; }
   // Producer side: how many items push() would take now (at least).
   uint32_t room() const {

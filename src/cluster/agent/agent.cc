@@ -173,9 +173,12 @@ void FlowLink::export_records(GatewayStage& gw, uint64_t now_ns) {
   }
   // Only a sleeping agent needs the syscall (it sets the flag, then looks
   // at the rings once more before it sleeps).
-  std::atomic_thread_fence(std::memory_order_seq_cst);  // the push, then the flag
-  if (due && pushed_ != before && agent_sleeps_.load(std::memory_order_relaxed))
-    signal_fd(agent_fd_);
+  // (Dekker's pattern, all seq_cst: the agent sets its flag, then reads
+  // the count; we count, then read its flag. One of us sees the other.)
+  if (due && pushed_ != before) {
+    exports_.fetch_add(1, std::memory_order_seq_cst);
+    if (agent_sleeps_.load(std::memory_order_seq_cst)) signal_fd(agent_fd_);
+  }
 }
 
 // ---- agent ----
@@ -553,12 +556,15 @@ void Agent::loop() {
     for (FlowLink* l : links_)
       if (l->agent_wake_fd() >= 0 && nfd < std::size(pfd))
         pfd[nfd++] = pollfd{l->agent_wake_fd(), POLLIN, 0};
-    for (FlowLink* l : links_)
-      l->agent_sleeps_.store(true, std::memory_order_relaxed);
-    std::atomic_thread_fence(std::memory_order_seq_cst);  // the flag, then the rings
-    bool ready = false;                                   // pushed before the flag was seen
-    for (FlowLink* l : links_)
-      ready |= l->output_commit() && !l->to_agent().empty();
+    bool ready = false;  // an export that packets wait for came before the flag was seen
+    for (size_t li = 0; li < links_.size(); ++li) {
+      FlowLink* l = links_[li];
+      if (!l->output_commit()) continue;
+      l->agent_sleeps_.store(true, std::memory_order_seq_cst);
+      const uint64_t e = l->exports_.load(std::memory_order_seq_cst);
+      ready |= e != commits_[li].exports_seen;
+      commits_[li].exports_seen = e;
+    }
     const uint64_t nap = ready ? 0 : wait;
     const timespec ts{static_cast<time_t>(nap / 1'000'000'000),
                       static_cast<long>(nap % 1'000'000'000)};
@@ -566,7 +572,7 @@ void Agent::loop() {
       for (nfds_t i = 1; i < nfd; ++i)
         if (pfd[i].revents & POLLIN) drain_fd(pfd[i].fd);
     for (FlowLink* l : links_)
-      l->agent_sleeps_.store(false, std::memory_order_relaxed);
+      l->agent_sleeps_.store(false, std::memory_order_seq_cst);
   }
 }
 

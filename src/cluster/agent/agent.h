@@ -118,8 +118,10 @@ class FlowLink {
   CommitPoint point_;
   std::unique_ptr<uint64_t[]> batch_end_;
   std::atomic<uint64_t> committed_{0};
+  // Waking the agent: exports packets wait for, and whether it sleeps.
+  std::atomic<uint64_t> exports_{0};
   std::atomic<bool> agent_sleeps_{false};
-  friend class Agent;  // agent_sleeps_
+  friend class Agent;
   std::atomic<uint64_t> import_drops_{0};
   // The mailbox (post()); the lock is taken once per view, never per packet.
   std::atomic<bool> has_view_{false};
@@ -253,6 +255,7 @@ class Agent {
   };
   struct LinkCommit {
     uint64_t taken = 0;
+    uint64_t exports_seen = 0;  // FlowLink::exports_ when the agent last looked
     std::deque<Outstanding> sent;
   };
   std::vector<LinkCommit> commits_;
