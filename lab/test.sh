@@ -1052,6 +1052,10 @@ cluster_run() {  # on|sync|off victim
     done
     echo "     output commit (survivors): $held packets held, $full dropped (queue full), $expired let go by the backstop"
     check "sync: packets were held for their state's acks ($held)" test "$held" -gt 0
+    # A holder's death ends the waits for it (dead_after, 50 ms) long before
+    # the backstop (200 ms): a packet let go by it means acks did not come.
+    check "sync: no held packet let go by the backstop ($expired) or dropped ($full)" \
+      test "$expired" -eq 0 -a "$full" -eq 0
   fi
   if [ "$repl" != off ]; then
     check "wrk ran through the kill ($WRK_REQS requests)" test "$WRK_REQS" -gt 0

@@ -108,6 +108,7 @@ class FlowLink {
   SpscRing<FlowSync> to_worker_;
   uint64_t checkpoint_ns_;
   uint64_t last_export_ns_ = 0;
+  uint64_t last_due_ns_ = 0;  // the last export that packets waited for
   // Output commit. Batches (point_.committed, point_.open) are closed and
   // wait for their acks; batch_end_[b % kBatches] is pushed_ when b closed.
   static constexpr uint32_t kBatches = 1024;
