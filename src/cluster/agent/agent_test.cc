@@ -156,6 +156,18 @@ bool until(std::vector<Node*> nodes, Fn done) {
   return false;
 }
 
+// Starts the nodes' agents; true once each sees all three live, agent and
+// worker alike.
+bool start_all(const std::vector<Node*>& all) {
+  for (Node* n : all)
+    n->agent->start();
+  return until(all, [&] {
+    for (Node* n : all)
+      if (n->agent->live_set() != 0b111 || n->view.live != 0b111) return false;
+    return true;
+  });
+}
+
 TEST(ClusterAgent, ReplicatesAndFailsOver) {
   Node n1(1), n2(2), n3(3);
   std::vector<Node*> all{&n1, &n2, &n3};
@@ -237,13 +249,7 @@ TEST(ClusterAgent, SyncPacketsLeaveOnceTheHolderHasTheState) {
   constexpr uint64_t kDeadAfter = 1'500'000'000;  // a silence long enough to see the wait
   Node n1(1, kDeadAfter, 256, true), n2(2, kDeadAfter, 256, true), n3(3, kDeadAfter, 256, true);
   std::vector<Node*> all{&n1, &n2, &n3};
-  for (Node* n : all)
-    n->agent->start();
-  ASSERT_TRUE(until(all, [&] {
-    for (Node* n : all)
-      if (n->agent->live_set() != 0b111 || n->view.live != 0b111) return false;
-    return true;
-  })) << "membership did not converge";
+  ASSERT_TRUE(start_all(all)) << "membership did not converge";
 
   EXPECT_EQ(n1.send_held({seg(kClient, kVip, 40000, 80, kTcpSyn, 1000, 0)}), 0u);
   size_t out = 0;
@@ -290,13 +296,7 @@ TEST(ClusterAgent, RecordsForADeadHolderDoNotHoldBackTheOthers) {
   constexpr uint64_t kDeadAfter = 1'000'000'000;  // time to fill the window first
   Node n1(1, kDeadAfter, 8192), n2(2, kDeadAfter, 8192), n3(3, kDeadAfter, 8192);
   std::vector<Node*> all{&n1, &n2, &n3};
-  for (Node* n : all)
-    n->agent->start();
-  ASSERT_TRUE(until(all, [&] {
-    for (Node* n : all)
-      if (n->agent->live_set() != 0b111 || n->view.live != 0b111) return false;
-    return true;
-  })) << "membership did not converge";
+  ASSERT_TRUE(start_all(all)) << "membership did not converge";
   n3.agent->stop();  // silent from now on: no acks, no heartbeats
   // Enough flows that node 3's share fills its window (64 datagrams).
   std::vector<Bytes> syns;
