@@ -896,6 +896,31 @@ TEST_F(ClusterOutputCommit, PacketsWaitForTheBatchCarryingTheirState) {
   EXPECT_EQ(stats.hold_expired, 1u);
 }
 
+// A record exported ahead of the queue (urgent) keeps its queue entry; a
+// change before the queue reaches it reuses that entry. (Each change used to
+// add one: with the queue never drained, 300 flows changing twice overflowed
+// its 512 entries and forced a resync of everything.)
+TEST_F(ClusterOutputCommit, UrgentExportsDoNotFillTheQueue) {
+  // Each flow changes state three times (SYN, SYN-ACK, ACK), every change
+  // waited for and exported ahead of the queue.
+  std::vector<uint16_t> sports;
+  auto step = [&](const Bytes& pkt) {
+    EXPECT_EQ(run({pkt}), 0u);
+    EXPECT_EQ(export_batch(1), 1u);  // the urgent record only
+    ack_all();
+    EXPECT_EQ(release(), 1u);
+  };
+  for (uint16_t i = 0; i < 200; ++i) {
+    step(seg({kClient, kVip, static_cast<uint16_t>(42000 + i), 80, kTcpSyn, 1000}));
+    sports.push_back(ends_of(port.output().back()).sport);
+  }
+  for (uint16_t i = 0; i < 200; ++i)
+    step(seg({kDip, kSnat[1], kBport, sports[i], kTcpSyn | kTcpAck, 5000, 1001}));
+  for (uint16_t i = 0; i < 200; ++i)
+    step(seg({kClient, kVip, static_cast<uint16_t>(42000 + i), 80, kTcpAck, 1001, 5001}));
+  EXPECT_EQ(gw->count(GatewayCounter::kSyncQueueOverflow), 0u);
+}
+
 // Tags are 16 bits: the wait is judged within the batches not yet
 // acknowledged, across the wrap.
 TEST(CommitPoint, WrapsAround) {

@@ -1293,7 +1293,7 @@ void GatewayStage::resync() {
   dirty_head_ = dirty_tail_;
   for (uint32_t i = 0; i < capacity_; ++i) {
     ConnRecord& r = records_[i];
-    r.seen &= static_cast<uint8_t>(~kSyncQueued);
+    r.seen &= static_cast<uint8_t>(~(kSyncQueued | kSyncInQueue));
     if ((r.flags & kRecLive) && !(r.flags & (kRecStandby | kRecEgress))) {
       // A closed flow's copy still out there gets its delete; an open one
       // goes in full (the holders may have changed).
@@ -1380,8 +1380,11 @@ uint32_t GatewayStage::export_sync(FlowSync* out, uint32_t max, uint64_t now_ns)
     records_[idx].seen &= static_cast<uint8_t>(~kSyncUrgent);
     export_one(idx);
   }
-  while (n < max && dirty_head_ != dirty_tail_)
-    export_one(dirty_[dirty_head_++ % dirty_.size()]);
+  while (n < max && dirty_head_ != dirty_tail_) {
+    const uint32_t idx = dirty_[dirty_head_++ % dirty_.size()];
+    records_[idx].seen &= static_cast<uint8_t>(~kSyncInQueue);
+    export_one(idx);
+  }
   if (dirty_head_ == dirty_tail_) urgent_overflow_ = false;
   counters_.inc(GatewayCounter::kSyncExported, n);
   return n;

@@ -59,6 +59,10 @@ inline constexpr uint8_t kSyncQueued = 1u << 3;
 // Output commit: queued, and packets wait for it (export_sync() takes it
 // ahead of the queue).
 inline constexpr uint8_t kSyncUrgent = 1u << 4;
+// The record has an entry in the export queue (kSyncQueued: it needs
+// export). Separate: an urgent export leaves the entry behind, and a change
+// before the queue reaches it reuses it rather than adding another.
+inline constexpr uint8_t kSyncInQueue = 1u << 5;
 
 // Two cache lines, aligned: the per-packet path touches exactly two lines of
 // state besides the table. The VIP is not stored: it is the VIP's key
@@ -388,6 +392,10 @@ class GatewayStage final : public Stage {
   void mark_dirty(uint32_t idx) {
     ConnRecord& r = records_[idx];
     if (!clustered() || (r.seen & kSyncQueued) || (r.flags & (kRecStandby | kRecEgress))) return;
+    if (r.seen & kSyncInQueue) {  // its entry is still ahead
+      r.seen |= kSyncQueued;
+      return;
+    }
     // Full (stale entries of freed records count too): the next export
     // sends everything again rather than lose this change.
     if (dirty_tail_ - dirty_head_ == dirty_.size()) {
@@ -395,7 +403,7 @@ class GatewayStage final : public Stage {
       counters_.inc(GatewayCounter::kSyncQueueOverflow);
       return;
     }
-    r.seen |= kSyncQueued;
+    r.seen |= kSyncQueued | kSyncInQueue;
     dirty_[dirty_tail_++ % dirty_.size()] = idx;
   }
   bool node_live(uint16_t node) const {
