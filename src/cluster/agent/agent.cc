@@ -14,6 +14,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "common/eventfd.h"
+
 namespace tripod::cluster {
 
 static_assert(kSlots == tripod::kSlots, "the ring's slots are the gateway's");
@@ -81,22 +83,10 @@ FlowLink::~FlowLink() {
   if (agent_fd_ >= 0) ::close(agent_fd_);
 }
 
-namespace {
-void signal_fd(int fd) {
-  const uint64_t one = 1;
-  // EAGAIN only when the counter is near overflow: already readable.
-  [[maybe_unused]] const ssize_t r = ::write(fd, &one, sizeof one);
-}
-void drain_fd(int fd) {
-  uint64_t v;
-  [[maybe_unused]] const ssize_t r = ::read(fd, &v, sizeof v);
-}
-}  // namespace
-
 void FlowLink::set_committed(uint64_t n) {
   if (committed_.load(std::memory_order_relaxed) == n) return;
   committed_.store(n, std::memory_order_release);
-  if (worker_fd_ >= 0) signal_fd(worker_fd_);
+  if (worker_fd_ >= 0) signal_eventfd(worker_fd_);
 }
 
 void FlowLink::post(const ViewChange& change) {
@@ -190,7 +180,7 @@ void FlowLink::export_records(GatewayStage& gw, uint64_t now_ns) {
   // sees the other).
   if (due && (pushed_ != before || closed)) {
     exports_.fetch_add(1, std::memory_order_seq_cst);
-    if (agent_sleeps_.load(std::memory_order_seq_cst)) signal_fd(agent_fd_);
+    if (agent_sleeps_.load(std::memory_order_seq_cst)) signal_eventfd(agent_fd_);
   }
 }
 
@@ -583,7 +573,7 @@ void Agent::loop() {
                       static_cast<long>(nap % 1'000'000'000)};
     if (::ppoll(pfd, nfd, &ts, nullptr) > 0)
       for (nfds_t i = 1; i < nfd; ++i)
-        if (pfd[i].revents & POLLIN) drain_fd(pfd[i].fd);
+        if (pfd[i].revents & POLLIN) clear_eventfd(pfd[i].fd);
     for (FlowLink* l : links_)
       l->agent_sleeps_.store(false, std::memory_order_seq_cst);
   }

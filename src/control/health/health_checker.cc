@@ -17,6 +17,7 @@
 #include <system_error>
 #include <utility>
 
+#include "common/eventfd.h"
 #include "common/random.h"
 
 namespace tripod {
@@ -47,17 +48,6 @@ bool header_safe(const std::string& s) {
 
 [[noreturn]] void invalid(const std::string& field, const std::string& why) {
   throw std::invalid_argument("health check: " + field + ": " + why);
-}
-
-void signal_fd(int fd) {
-  const uint64_t one = 1;
-  // EAGAIN only when the counter would overflow: it is already signalled.
-  [[maybe_unused]] const ssize_t n = ::write(fd, &one, sizeof one);
-}
-
-void clear_fd(int fd) {
-  uint64_t v;
-  [[maybe_unused]] const ssize_t n = ::read(fd, &v, sizeof v);
 }
 
 socklen_t to_sockaddr(const IpAddress& a, uint16_t port, sockaddr_storage* out) {
@@ -482,7 +472,7 @@ void HealthChecker::stop() {
 }
 
 void HealthChecker::wake() {
-  signal_fd(wake_fd_);
+  signal_eventfd(wake_fd_);
 }
 
 void HealthChecker::run() {
@@ -491,7 +481,7 @@ void HealthChecker::run() {
     const int n = epoll_wait(epoll_fd_, evs, 128, loop_->wait_ms());
     for (int i = 0; i < n; ++i) {
       if (evs[i].data.u64 == kWakeTag) {
-        clear_fd(wake_fd_);
+        clear_eventfd(wake_fd_);
       } else {
         loop_->on_io(evs[i].data.u64, evs[i].events);
       }
@@ -570,7 +560,7 @@ std::vector<HealthTargetStatus> HealthChecker::statuses() const {
 std::vector<HealthEvent> HealthChecker::drain_events() {
   // Reset the fd before taking the queue: an event queued in between leaves
   // the fd readable, so it is never missed (at worst one empty drain).
-  clear_fd(events_fd_);
+  clear_eventfd(events_fd_);
   std::lock_guard lk(mu_);
   std::vector<HealthEvent> out(std::make_move_iterator(events_.begin()),
                                std::make_move_iterator(events_.end()));
@@ -637,7 +627,7 @@ void HealthChecker::publish(HealthTargetId id, const CheckResult& r, uint64_t no
   if (!changed) return;
   if (dropped) counters_.inc(HealthCounter::kEventsDropped);
   counters_.inc(state == HealthState::kUp ? HealthCounter::kWentUp : HealthCounter::kWentDown);
-  signal_fd(events_fd_);
+  signal_eventfd(events_fd_);
 }
 
 }  // namespace tripod

@@ -18,6 +18,7 @@
 #include <stdexcept>
 
 #include "common/compiler.h"
+#include "common/eventfd.h"
 
 namespace tripod {
 
@@ -387,10 +388,7 @@ bool XdpPort::wait(int timeout_ms) {
   // ring, and drives pending copy-mode TX.
   pollfd pfd[2] = {{fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
   const int rc = poll(pfd, wake_fd_ >= 0 ? 2 : 1, timeout_ms);
-  if (rc > 0 && wake_fd_ >= 0 && (pfd[1].revents & POLLIN)) {
-    uint64_t v;
-    [[maybe_unused]] const ssize_t got = ::read(wake_fd_, &v, sizeof v);
-  }
+  if (rc > 0 && wake_fd_ >= 0 && (pfd[1].revents & POLLIN)) clear_eventfd(wake_fd_);
   return rc > 0 && (pfd[0].revents & POLLIN) != 0;
 }
 
