@@ -273,6 +273,8 @@ Agent::Agent(const AgentConfig& cfg, std::vector<FlowLink*> links, ViewSink sink
   std::memcpy(macs_[cfg_.self].data(), cfg_.data_mac, 6);
   pending_.reserve(64 * kMaxHolders);  // one batch's worth: route_exports() stops there
   commits_.resize(links_.size());
+  for (const FlowLink* l : links_)
+    wake_on_datagrams_ |= l->output_commit();
   // A cold start: this node serves at once. (A rejoining node would first
   // take back its state; README.md, "where I stopped".)
   on_events(membership_.set_self_ready(true));
@@ -551,11 +553,15 @@ void Agent::loop() {
     for (auto& p : peers_)
       if (p->heard(now, silent_after_ns_)) until = std::min(until, p->ch->next_deadline());
     const uint64_t wait = until > now ? until - now : 0;
-    // The socket, and the workers' exports that packets wait for (output
-    // commit: taken at once, not at the next 1 ms round).
+    // Output commit: the socket (acks let held packets go) and the workers'
+    // exports that packets wait for, taken at once, not at the next 1 ms
+    // round. Otherwise the rounds alone: waking for each peer's datagram
+    // tripled the wake-ups of this real-time thread, each one taking a
+    // core from a worker (async copies and acks can wait for the round).
     pollfd pfd[1 + kMaxWakeLinks];
     nfds_t nfd = 0;
-    pfd[nfd++] = pollfd{fd_, POLLIN, 0};
+    if (wake_on_datagrams_) pfd[nfd++] = pollfd{fd_, POLLIN, 0};
+    const nfds_t first_link = nfd;
     for (FlowLink* l : links_)
       if (l->agent_wake_fd() >= 0 && nfd < std::size(pfd))
         pfd[nfd++] = pollfd{l->agent_wake_fd(), POLLIN, 0};
@@ -572,7 +578,7 @@ void Agent::loop() {
     const timespec ts{static_cast<time_t>(nap / 1'000'000'000),
                       static_cast<long>(nap % 1'000'000'000)};
     if (::ppoll(pfd, nfd, &ts, nullptr) > 0)
-      for (nfds_t i = 1; i < nfd; ++i)
+      for (nfds_t i = first_link; i < nfd; ++i)
         if (pfd[i].revents & POLLIN) clear_eventfd(pfd[i].fd);
     for (FlowLink* l : links_)
       l->agent_sleeps_.store(false, std::memory_order_seq_cst);

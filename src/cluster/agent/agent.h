@@ -161,11 +161,12 @@ struct AgentConfig {
   uint32_t rise = 3;
   uint32_t replicas = 1;
   // How long a peer's data waits for our ack to ride on a datagram of ours.
-  // The daemon sets two checkpoint intervals: peers send every checkpoint,
-  // so acks nearly always ride along, where at 200 us a third of all
-  // datagrams were acks alone (the agent's cost is per datagram). Well under
-  // the retransmission timeout (5 ms); the channel acks at once after 8
-  // datagrams, a duplicate or a gap.
+  // The daemon sets one checkpoint interval (at most 1 ms): peers send every
+  // checkpoint, so acks nearly always ride along, where at 200 us a third of
+  // all datagrams were acks alone (the agent's cost is per datagram). With
+  // the socket read in 1 ms rounds (async: Agent::loop) an ack still gets
+  // back well under the retransmission timeout (5 ms); the channel acks at
+  // once after 8 datagrams, a duplicate or a gap. Output commit: 0.
   uint64_t ack_delay_ns = 200'000;
   SipKey slot_key;  // the gateways' (GatewayClusterConfig::slot_key)
   SipKey ring_key;
@@ -263,6 +264,9 @@ class Agent {
   void note_sent(uint32_t link, uint64_t rec, const Peer& p, uint64_t seq);
   void update_commits();
   bool dirty_ = true;  // a view to publish
+  // Output commit on some link: a datagram (an ack) wakes the thread at
+  // once; otherwise it runs in rounds (loop()).
+  bool wake_on_datagrams_ = false;
   bool resync_ = false;
   uint64_t next_heartbeat_ = 0;  // the earliest of the peers' next_hb_ns
   uint64_t silent_after_ns_;     // effective (AgentConfig::silent_after_ns)

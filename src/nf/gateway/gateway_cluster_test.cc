@@ -287,14 +287,20 @@ TEST_F(Cluster, MissGoesToTheSlotsHolder) {
   EXPECT_EQ(a_.counter("drop_sync_no_state"), 1u);
 }
 
-// State changes travel as updates; closing travels as a delete, and the
-// holder's copy goes with it.
+// State changes travel as updates (a close under way only once it lasted
+// a second); closing travels as a delete, and the holder's copy goes with
+// it.
 TEST_F(Cluster, UpdatesAndDeletesFollowTheFlow) {
   const uint16_t port = open_conn(a_, 1, 40004);
   b_.import_wire(a_.export_wire());
   EXPECT_TRUE(a_.one(seg({kClient, kVip, 40004, 80, kTcpAck | kTcpFin, 1001, 5001})).size());
+  EXPECT_TRUE(a_.export_wire().empty());  // FIN_WAIT: not yet
+  clock_.advance_ns(kSec / 2);
+  EXPECT_TRUE(a_.export_wire().empty());
+  clock_.advance_ns(kSec / 2 + kSec / 10);
   auto recs = a_.export_wire();
   ASSERT_EQ(recs.size(), 1u);
+  EXPECT_EQ(a_.counter("sync_lazy_due"), 1u);
   EXPECT_EQ(recs[0].first, kRecordFlowUpdate);
   b_.import_wire(recs);
   EXPECT_EQ(b_.counter("sync_updated"), 1u);
@@ -314,6 +320,31 @@ TEST_F(Cluster, UpdatesAndDeletesFollowTheFlow) {
   a_.gw().advance_to(clock_.now_ns());
   EXPECT_EQ(a_.counter("conns_live"), 0u);
   EXPECT_TRUE(a_.export_wire().empty());
+}
+
+// A short close: the FINs' state changes never travel, only the delete (a
+// new connection per request sends its full record and its delete). The
+// copy in between is ESTABLISHED; promoted, it follows the FINs itself.
+TEST_F(Cluster, AShortCloseSendsOnlyTheDelete) {
+  const uint16_t port = open_conn(a_, 1, 40005);
+  b_.import_wire(a_.export_wire());
+  EXPECT_TRUE(a_.one(seg({kDip, kSnat[1], kBport, port, kTcpAck | kTcpFin, 5001, 1001})).size());
+  EXPECT_TRUE(a_.one(seg({kClient, kVip, 40005, 80, kTcpAck, 1001, 5002})).size());
+  EXPECT_TRUE(a_.export_wire().empty());  // CLOSE_WAIT
+  EXPECT_TRUE(a_.one(seg({kClient, kVip, 40005, 80, kTcpAck | kTcpFin, 1001, 5002})).size());
+  EXPECT_TRUE(a_.export_wire().empty());  // LAST_ACK
+  EXPECT_TRUE(a_.one(seg({kDip, kSnat[1], kBport, port, kTcpAck, 5002, 1002})).size());
+  auto recs = a_.export_wire();
+  ASSERT_EQ(recs.size(), 1u);
+  EXPECT_EQ(recs[0].first, kRecordFlowDelete);
+  b_.import_wire(recs);
+  EXPECT_EQ(b_.counter("sync_updated"), 0u);
+  EXPECT_EQ(b_.counter("sync_deleted"), 1u);
+  EXPECT_EQ(b_.gw().standby_connections(), 0u);
+  // Its close-queue entry comes due on a freed record: nothing goes.
+  clock_.advance_ns(2 * kSec);
+  EXPECT_TRUE(a_.export_wire().empty());
+  EXPECT_EQ(a_.counter("sync_lazy_due"), 0u);
 }
 
 // A standby copy that hears nothing expires on its own, grace included.
@@ -574,6 +605,7 @@ TEST_F(Cluster, CopyOfADownProcessorStillFollowsIt) {
   b_.import_wire(a_.export_wire());
   b_.gw().peer_down(1);
   EXPECT_TRUE(a_.one(seg({kClient, kVip, 40016, 80, kTcpAck | kTcpFin, 1001, 5001})).size());
+  clock_.advance_ns(2 * kSec);  // a close that lasts
   b_.import_wire(a_.export_wire());
   EXPECT_EQ(b_.counter("sync_updated"), 1u);
   EXPECT_EQ(b_.counter("sync_stale"), 0u);
@@ -919,6 +951,38 @@ TEST_F(ClusterOutputCommit, UrgentExportsDoNotFillTheQueue) {
   for (uint16_t i = 0; i < 200; ++i)
     step(seg({kClient, kVip, static_cast<uint16_t>(42000 + i), 80, kTcpAck, 1001, 5001}));
   EXPECT_EQ(gw->count(GatewayCounter::kSyncQueueOverflow), 0u);
+}
+
+// A close's packets wait for no state: the FINs' changes do not travel and
+// the delete need not be held anywhere first. They still keep their order
+// behind the flow's packets that wait.
+TEST_F(ClusterOutputCommit, ACloseDoesNotWaitForItsDelete) {
+  auto step = [&](const Bytes& pkt) {
+    EXPECT_EQ(run({pkt}), 0u);
+    EXPECT_EQ(export_batch(), 1u);
+    ack_all();
+    EXPECT_EQ(release(), 1u);
+  };
+  step(seg({kClient, kVip, 43000, 80, kTcpSyn, 1000}));
+  const uint16_t sport = ends_of(port.output().back()).sport;
+  step(seg({kDip, kSnat[1], kBport, sport, kTcpSyn | kTcpAck, 5000, 1001}));
+  // ESTABLISHED, exported, not yet acknowledged: the client's FIN waits
+  // behind its ACK.
+  EXPECT_EQ(run({seg({kClient, kVip, 43000, 80, kTcpAck, 1001, 5001})}), 0u);
+  EXPECT_EQ(export_batch(), 1u);
+  EXPECT_EQ(run({seg({kClient, kVip, 43000, 80, kTcpAck | kTcpFin, 1001, 5001})}), 0u);
+  EXPECT_EQ(p.held(), 2u);
+  ack_all();
+  EXPECT_EQ(release(), 2u);
+  // The rest of the close leaves at once; then only the delete travels.
+  EXPECT_EQ(run({seg({kDip, kSnat[1], kBport, sport, kTcpAck | kTcpFin, 5001, 1002})}), 1u);
+  EXPECT_EQ(export_batch(), 0u);
+  EXPECT_EQ(run({seg({kClient, kVip, 43000, 80, kTcpAck, 1002, 5002})}), 1u);  // TIME_WAIT
+  EXPECT_EQ(p.held(), 0u);
+  EXPECT_EQ(export_batch(), 1u);
+  EXPECT_EQ(last_export[0].op, FlowSyncOp::kDelete);
+  // A retransmitted last ACK does not wait for that delete either.
+  EXPECT_EQ(run({seg({kClient, kVip, 43000, 80, kTcpAck, 1002, 5002})}), 1u);
 }
 
 // Tags are 16 bits: the wait is judged within the batches not yet

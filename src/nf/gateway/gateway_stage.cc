@@ -140,6 +140,7 @@ GatewayStage::GatewayStage(const GatewayConfig& cfg, uint64_t now_ns)
       lb_hash_key_(cfg.lb_hash_key),
       cluster_(cfg.cluster),
       dirty_(cfg.cluster.node_id != 0 ? 2 * size_t{cfg.max_connections} : 1, cfg.huge_pages, false),
+      lazy_(cfg.cluster.node_id != 0 ? size_t{cfg.max_connections} : 1, cfg.huge_pages, false),
       deletes_(cfg.cluster.node_id != 0 ? std::max<uint32_t>(cfg.cluster.delete_queue, 1) : 0),
       urgent_(cfg.cluster.node_id != 0 ? kUrgentQueue : 1) {
   if (cluster_.node_id > kMaxClusterNodes)
@@ -568,8 +569,10 @@ bool GatewayStage::on_hit(Burst& b, uint32_t i, Table::Ref ref, Tick now) {
   const ConnRecord& r = records_[idx];
   const uint8_t state = r.fw.state, spf = r.sp.flags, seen = r.seen & (kSeenFin | kSeenRst);
   const bool ok = on_hit_inner(b, i, ref, now);
-  if (r.fw.state != state || r.sp.flags != spf || (r.seen & (kSeenFin | kSeenRst)) != seen)
+  if (r.sp.flags != spf || (r.seen & (kSeenFin | kSeenRst)) != seen)
     mark_dirty(idx);
+  else if (r.fw.state != state)
+    lazy_change(r.fw, state) ? mark_lazy(idx, now) : mark_dirty(idx);
   return ok;
 }
 
@@ -1133,17 +1136,22 @@ void GatewayStage::process(Burst& b) {
 
 // Output commit: the packet, and what this stage appended for it (a backend
 // ACK, a window update), wait for the batch carrying the flow's latest
-// change: the open one while the flow is queued for export (or closed: its
-// delete is), else the one it last went out in, until acknowledged.
+// change: the open one while the flow is queued for export, else the one it
+// last went out in, until acknowledged. A closed flow's packets do not wait
+// for its delete: a holder's copy of a connection that is over lets nothing
+// through that the processor would have refused (a copy promoted before
+// the delete came is an ESTABLISHED flow whose ends are gone), and a wait
+// per close was a third of a short connection's round trips to holders.
+// They still queue behind the flow's earlier held packets (order).
 void GatewayStage::hold_for_commit(Burst& b, uint32_t i, uint32_t appended_from) {
   const ConnRecord& r = records_[touched_];
   if ((r.flags & (kRecStandby | kRecEgress)) || r.lb.vip >= vip_cfg_.size() ||
       !vip_cfg_[r.lb.vip].output_commit)
     return;
   uint16_t tag;
-  if (!(r.flags & kRecLive)) {  // its delete is queued
-    tag = commit_.open;
-    export_due_ = true;
+  if (!(r.flags & kRecLive) || sync_closed(r)) {  // freed, or its delete is queued
+    if (!commit_.waits(r.lease.spare)) return;
+    tag = r.lease.spare;
   } else if ((r.seen & kSyncQueued) || resync_pending_) {
     // Its record goes ahead of the others (a resync queues every flow: the
     // open batch must not wait for all of them).
@@ -1293,7 +1301,7 @@ void GatewayStage::resync() {
   dirty_head_ = dirty_tail_;
   for (uint32_t i = 0; i < capacity_; ++i) {
     ConnRecord& r = records_[i];
-    r.seen &= static_cast<uint8_t>(~(kSyncQueued | kSyncInQueue));
+    r.seen &= static_cast<uint8_t>(~(kSyncQueued | kSyncInQueue | kSyncLazy));
     if ((r.flags & kRecLive) && !(r.flags & (kRecStandby | kRecEgress))) {
       // A closed flow's copy still out there gets its delete; an open one
       // goes in full (the holders may have changed).
@@ -1361,19 +1369,32 @@ uint32_t GatewayStage::export_sync(FlowSync* out, uint32_t max, uint64_t now_ns)
     // A stale entry: freed (and maybe reused and queued again) since, or
     // already out (urgent).
     if (!(r.flags & kRecLive) || !(r.seen & kSyncQueued)) return;
-    r.seen &= static_cast<uint8_t>(~kSyncQueued);
+    r.seen &= static_cast<uint8_t>(~(kSyncQueued | kSyncLazy));  // a lazy change goes too
     if (r.flags & (kRecStandby | kRecEgress)) return;
-    r.lease.spare = commit_.open;  // output commit: the batch that carries it
-    if (sync_closed(r)) {
+    if (sync_closed(r)) {  // (its packets wait for no delete: hold_for_commit())
       // Over: nothing a holder could continue. Its copy goes now rather
       // than at expiry, so that churn does not fill the holders' tables.
       if (r.seen & kSyncSent) fill_sync(r, &out[n++], FlowSyncOp::kDelete, now);
       r.seen &= static_cast<uint8_t>(~kSyncSent);
       return;
     }
+    r.lease.spare = commit_.open;  // output commit: the batch that carries it
     fill_sync(r, &out[n++], (r.seen & kSyncSent) ? FlowSyncOp::kUpdate : FlowSyncOp::kFull, now);
     r.seen |= kSyncSent;
   };
+  // Closes under way that lasted: to the export queue.
+  while (lazy_head_ != lazy_tail_) {
+    const LazyEntry e = lazy_[lazy_head_ % lazy_.size()];
+    if (static_cast<int32_t>(e.due - now) > 0) break;
+    ++lazy_head_;
+    ConnRecord& r = records_[e.idx];
+    if (!(r.seen & kSyncLazy)) continue;  // exported or freed since
+    r.seen &= static_cast<uint8_t>(~kSyncLazy);
+    if (r.flags & kRecLive) {
+      mark_dirty(e.idx);
+      counters_.inc(GatewayCounter::kSyncLazyDue);
+    }
+  }
   // Output commit: the flows that packets wait for, ahead of the queue.
   while (n < max && urgent_head_ != urgent_tail_) {
     const uint32_t idx = urgent_[urgent_head_++ % urgent_.size()];

@@ -63,6 +63,10 @@ inline constexpr uint8_t kSyncUrgent = 1u << 4;
 // export). Separate: an urgent export leaves the entry behind, and a change
 // before the queue reaches it reuses it rather than adding another.
 inline constexpr uint8_t kSyncInQueue = 1u << 5;
+// A close under way (FIN_WAIT, CLOSE_WAIT, LAST_ACK) waits in the close
+// queue: most connections are over (TIME_WAIT: a delete, or nothing if
+// never sent) before it is due, and then it never travels.
+inline constexpr uint8_t kSyncLazy = 1u << 6;
 
 // Two cache lines, aligned: the per-packet path touches exactly two lines of
 // state besides the table. The VIP is not stored: it is the VIP's key
@@ -134,11 +138,12 @@ static_assert(sizeof(ConnLink) == 8);
   X(kDropSynProxy, "drop_synproxy")              /* reason in synproxy_* */                      \
   /* cluster (flow_sync.h) */                                                                    \
   X(kSyncExported, "sync_exported")                                                              \
-  X(kSyncImported, "sync_imported")               /* standby records created */                  \
-  X(kSyncUpdated, "sync_updated")                 /* standby records updated */                  \
-  X(kSyncDeleted, "sync_deleted")                 /* standby records the processor closed */     \
-  X(kSyncPromoted, "sync_promoted")               /* standby taken over: processor gone */       \
-  X(kSyncRedirected, "sync_redirected")           /* handed to the live processor */             \
+  X(kSyncLazyDue, "sync_lazy_due")      /* a close under way lasted 1 s: its state travels */    \
+  X(kSyncImported, "sync_imported")     /* standby records created */                            \
+  X(kSyncUpdated, "sync_updated")       /* standby records updated */                            \
+  X(kSyncDeleted, "sync_deleted")       /* standby records the processor closed */               \
+  X(kSyncPromoted, "sync_promoted")     /* standby taken over: processor gone */                 \
+  X(kSyncRedirected, "sync_redirected") /* handed to the live processor */                       \
   X(kSyncMissRedirected, "sync_miss_redirected")  /* no record: handed to a holder */            \
   X(kSyncHandedToHolder, "sync_handed_to_holder") /* an older copy: to the slot's holder */      \
   X(kSyncUpdateUnknown, "sync_update_unknown")    /* update or delete of no standby record */    \
@@ -406,6 +411,30 @@ class GatewayStage final : public Stage {
     r.seen |= kSyncQueued | kSyncInQueue;
     dirty_[dirty_tail_++ % dirty_.size()] = idx;
   }
+  // A TCP state change a holder's copy can do without until its close: the
+  // copy stays ESTABLISHED (its firewall follows the FINs if promoted), and
+  // the processor's delete comes at TIME_WAIT or CLOSE.
+  static bool lazy_change(const FwConnState& fw, uint8_t old_state) {
+    auto closing = [](uint8_t s) {
+      const auto t = static_cast<TcpState>(s);
+      return t == TcpState::kFinWait || t == TcpState::kCloseWait || t == TcpState::kLastAck;
+    };
+    return fw.kind == FwKind::kTcp && closing(fw.state) &&
+           (closing(old_state) || static_cast<TcpState>(old_state) == TcpState::kEstablished);
+  }
+  // Exported after kLazyTicks unless exported (or closed) before.
+  void mark_lazy(uint32_t idx, Tick now) {
+    ConnRecord& r = records_[idx];
+    if (!clustered() || (r.seen & (kSyncQueued | kSyncLazy)) ||
+        (r.flags & (kRecStandby | kRecEgress)))
+      return;
+    if (!(r.seen & kSyncSent) || lazy_tail_ - lazy_head_ == lazy_.size()) {
+      mark_dirty(idx);  // nothing sent to skip, or no room: as any change
+      return;
+    }
+    r.seen |= kSyncLazy;
+    lazy_[lazy_tail_++ % lazy_.size()] = LazyEntry{idx, now + kLazyTicks};
+  }
   bool node_live(uint16_t node) const {
     return view_ != nullptr && node >= 1 && node <= kMaxClusterNodes &&
            (view_->live >> (node - 1) & 1) != 0;
@@ -462,6 +491,16 @@ class GatewayStage final : public Stage {
   uint64_t dirty_head_ = 0;
   uint64_t dirty_tail_ = 0;
   bool resync_pending_ = false;
+  // Closes under way (kSyncLazy), in the order they became due. An entry
+  // can outlive its record (freed, maybe reused): kSyncLazy tells.
+  struct LazyEntry {
+    uint32_t idx;
+    Tick due;
+  };
+  static constexpr Tick kLazyTicks = 10;  // 1 s (kTickNs)
+  internal::HugeArray<LazyEntry> lazy_;
+  uint64_t lazy_head_ = 0;
+  uint64_t lazy_tail_ = 0;
   CommitPoint commit_;
   bool export_due_ = false;
   bool any_output_commit_ = false;  // some VIP has it
