@@ -964,7 +964,7 @@ cluster_run() {  # on|sync|off victim
   fi
   pass "lab up (3 tripod nodes, BGP + BFD, SYN proxy, firewall; replication $repl)"
   local j
-  for j in $(seq "$NBE"); do  # (the second probe's, above)
+  for j in $(seq "$NBE"); do  # (for the kill's IPv6 probe, below)
     ip -n "$NAME-be$j" -6 route change default via fd77::1 rto_min 10ms ||
       fail "be$j: IPv6 default route with rto_min 10ms"
   done

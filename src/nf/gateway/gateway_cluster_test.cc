@@ -341,7 +341,8 @@ TEST_F(Cluster, AShortCloseSendsOnlyTheDelete) {
   EXPECT_EQ(b_.counter("sync_updated"), 0u);
   EXPECT_EQ(b_.counter("sync_deleted"), 1u);
   EXPECT_EQ(b_.gw().standby_connections(), 0u);
-  // Its close-queue entry comes due on a freed record: nothing goes.
+  // Its close-queue entry comes due after the delete's export cleared the
+  // flag: nothing goes.
   clock_.advance_ns(2 * kSec);
   EXPECT_TRUE(a_.export_wire().empty());
   EXPECT_EQ(a_.counter("sync_lazy_due"), 0u);
@@ -983,6 +984,34 @@ TEST_F(ClusterOutputCommit, ACloseDoesNotWaitForItsDelete) {
   EXPECT_EQ(last_export[0].op, FlowSyncOp::kDelete);
   // A retransmitted last ACK does not wait for that delete either.
   EXPECT_EQ(run({seg({kClient, kVip, 43000, 80, kTcpAck, 1002, 5002})}), 1u);
+}
+
+// A packet that closes a flow does not overtake the flow's packets that
+// wait for its open batch (review: the RST left before the ACK).
+TEST_F(ClusterOutputCommit, AClosingPacketKeepsItsPlace) {
+  auto step = [&](const Bytes& pkt) {
+    EXPECT_EQ(run({pkt}), 0u);
+    EXPECT_EQ(export_batch(), 1u);
+    ack_all();
+    EXPECT_EQ(release(), 1u);
+  };
+  step(seg({kClient, kVip, 43001, 80, kTcpSyn, 1000}));
+  const uint16_t sport = ends_of(port.output().back()).sport;
+  step(seg({kDip, kSnat[1], kBport, sport, kTcpSyn | kTcpAck, 5000, 1001}));
+  EXPECT_EQ(run({seg({kClient, kVip, 43001, 80, kTcpAck, 1001, 5001})}), 0u);  // ESTABLISHED
+  EXPECT_EQ(run({seg({kClient, kVip, 43001, 80, kTcpRst | kTcpAck, 1001, 5001})}), 0u);  // behind
+  EXPECT_EQ(p.held(), 2u);
+  EXPECT_EQ(export_batch(), 1u);
+  ack_all();
+  const size_t before = port.output().size();
+  ASSERT_EQ(release(), 2u);
+  PacketMeta m;
+  const Bytes& first = port.output()[before];
+  ASSERT_EQ(parse_packet(first.data(), static_cast<uint32_t>(first.size()), &m), ParseError::kOk);
+  EXPECT_EQ(m.tcp_flags & kTcpRst, 0) << "the RST overtook the ACK";
+  const Bytes& second = port.output()[before + 1];
+  ASSERT_EQ(parse_packet(second.data(), static_cast<uint32_t>(second.size()), &m), ParseError::kOk);
+  EXPECT_NE(m.tcp_flags & kTcpRst, 0);
 }
 
 // Tags are 16 bits: the wait is judged within the batches not yet

@@ -360,6 +360,7 @@ bool GatewayStage::rekey_snat(uint32_t idx) {
   if (!pool.alloc(pool.partition_of(old.port), old.address, &fresh)) return false;
   const FlowKey ok = reply_key(r);
   table_.erase(ok, hash(ok));
+  fresh.spare = old.spare;  // (output commit's tag, not the lease's)
   r.lease = fresh;
   const FlowKey nk = reply_key(r);
   auto ins = table_.insert(nk, hash(nk), r.deadline);
@@ -1157,6 +1158,9 @@ void GatewayStage::hold_for_commit(Burst& b, uint32_t i, uint32_t appended_from)
     // open batch must not wait for all of them).
     tag = commit_.open;
     export_due_ = true;
+    // The flow's latest tag, until its export sets the same or a later one:
+    // what its packets after a close wait behind (tags never decrease).
+    records_[touched_].lease.spare = tag;
     if (!(records_[touched_].seen & kSyncUrgent)) {
       if (urgent_tail_ - urgent_head_ < urgent_.size()) {
         records_[touched_].seen |= kSyncUrgent;

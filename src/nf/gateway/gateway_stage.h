@@ -139,6 +139,7 @@ static_assert(sizeof(ConnLink) == 8);
   /* cluster (flow_sync.h) */                                                                    \
   X(kSyncExported, "sync_exported")                                                              \
   X(kSyncLazyDue, "sync_lazy_due")      /* a close under way lasted 1 s: its state travels */    \
+  X(kSyncLazyFull, "sync_lazy_full")    /* close queue full: the change travels at once */       \
   X(kSyncImported, "sync_imported")     /* standby records created */                            \
   X(kSyncUpdated, "sync_updated")       /* standby records updated */                            \
   X(kSyncDeleted, "sync_deleted")       /* standby records the processor closed */               \
@@ -428,8 +429,13 @@ class GatewayStage final : public Stage {
     if (!clustered() || (r.seen & (kSyncQueued | kSyncLazy)) ||
         (r.flags & (kRecStandby | kRecEgress)))
       return;
-    if (!(r.seen & kSyncSent) || lazy_tail_ - lazy_head_ == lazy_.size()) {
-      mark_dirty(idx);  // nothing sent to skip, or no room: as any change
+    if (!(r.seen & kSyncSent)) {
+      mark_dirty(idx);  // nothing sent to skip: as any change
+      return;
+    }
+    if (lazy_tail_ - lazy_head_ == lazy_.size()) {
+      counters_.inc(GatewayCounter::kSyncLazyFull);
+      mark_dirty(idx);  // no room: as any change
       return;
     }
     r.seen |= kSyncLazy;
