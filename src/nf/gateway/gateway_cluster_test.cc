@@ -877,6 +877,22 @@ class ClusterOutputCommit : public ::testing::Test {
     c.committed = static_cast<uint16_t>(c.open - 1);
     gw->set_commit_point(c);
   }
+  // A packet that changes its flow: held, exported (`max` records, its own
+  // among them), acknowledged, released.
+  void step(const Bytes& pkt, uint32_t max = 64) {
+    EXPECT_EQ(run({pkt}), 0u);
+    EXPECT_EQ(export_batch(max), 1u);
+    ack_all();
+    EXPECT_EQ(release(), 1u);
+  }
+  // A plain FullNAT connection from client port `cport`, up to the
+  // backend's SYN-ACK, each change acknowledged; its SNAT port.
+  uint16_t open_to_synack(uint16_t cport) {
+    step(seg({kClient, kVip, cport, 80, kTcpSyn, 1000}));
+    const uint16_t sport = ends_of(port.output().back()).sport;
+    step(seg({kDip, kSnat[1], kBport, sport, kTcpSyn | kTcpAck, 5000, 1001}));
+    return sport;
+  }
 
   ManualClock clock{1000 * kSec};
   Pipeline p;
@@ -936,21 +952,16 @@ TEST_F(ClusterOutputCommit, PacketsWaitForTheBatchCarryingTheirState) {
 TEST_F(ClusterOutputCommit, UrgentExportsDoNotFillTheQueue) {
   // Each flow changes state three times (SYN, SYN-ACK, ACK), every change
   // waited for and exported ahead of the queue.
+  // (export_batch(1): the urgent record only.)
   std::vector<uint16_t> sports;
-  auto step = [&](const Bytes& pkt) {
-    EXPECT_EQ(run({pkt}), 0u);
-    EXPECT_EQ(export_batch(1), 1u);  // the urgent record only
-    ack_all();
-    EXPECT_EQ(release(), 1u);
-  };
   for (uint16_t i = 0; i < 200; ++i) {
-    step(seg({kClient, kVip, static_cast<uint16_t>(42000 + i), 80, kTcpSyn, 1000}));
+    step(seg({kClient, kVip, static_cast<uint16_t>(42000 + i), 80, kTcpSyn, 1000}), 1);
     sports.push_back(ends_of(port.output().back()).sport);
   }
   for (uint16_t i = 0; i < 200; ++i)
-    step(seg({kDip, kSnat[1], kBport, sports[i], kTcpSyn | kTcpAck, 5000, 1001}));
+    step(seg({kDip, kSnat[1], kBport, sports[i], kTcpSyn | kTcpAck, 5000, 1001}), 1);
   for (uint16_t i = 0; i < 200; ++i)
-    step(seg({kClient, kVip, static_cast<uint16_t>(42000 + i), 80, kTcpAck, 1001, 5001}));
+    step(seg({kClient, kVip, static_cast<uint16_t>(42000 + i), 80, kTcpAck, 1001, 5001}), 1);
   EXPECT_EQ(gw->count(GatewayCounter::kSyncQueueOverflow), 0u);
 }
 
@@ -958,15 +969,7 @@ TEST_F(ClusterOutputCommit, UrgentExportsDoNotFillTheQueue) {
 // the delete need not be held anywhere first. They still keep their order
 // behind the flow's packets that wait.
 TEST_F(ClusterOutputCommit, ACloseDoesNotWaitForItsDelete) {
-  auto step = [&](const Bytes& pkt) {
-    EXPECT_EQ(run({pkt}), 0u);
-    EXPECT_EQ(export_batch(), 1u);
-    ack_all();
-    EXPECT_EQ(release(), 1u);
-  };
-  step(seg({kClient, kVip, 43000, 80, kTcpSyn, 1000}));
-  const uint16_t sport = ends_of(port.output().back()).sport;
-  step(seg({kDip, kSnat[1], kBport, sport, kTcpSyn | kTcpAck, 5000, 1001}));
+  const uint16_t sport = open_to_synack(43000);
   // ESTABLISHED, exported, not yet acknowledged: the client's FIN waits
   // behind its ACK.
   EXPECT_EQ(run({seg({kClient, kVip, 43000, 80, kTcpAck, 1001, 5001})}), 0u);
@@ -989,15 +992,7 @@ TEST_F(ClusterOutputCommit, ACloseDoesNotWaitForItsDelete) {
 // A packet that closes a flow does not overtake the flow's packets that
 // wait for its open batch (review: the RST left before the ACK).
 TEST_F(ClusterOutputCommit, AClosingPacketKeepsItsPlace) {
-  auto step = [&](const Bytes& pkt) {
-    EXPECT_EQ(run({pkt}), 0u);
-    EXPECT_EQ(export_batch(), 1u);
-    ack_all();
-    EXPECT_EQ(release(), 1u);
-  };
-  step(seg({kClient, kVip, 43001, 80, kTcpSyn, 1000}));
-  const uint16_t sport = ends_of(port.output().back()).sport;
-  step(seg({kDip, kSnat[1], kBport, sport, kTcpSyn | kTcpAck, 5000, 1001}));
+  open_to_synack(43001);
   EXPECT_EQ(run({seg({kClient, kVip, 43001, 80, kTcpAck, 1001, 5001})}), 0u);  // ESTABLISHED
   EXPECT_EQ(run({seg({kClient, kVip, 43001, 80, kTcpRst | kTcpAck, 1001, 5001})}), 0u);  // behind
   EXPECT_EQ(p.held(), 2u);
