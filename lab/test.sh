@@ -843,6 +843,10 @@ wrk_read_bytes() {  # wrk output file
     if (v ~ /GB$/) m = 1073741824; else if (v ~ /MB$/) m = 1048576; else if (v ~ /KB$/) m = 1024
     sub(/[KMG]?B$/, "", v); print int(v * m)}' "$1"
 }
+# A field of probe.py's JSON line; `default` if the line is unreadable.
+probe_field() {  # json field default
+  python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2" 2>/dev/null || echo "$3"
+}
 percent() { python3 -c 'import sys; a, b = int(sys.argv[1]), int(sys.argv[2]); print(f"{100.0 * a / b:.3f}" if b > 0 else "-1")' "$1" "$2"; }
 
 # Replication's cost, no kill: a new connection per request, where every
@@ -929,8 +933,8 @@ cluster_turn() {  # victim conns secs
   wait "$ppid" || true
   BG_PIDS=""
   wrk_stats "$out"
-  TURN_GAP=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["max_gap_ms"])' "$pout" 2>/dev/null || echo -1)
-  pfail=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["failed"])' "$pout" 2>/dev/null || echo 24)
+  TURN_GAP=$(probe_field "$(cat "$pout" 2>/dev/null)" max_gap_ms -1)
+  pfail=$(probe_field "$(cat "$pout" 2>/dev/null)" failed 24)
   echo "     gw$v killed and revived: probe $(cat "$pout" 2>/dev/null)"
   check "gw$v killed and revived under wrk: $WRK_REQS requests, socket errors $WRK_ERRS, non-2xx $WRK_NON2XX, stuck connections $stalled" \
     test "$WRK_REQS" -gt 0 -a "$WRK_ERRS" -eq 0 -a "$WRK_NON2XX" -eq 0 -a "$stalled" -eq 0
@@ -1025,12 +1029,12 @@ cluster_run() {  # on|sync|off victim
   wait "$ppid2" || true
   local probe gap pfail probe2 gap2 pfail2
   probe=$(cat "$LAB_RUN/$NAME/probe-$repl.json" 2>/dev/null || true)
-  gap=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["max_gap_ms"])' "$probe" 2>/dev/null || echo -1)
-  pfail=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["failed"])' "$probe" 2>/dev/null || echo 24)
+  gap=$(probe_field "$probe" max_gap_ms -1)
+  pfail=$(probe_field "$probe" failed 24)
   echo "     probe: $probe"
   probe2=$(cat "$LAB_RUN/$NAME/probe-$repl-rto.json" 2>/dev/null || true)
-  gap2=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["max_gap_ms"])' "$probe2" 2>/dev/null || echo -1)
-  pfail2=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["failed"])' "$probe2" 2>/dev/null || echo 12)
+  gap2=$(probe_field "$probe2" max_gap_ms -1)
+  pfail2=$(probe_field "$probe2" failed 12)
   echo "     probe over IPv6, minimum RTO 10 ms at both ends: $probe2"
   BG_PIDS=""
   for g in 1 2 3; do
