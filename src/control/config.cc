@@ -844,6 +844,8 @@ void read_cluster(const V& v, TripodConfig& cfg, const std::optional<V>& secrets
   if (auto r = f.get("replicas")) c.replicas = r->u32(1, 3);
   if (auto ci = f.get("checkpoint_interval"))
     c.checkpoint_interval_ns = ci->duration_ms(1, 1000) * 1'000'000;
+  if (auto pt = f.get("pull_timeout"))
+    c.pull_timeout_ms = static_cast<uint32_t>(pt->duration_ms(0, 1000));
   if (auto m = f.get("mode")) c.mode = static_cast<ReplicationMode>(m->choice({"async", "sync"}));
   const V nodes = f.need("nodes");
   for (const V& nv : nodes.items()) {
@@ -884,6 +886,7 @@ void read_cluster(const V& v, TripodConfig& cfg, const std::optional<V>& secrets
 
   GatewayClusterConfig& g = cfg.gateway.cluster;
   g.node_id = c.node_id;
+  g.pull_timeout_ms = c.pull_timeout_ms;
   g.slot_key = derive_key(c.key, "tripod slot");
   c.ring_key = derive_key(c.key, "tripod ring");
   g.snat_addresses.clear();

@@ -119,6 +119,9 @@ struct ClusterConfig {
   uint32_t rise = 3;
   uint32_t replicas = 1;
   uint64_t checkpoint_interval_ns = 1'000'000;
+  // A miss asks the flow's holder for its state and parks the packets this
+  // long at most (GatewayClusterConfig::pull_timeout_ms); 0: no pulls.
+  uint32_t pull_timeout_ms = 20;
   ReplicationMode mode = ReplicationMode::kAsync;  // the VIPs' default
   std::string where;                               // "file:line:col" of the section
   const ClusterNodeConfig* self() const {

@@ -321,6 +321,11 @@ std::vector<ErrorCase> error_cases() {
             "    - {id: 1, address: 10.9.0.1:7946, snat: [198.51.100.1]}\n"
             "    - {id: 2, address: 10.9.0.2:7946, snat: [198.51.100.1]}\n"),
        7, 5, "cluster.nodes", "belongs to two nodes"},
+      {"cluster_pull_timeout",
+       base("cluster:\n  node_id: 1\n  key: "
+            "\"abababababababababababababababababababababababababababababababab\"\n  pull_timeout: "
+            "2s\n  nodes: []\n"),
+       6, 17, "cluster.pull_timeout", "a duration in 0s..1s"},
       {"cluster_mode",
        base("cluster:\n  node_id: 1\n  key: "
             "\"abababababababababababababababababababababababababababababababab\"\n  mode: both\n  "
@@ -428,6 +433,10 @@ TEST(ConfigTest, ClusterNodesShareDerivedKeys) {
   EXPECT_EQ(a.gateway.cluster.node_id, 1);
   EXPECT_EQ(b.gateway.cluster.node_id, 2);
   EXPECT_EQ(a.gateway.cluster.snat_addresses.size(), 2u);
+  EXPECT_EQ(a.gateway.cluster.pull_timeout_ms, 20u);  // the default: misses pull
+  std::string off = node(1, "198.51.100.1");
+  off.insert(off.find("  nodes:"), "  pull_timeout: 0\n");
+  EXPECT_EQ(load_config_string(off).gateway.cluster.pull_timeout_ms, 0u);
   for (const TripodConfig* c : {&a, &b}) {
     EXPECT_FALSE(c->generated.lb_key);
     EXPECT_FALSE(c->generated.synproxy_key);

@@ -29,6 +29,9 @@ namespace {
 
 // Frames a worker may hold for output commit (pipeline/output_commit.h).
 constexpr uint32_t kHoldFrames = 2048;
+// Twice what the gateway parks at most (GatewayStage::kMaxParked): packets
+// of answered pulls wait to run again.
+constexpr uint32_t kParkFrames = 1024;
 
 bool output_commit(const TripodConfig& cfg) {
   return cfg.cluster.enabled &&
@@ -156,6 +159,8 @@ Daemon::Daemon(TripodConfig cfg, std::string config_path)
       pc.bind_mode = bind_mode(ifc.bind_mode);
       // Output commit keeps up to kHoldFrames frames out of the rings.
       if (output_commit(cfg_)) pc.num_frames += kHoldFrames;
+      // Pulling keeps up to kParkFrames parked.
+      if (cfg_.cluster.enabled && cfg_.cluster.pull_timeout_ms != 0) pc.num_frames += kParkFrames;
       auto port = std::make_unique<XdpPort>(pc);
       steering->register_port(*port);
       const auto ifindex = static_cast<uint32_t>(port->ifindex());
@@ -303,14 +308,16 @@ void Daemon::start_cluster() {
     // A holder that never acks is declared dead after dead_after, which
     // releases the wait; the bound is a backstop.
     if (commit) w->enable_hold(kHoldFrames, 4 * c.dead_after_ns, l->worker_wake_fd());
+    if (c.pull_timeout_ms != 0) w->enable_park(kParkFrames);
     links.push_back(l);
   }
   agent_ = std::make_unique<cluster::Agent>(ac, links,
                                             [this](const cluster::ViewChange& v) { on_view(v); });
   spdlog::info(
-      "cluster: node {} of {}, replicas {}, heartbeat {} ms, dead after {} ms, output commit {}",
+      "cluster: node {} of {}, replicas {}, heartbeat {} ms, dead after {} ms, output commit {}, "
+      "pull timeout {} ms",
       c.node_id, c.nodes.size(), c.replicas, c.heartbeat_interval_ns / 1'000'000,
-      c.dead_after_ns / 1'000'000, commit ? "on (sync VIPs)" : "off");
+      c.dead_after_ns / 1'000'000, commit ? "on (sync VIPs)" : "off", c.pull_timeout_ms);
 }
 
 // On the agent thread, for the log: the workers take the view themselves

@@ -65,6 +65,11 @@ void Worker::loop() {
   while (!stop_.load(std::memory_order_relaxed)) {
     if (has_tasks_.load(std::memory_order_relaxed)) run_tasks();
     if (poll_) poll_(*gateway_, clock_.now_ns());
+    // Pulls answered (or given up) since: their parked packets run again.
+    if (gateway_->pull_news() != pull_news_) {
+      pull_news_ = gateway_->pull_news();
+      pipeline_.unpark([this](uint16_t tag) { return gateway_->pull_ready(tag); });
+    }
     // Output commit: what the holders have acknowledged since goes out.
     pipeline_.release_held(*port_, gateway_->commit_point(), clock_.now_ns(), &stats_);
     if (pipeline_.run_once(*port_, &clock_, &stats_) == 0) {
@@ -125,6 +130,10 @@ bool Worker::export_counters(const Stage::CounterFn& fn) {
     fn("worker.hold_expired", stats_.hold_expired);
     fn("worker.holding", pipeline_.held());
     fn("worker.created", stats_.created);
+    fn("worker.parked", stats_.parked);
+    fn("worker.park_full", stats_.park_full);
+    fn("worker.replayed", stats_.replayed);
+    fn("worker.parking", pipeline_.parked());
     port_->export_counters(
         [&](std::string_view n, uint64_t v) { fn("port." + std::string(n), v); });
   });

@@ -46,6 +46,10 @@ class Worker {
     port_->set_wake_fd(wake_fd);
   }
 
+  // Pulling (GatewayClusterConfig::pull_timeout_ms): packets the gateway
+  // parks wait here (at most `capacity`) until it has an answer for them.
+  void enable_park(uint32_t capacity) { pipeline_.enable_park(capacity); }
+
   void start();
   void stop();  // idempotent; joins
 
@@ -74,6 +78,7 @@ class Worker {
   Pipeline pipeline_;
   MonotonicClock clock_;
   RunStats stats_;
+  uint64_t pull_news_ = 0;  // GatewayStage::pull_news() when parked packets were last let go
   std::function<void(GatewayStage&, uint64_t)> poll_;
   std::thread thread_;
   std::atomic<bool> stop_{false};

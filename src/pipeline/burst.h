@@ -13,7 +13,10 @@
 
 namespace tripod {
 
-enum class Verdict : uint8_t { kForward, kDrop };
+// kPark: a stage waits for something before it can decide (a flow's state
+// from a peer); the pipeline keeps the packet and runs it through the stages
+// again later (Pipeline::unpark()). Later stages skip it like a drop.
+enum class Verdict : uint8_t { kForward, kDrop, kPark };
 
 // What the L2 (next hop) stage does with a forwarded packet's Ethernet
 // header.
@@ -42,7 +45,8 @@ struct Burst {
   bool reversed[kCapacity];  // packet runs b -> a of its canonical key
   L2Action l2[kCapacity];    // reset to kRoute for every received packet
   // Output commit (output_commit.h): a forwarded packet with held[i] waits
-  // until batch hold_tag[i] is acknowledged. Reset for every packet.
+  // until batch hold_tag[i] is acknowledged. Reset for every packet. A
+  // parked packet's hold_tag[i] is what it waits for (the stage's tag).
   bool held[kCapacity];
   uint16_t hold_tag[kCapacity];
 

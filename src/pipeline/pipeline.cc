@@ -5,7 +5,9 @@ namespace tripod {
 uint32_t Pipeline::run_once(Port& port, const Clock* clock, RunStats* stats) {
   Burst& b = burst_;
   b.frames = &port;
-  b.n = port.rx_burst(b.pkts, kBurstSize);
+  // Parked packets let go run first (they came first).
+  const uint32_t replayed = park_ ? park_->take(b.pkts, kBurstSize) : 0;
+  b.n = replayed + port.rx_burst(b.pkts + replayed, kBurstSize - replayed);
   if (b.n == 0) return 0;
   const uint32_t received = b.n;
   if (clock != nullptr) {
@@ -25,6 +27,14 @@ uint32_t Pipeline::run_once(Port& port, const Clock* clock, RunStats* stats) {
   Packet out[Burst::kCapacity], drop[Burst::kCapacity];
   uint32_t n_out = 0, n_drop = 0;
   for (uint32_t i = 0; i < b.n; ++i) {
+    if (b.verdict[i] == Verdict::kPark) {
+      if (park_ && park_->push(b.pkts[i], b.hold_tag[i])) {
+        stats->parked++;
+        continue;
+      }
+      stats->park_full++;
+      b.verdict[i] = Verdict::kDrop;
+    }
     if (b.verdict[i] == Verdict::kForward && b.held[i] && hold_) {
       if (hold_->push(b.pkts[i], b.hold_tag[i], b.now_ns)) {
         stats->held++;
@@ -38,7 +48,8 @@ uint32_t Pipeline::run_once(Port& port, const Clock* clock, RunStats* stats) {
   port.tx_burst(out, n_out);
   port.release(drop, n_drop);
   stats->bursts++;
-  stats->rx += received;
+  stats->rx += received - replayed;
+  stats->replayed += replayed;
   stats->created += b.n - received;
   stats->tx += n_out;
   stats->dropped += n_drop;
@@ -48,7 +59,7 @@ uint32_t Pipeline::run_once(Port& port, const Clock* clock, RunStats* stats) {
 
 RunStats Pipeline::run_to_end(Port& port, const Clock* clock) {
   RunStats stats;
-  while (!port.exhausted())
+  while (!port.exhausted() || (park_ && park_->to_run() > 0))
     run_once(port, clock, &stats);
   return stats;
 }

@@ -14,6 +14,67 @@
 
 namespace tripod {
 
+// Parked packets (Verdict::kPark), in arrival order, fixed capacity: those
+// that still wait, and those let go (unpark()) that have not run again yet.
+class ParkQueue {
+ public:
+  explicit ParkQueue(uint32_t capacity)
+      : cap_(capacity),
+        wait_(new Packet[capacity]),
+        tags_(new uint16_t[capacity]),
+        go_(new Packet[capacity]) {}
+  uint32_t size() const { return n_wait_ + n_go_ - go_head_; }
+  uint32_t to_run() const { return n_go_ - go_head_; }  // let go, not yet run
+  bool push(const Packet& p, uint16_t tag) {
+    if (size() == cap_) return false;
+    wait_[n_wait_] = p;
+    tags_[n_wait_++] = tag;
+    return true;
+  }
+  // The waiting packets for which ready(tag) holds run again, in order,
+  // after those already let go.
+  template <typename Fn>
+  void unpark(Fn&& ready) {
+    if (go_head_ > 0) {  // room at the end: what is still to run moves to the front
+      std::copy(go_.get() + go_head_, go_.get() + n_go_, go_.get());
+      n_go_ -= go_head_;
+      go_head_ = 0;
+    }
+    uint32_t kept = 0;
+    for (uint32_t i = 0; i < n_wait_; ++i) {
+      if (ready(tags_[i])) {
+        go_[n_go_++] = wait_[i];
+      } else {
+        wait_[kept] = wait_[i];
+        tags_[kept++] = tags_[i];
+      }
+    }
+    n_wait_ = kept;
+  }
+  // Up to `max` packets let go, oldest first.
+  uint32_t take(Packet* out, uint32_t max) {
+    const uint32_t n = std::min(max, n_go_ - go_head_);
+    std::copy(go_.get() + go_head_, go_.get() + go_head_ + n, out);
+    go_head_ += n;
+    if (go_head_ == n_go_) go_head_ = n_go_ = 0;
+    return n;
+  }
+  void drop_all(Port& port) {
+    port.release(wait_.get(), n_wait_);
+    port.release(go_.get() + go_head_, n_go_ - go_head_);
+    n_wait_ = n_go_ = go_head_ = 0;
+  }
+
+ private:
+  uint32_t cap_;
+  uint32_t n_wait_ = 0;
+  uint32_t n_go_ = 0;
+  uint32_t go_head_ = 0;
+  std::unique_ptr<Packet[]> wait_;
+  std::unique_ptr<uint16_t[]> tags_;
+  std::unique_ptr<Packet[]> go_;
+};
+
 struct RunStats {
   uint64_t bursts = 0;
   uint64_t rx = 0;
@@ -23,6 +84,9 @@ struct RunStats {
   uint64_t held = 0;          // output commit: packets that waited
   uint64_t hold_full = 0;     // dropped: the hold queue was full
   uint64_t hold_expired = 0;  // sent after max_wait without their commit
+  uint64_t parked = 0;        // packets a stage parked (Verdict::kPark)
+  uint64_t park_full = 0;     // dropped: the park queue was full
+  uint64_t replayed = 0;      // parked packets run again (not in rx)
   uint64_t last_ts_ns = 0;
 };
 
@@ -53,6 +117,18 @@ class Pipeline {
   }
   void drop_held(Port& port) {
     if (hold_) hold_->drop_all(port);
+    if (park_) park_->drop_all(port);
+  }
+
+  // Parking: packets a stage parks wait here (room for `capacity`; beyond
+  // it they are dropped and counted) until unpark(ready) lets go those
+  // whose tag is ready; they run through every stage again, first in the
+  // next bursts. Without parking enabled a parked packet is dropped.
+  void enable_park(uint32_t capacity) { park_ = std::make_unique<ParkQueue>(capacity); }
+  uint32_t parked() const { return park_ ? park_->size() : 0; }
+  template <typename Fn>
+  void unpark(Fn&& ready) {
+    if (park_) park_->unpark(ready);
   }
 
  private:
@@ -60,6 +136,7 @@ class Pipeline {
   Burst burst_;
   std::unique_ptr<HoldQueue> hold_;
   uint64_t max_wait_ns_ = 0;
+  std::unique_ptr<ParkQueue> park_;
 };
 
 }  // namespace tripod

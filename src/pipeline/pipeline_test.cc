@@ -181,3 +181,36 @@ TEST(HoldQueue, ReleaseIsCappedAndResumesInOrder) {
 
 }  // namespace
 }  // namespace tripod
+
+namespace tripod {
+namespace {
+
+// Parked packets wait in order; those let go run again in their order,
+// after those let go before; the rest keep waiting.
+TEST(ParkQueue, LetsGoInOrderWhatIsReady) {
+  ParkQueue q(4);
+  Packet p[5];
+  for (uint32_t i = 0; i < 5; ++i)
+    p[i].len = i;
+  EXPECT_TRUE(q.push(p[0], 1));
+  EXPECT_TRUE(q.push(p[1], 2));
+  EXPECT_TRUE(q.push(p[2], 1));
+  EXPECT_TRUE(q.push(p[3], 2));
+  EXPECT_FALSE(q.push(p[4], 1));  // full
+  q.unpark([](uint16_t t) { return t == 1; });
+  EXPECT_EQ(q.to_run(), 2u);
+  EXPECT_EQ(q.size(), 4u);
+  Packet out[4];
+  ASSERT_EQ(q.take(out, 1), 1u);
+  EXPECT_EQ(out[0].len, 0u);
+  q.unpark([](uint16_t t) { return t == 2; });
+  ASSERT_EQ(q.take(out, 4), 3u);
+  EXPECT_EQ(out[0].len, 2u);  // let go earlier: first
+  EXPECT_EQ(out[1].len, 1u);
+  EXPECT_EQ(out[2].len, 3u);
+  EXPECT_EQ(q.size(), 0u);
+  EXPECT_TRUE(q.push(p[4], 1));
+}
+
+}  // namespace
+}  // namespace tripod

@@ -143,7 +143,8 @@ void FlowLink::worker_poll(GatewayStage& gw, uint64_t now_ns) {
   // checkpoint (13.0k, 8.7 ms).
   const uint64_t gap = std::min<uint64_t>(checkpoint_ns_ / 2, 500'000);
   const bool due = gw.export_due() && now_ns - last_due_ns_ >= gap;
-  if (!due && now_ns - last_export_ns_ < checkpoint_ns_) return;
+  // A pull, or a peer's pull's answer: packets wait for it; it goes now.
+  if (!due && !gw.pull_pending() && now_ns - last_export_ns_ < checkpoint_ns_) return;
   last_export_ns_ = now_ns;
   if (due) last_due_ns_ = now_ns;
   export_records(gw, now_ns);
@@ -152,6 +153,7 @@ void FlowLink::worker_poll(GatewayStage& gw, uint64_t now_ns) {
 void FlowLink::export_records(GatewayStage& gw, uint64_t now_ns) {
   FlowSync buf[64];
   const uint64_t before = pushed_;
+  const bool pulls = gw.pull_pending();
   for (;;) {
     const uint32_t room = std::min<uint32_t>(to_agent_.room(), 64);
     if (room == 0) break;
@@ -178,7 +180,7 @@ void FlowLink::export_records(GatewayStage& gw, uint64_t now_ns) {
   // needs the syscall (Dekker's pattern, all seq_cst: the agent sets its
   // flag, then reads the count; we count, then read its flag: one of us
   // sees the other).
-  if (due && (pushed_ != before || closed)) {
+  if ((due || pulls) && (pushed_ != before || closed)) {
     exports_.fetch_add(1, std::memory_order_seq_cst);
     if (agent_sleeps_.load(std::memory_order_seq_cst)) signal_eventfd(agent_fd_);
   }
@@ -233,6 +235,9 @@ Agent::Agent(const AgentConfig& cfg, std::vector<FlowLink*> links, ViewSink sink
       records_({{kRecordFlowFull, uint16_t{kFlowFullSize}},
                 {kRecordFlowUpdate, uint16_t{kFlowUpdateSize}},
                 {kRecordFlowDelete, uint16_t{kFlowDeleteSize}},
+                {kRecordFlowPull, uint16_t{kFlowPullSize}},
+                {kRecordFlowGrant, uint16_t{kFlowGrantSize}},
+                {kRecordFlowRefer, uint16_t{kFlowReferSize}},
                 {kRecordNodeInfo, kNodeInfoSize}}),
       codec_(wire::CodecConfig{cfg.cluster_id, cfg.self, cfg.key}, records_),
       membership_(membership_config(cfg)),
@@ -322,6 +327,7 @@ void Agent::on_record(uint16_t from, const wire::Record& r) {
     counters_.inc(AgentCounter::kRecordsBad);
     return;
   }
+  s.peer = from;  // a pull is answered to its sender
   // One worker per node today: every flow's copy goes to it.
   if (links_.empty() || links_[0]->to_worker().push(&s, 1) != 1)
     counters_.inc(AgentCounter::kImportRingFull);
@@ -460,6 +466,17 @@ void Agent::route_exports(uint64_t now) {
       for (uint32_t i = 0; i < n; ++i) {
         const FlowSync& s = buf[i];
         const uint64_t rec = commits_[li].taken++;
+        if (is_pull_op(s.op)) {  // to one node (a dead one: the asker times out)
+          Peer* p = (live & node_bit(s.peer)) != 0 ? peer(s.peer) : nullptr;
+          if (p == nullptr) {
+            counters_.inc(AgentCounter::kRecordsNoHolder);
+          } else if (const uint64_t seq = send_record(p, s, now); seq != 0) {
+            note_sent(li, rec, *p, seq);
+          } else {
+            pending_.push_back(Pending{s, s.peer, li, rec});
+          }
+          continue;
+        }
         // The first `replicas` holders of its slot that are not this node.
         uint32_t sent = 0;
         for (NodeId h : ring_.current().holders(flow_slot(s, cfg_.slot_key))) {

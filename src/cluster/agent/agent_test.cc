@@ -67,7 +67,8 @@ struct Node {
   ClusterView view;  // the worker's, copied after each round (for the checks)
 
   explicit Node(uint16_t node_id, uint64_t dead_after_ns = 50'000'000,
-                uint32_t max_connections = 256, bool output_commit = false)
+                uint32_t max_connections = 256, bool output_commit = false,
+                uint32_t pull_timeout_ms = 0)
       : id(node_id), link(1u << 16, 1'000'000, output_commit) {
     GatewayConfig c;
     c.firewall.acl = parse_rules("default allow");
@@ -86,11 +87,13 @@ struct Node {
     c.cluster.node_id = id;
     c.cluster.slot_key = SipKey{11, 12};
     c.cluster.snat_addresses = {snat(kSnat[1]), snat(kSnat[2]), snat(kSnat[3])};
+    c.cluster.pull_timeout_ms = pull_timeout_ms;
     pipeline.add(std::make_unique<ParseStage>());
     auto g = std::make_unique<GatewayStage>(c, clock.now_ns());
     gw = g.get();
     pipeline.add(std::move(g));
     if (output_commit) pipeline.enable_hold(64, 60'000'000'000);
+    if (pull_timeout_ms != 0) pipeline.enable_park(64);
 
     AgentConfig ac;
     ac.self = id;
@@ -118,6 +121,19 @@ struct Node {
     clock.advance_ns(2'000'000);
     link.worker_poll(*gw, clock.now_ns());
     view = link.view();
+    gw->advance_to(clock.now_ns());
+    if (gw->pull_news() != pull_news) {  // as the worker's loop: parked packets run again
+      pull_news = gw->pull_news();
+      pipeline.unpark([this](uint16_t tag) { return gw->pull_ready(tag); });
+      pipeline.run_to_end(held_port, &clock);
+    }
+  }
+  uint64_t counter(std::string_view name) const {
+    uint64_t v = 0;
+    gw->export_counters([&](std::string_view n, uint64_t x) {
+      if (n == name) v = x;
+    });
+    return v;
   }
   std::vector<Bytes> send(std::vector<Bytes> in) {
     MemoryPort port(std::move(in));
@@ -140,6 +156,7 @@ struct Node {
   }
   MemoryPort held_port{{}};
   RunStats stats;
+  uint64_t pull_news = 0;
 };
 
 // Runs every node's worker work until `done` or 10 s (a generous bound: the
@@ -229,6 +246,55 @@ TEST(ClusterAgent, ReplicatesAndFailsOver) {
   // or, if that one is the other survivor itself, processed there.
   const auto back = other.send({seg(kDip, kSnat[1], 8080, port, kTcpAck, 5001, 1001)});
   ASSERT_EQ(back.size(), 1u);
+  n2.agent->stop();
+  n3.agent->stop();
+}
+
+// Pulling through real agents: node 1 dies, and the router sends its flow
+// to the survivor that is not the flow's holder. That node parks the packet,
+// asks the holder, gets the flow, and processes it from then on; the holder
+// hands it what still comes its way.
+TEST(ClusterAgent, AMissPullsTheFlowFromItsHolder) {
+  Node n1(1, 50'000'000, 256, false, 1000), n2(2, 50'000'000, 256, false, 1000),
+      n3(3, 50'000'000, 256, false, 1000);
+  std::vector<Node*> all{&n1, &n2, &n3};
+  ASSERT_TRUE(start_all(all)) << "membership did not converge";
+  ASSERT_TRUE(until(all, [&] {
+    return n1.view.mac[2][5] == 2 && n1.view.mac[3][5] == 3 && n2.view.mac[3][5] == 3 &&
+           n3.view.mac[2][5] == 2;
+  }));
+  const auto syn = n1.send({seg(kClient, kVip, 40000, 80, kTcpSyn, 1000, 0)});
+  ASSERT_EQ(syn.size(), 1u);
+  PacketMeta m;
+  ASSERT_EQ(parse_packet(syn[0].data(), static_cast<uint32_t>(syn[0].size()), &m), ParseError::kOk);
+  const uint16_t port = m.sport;
+  ASSERT_EQ(n1.send({seg(kDip, kSnat[1], 8080, port, kTcpSyn | kTcpAck, 5000, 1001)}).size(), 1u);
+  ASSERT_EQ(n1.send({seg(kClient, kVip, 40000, 80, kTcpAck, 1001, 5001)}).size(), 1u);
+  ASSERT_TRUE(until(all, [&] {
+    return n2.gw->standby_connections() + n3.gw->standby_connections() == 1;
+  })) << "the flow was not replicated";
+  Node& holder = n2.gw->standby_connections() == 1 ? n2 : n3;
+  Node& other = &holder == &n2 ? n3 : n2;
+
+  n1.agent->stop();
+  ASSERT_TRUE(until({&n2, &n3}, [&] { return n2.view.live == 0b110 && n3.view.live == 0b110; }))
+      << "node 1's death was not detected";
+  const Bytes data = seg(kClient, kVip, 40000, 80, kTcpAck, 1001, 5001);
+  EXPECT_EQ(other.send_held({data}), 0u);  // parked
+  ASSERT_TRUE(until({&n2, &n3}, [&] { return other.held_port.output().size() == 1; }))
+      << "the parked packet never left";
+  const Bytes& out = other.held_port.output()[0];
+  ASSERT_EQ(parse_packet(out.data(), static_cast<uint32_t>(out.size()), &m), ParseError::kOk);
+  EXPECT_EQ(IpAddress::from_bytes(Family::kIpv4, out.data() + m.dst_off).to_string(), kDip);
+  EXPECT_EQ(m.sport, port);  // node 1's translation, kept
+  EXPECT_EQ(other.counter("sync_pull_granted"), 1u);
+  EXPECT_EQ(holder.counter("sync_pull_given"), 1u);
+  EXPECT_EQ(other.counter("sync_miss_redirected"), 0u);
+  EXPECT_EQ(other.counter("conns_live"), 1u);
+  // The holder's copy follows the new processor.
+  const auto at_holder = holder.send({seg(kDip, kSnat[1], 8080, port, kTcpAck, 5001, 1001)});
+  ASSERT_EQ(at_holder.size(), 1u);
+  EXPECT_EQ(0, std::memcmp(at_holder[0].data(), other.view.mac[other.id], 6));
   n2.agent->stop();
   n3.agent->stop();
 }

@@ -12,11 +12,22 @@ namespace {
 //   8 src addr (16), 24 dst addr (16), 40 src port, 42 dst port   [delete: 44]
 //   44 remaining_ms (4), 48 fw (16), 64 sp (16)                   [update: 80]
 //   80 dip addr (16), 96 snat addr (16), 112 dip port, 114 snat port [full: 116]
+// pull: as delete; grant: as full; refer: delete, then 44 node (2), 46 zero (2)
 constexpr size_t kOffRemaining = 44;
 constexpr size_t kOffFw = 48;
 constexpr size_t kOffSp = 64;
 constexpr size_t kOffDip = 80;
-static_assert(kFlowDeleteSize == 44 && kFlowUpdateSize == 80 && kFlowFullSize == 116);
+constexpr size_t kOffNode = 44;
+static_assert(kFlowDeleteSize == 44 && kFlowUpdateSize == 80 && kFlowFullSize == 116 &&
+              kFlowReferSize == 48);
+
+// What a record type carries beyond the identity.
+bool has_mutable(FlowSyncOp op) {
+  return op == FlowSyncOp::kFull || op == FlowSyncOp::kUpdate || op == FlowSyncOp::kGrant;
+}
+bool has_write_once(FlowSyncOp op) {
+  return op == FlowSyncOp::kFull || op == FlowSyncOp::kGrant;
+}
 
 // The firewall record without its windows: 16 bytes.
 void put_fw(const FwConnState& f, uint8_t* p) {
@@ -107,11 +118,12 @@ void encode_flow_sync(const FlowSync& s, uint8_t* out) {
   std::memcpy(out + 24, s.dst_addr, 16);
   store_be<uint16_t>(out + 40, s.src_port);
   store_be<uint16_t>(out + 42, s.dst_port);
-  if (s.op == FlowSyncOp::kDelete) return;
+  if (s.op == FlowSyncOp::kRefer) store_be<uint16_t>(out + kOffNode, s.node);
+  if (!has_mutable(s.op)) return;
   store_be<uint32_t>(out + kOffRemaining, s.remaining_ms);
   put_fw(s.fw, out + kOffFw);
   put_sp(s.sp, out + kOffSp);
-  if (s.op == FlowSyncOp::kUpdate) return;
+  if (!has_write_once(s.op)) return;
   std::memcpy(out + kOffDip, s.dip_addr, 16);
   std::memcpy(out + kOffDip + 16, s.snat_addr, 16);
   store_be<uint16_t>(out + kOffDip + 32, s.dip_port);
@@ -119,7 +131,7 @@ void encode_flow_sync(const FlowSync& s, uint8_t* out) {
 }
 
 FlowSyncError decode_flow_sync(uint8_t type, const uint8_t* in, size_t len, FlowSync* out) {
-  if (type < kRecordFlowFull || type > kRecordFlowDelete) return FlowSyncError::kBadOp;
+  if (type < kRecordFlowFull || type > kRecordFlowRefer) return FlowSyncError::kBadOp;
   const auto op = static_cast<FlowSyncOp>(type);
   if (len != record_size(op)) return FlowSyncError::kBadSize;
   if (in[0] != type) return FlowSyncError::kBadOp;
@@ -140,7 +152,12 @@ FlowSyncError decode_flow_sync(uint8_t type, const uint8_t* in, size_t len, Flow
   s.dst_port = load_be<uint16_t>(in + 42);
   const bool v4 = s.family == Family::kIpv4;
   if (v4 && (!clean_v4(s.src_addr) || !clean_v4(s.dst_addr))) return FlowSyncError::kBadAddress;
-  if (op != FlowSyncOp::kDelete) {
+  if (op == FlowSyncOp::kRefer) {
+    s.node = load_be<uint16_t>(in + kOffNode);
+    if (s.node > kMaxClusterNodes || load_be<uint16_t>(in + kOffNode + 2) != 0)
+      return FlowSyncError::kBadNode;
+  }
+  if (has_mutable(op)) {
     s.remaining_ms = load_be<uint32_t>(in + kOffRemaining);
     get_fw(in + kOffFw, &s.fw);
     if (!valid_fw(s.fw)) return FlowSyncError::kBadFwState;
@@ -148,7 +165,7 @@ FlowSyncError decode_flow_sync(uint8_t type, const uint8_t* in, size_t len, Flow
     // (Window shifts: every nibble is a shift <= 14 or kNoWscale.)
     if ((s.sp.flags & ~kSpKnownFlags) != 0) return FlowSyncError::kBadSynProxy;
   }
-  if (op == FlowSyncOp::kFull) {
+  if (has_write_once(op)) {
     std::memcpy(s.dip_addr, in + kOffDip, 16);
     std::memcpy(s.snat_addr, in + kOffDip + 16, 16);
     s.dip_port = load_be<uint16_t>(in + kOffDip + 32);

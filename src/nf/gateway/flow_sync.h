@@ -8,6 +8,15 @@
 //           time left before expiry
 //   delete  the identity only: the processor closed the flow
 //
+// and three that move a flow to the node the router now sends it to (a
+// miss there pulls the state instead of handing every packet over):
+//
+//   pull    the identity as the packet that missed carries it: "do you
+//           have this flow?"; sent to the slot's holder
+//   grant   the holder's copy, in full: the asker processes the flow now
+//   refer   the answer otherwise: the node that processes the flow (alive),
+//           or 0: no one has it
+//
 // The firewall's sequence windows are never sent: they change with every
 // segment, and a promoted flow re-learns them from its first packet in each
 // direction (netfilter's pickup of a conntrackd-injected entry: td_maxwin 0).
@@ -48,7 +57,14 @@ inline uint32_t flow_slot(const FlowKey& original, const SipKey& slot_key) {
   return static_cast<uint32_t>(hash_flow_key(original, slot_key) % kSlots);
 }
 
-enum class FlowSyncOp : uint8_t { kFull = 1, kUpdate = 2, kDelete = 3 };
+enum class FlowSyncOp : uint8_t {
+  kFull = 1,
+  kUpdate = 2,
+  kDelete = 3,
+  kPull = 4,
+  kGrant = 5,
+  kRefer = 6,
+};
 
 // FlowSync::kind
 inline constexpr uint8_t kSyncNat = 1u << 0;       // FullNAT to a VIP
@@ -60,9 +76,10 @@ struct FlowSync {
   FlowSyncOp op = FlowSyncOp::kFull;
   Family family = Family::kNone;
   uint8_t proto = 0;
-  uint8_t kind = 0;        // kSync*; 0: a firewall-only flow (one canonical key)
-  uint16_t processor = 0;  // the node that processes the flow
-  uint8_t seen = 0;        // DSR: kSeenFin | kSeenRst (gateway_stage.h)
+  uint8_t kind = 0;  // kSync*; 0: a firewall-only flow (one canonical key)
+  // The node that processes the flow; pull, grant and refer: the sender.
+  uint16_t processor = 0;
+  uint8_t seen = 0;  // DSR: kSeenFin | kSeenRst (gateway_stage.h)
   // Identity. NAT / DSR: the client -> VIP direction. Firewall-only: the
   // canonical key's a -> b.
   uint8_t src_addr[16] = {};
@@ -78,24 +95,49 @@ struct FlowSync {
   uint8_t snat_addr[16] = {};
   uint16_t dip_port = 0;
   uint16_t snat_port = 0;
+  // refer only: the node that processes the flow, 0: no one has it
+  uint16_t node = 0;
+  // Not on the wire: the other node of a pull, grant or refer (where it
+  // goes; where it came from). The agent routes these by it, not by slot.
+  uint16_t peer = 0;
 };
 
 // Record type numbers (the cluster transport's registry) and sizes.
 inline constexpr uint8_t kRecordFlowFull = 1;
 inline constexpr uint8_t kRecordFlowUpdate = 2;
 inline constexpr uint8_t kRecordFlowDelete = 3;
+inline constexpr uint8_t kRecordFlowPull = 4;
+inline constexpr uint8_t kRecordFlowGrant = 5;
+inline constexpr uint8_t kRecordFlowRefer = 6;
 inline constexpr size_t kFlowDeleteSize = 44;
 inline constexpr size_t kFlowUpdateSize = kFlowDeleteSize + 4 + 16 + 16;
 inline constexpr size_t kFlowFullSize = kFlowUpdateSize + 36;
+inline constexpr size_t kFlowPullSize = kFlowDeleteSize;
+inline constexpr size_t kFlowGrantSize = kFlowFullSize;
+inline constexpr size_t kFlowReferSize = kFlowDeleteSize + 4;
 inline constexpr size_t kFlowMaxSize = kFlowFullSize;
 
 constexpr uint8_t record_type(FlowSyncOp op) {
   return static_cast<uint8_t>(op);
 }
 constexpr size_t record_size(FlowSyncOp op) {
-  return op == FlowSyncOp::kFull     ? kFlowFullSize
-         : op == FlowSyncOp::kUpdate ? kFlowUpdateSize
-                                     : kFlowDeleteSize;
+  switch (op) {
+    case FlowSyncOp::kFull:
+    case FlowSyncOp::kGrant:
+      return kFlowFullSize;
+    case FlowSyncOp::kUpdate:
+      return kFlowUpdateSize;
+    case FlowSyncOp::kRefer:
+      return kFlowReferSize;
+    case FlowSyncOp::kDelete:
+    case FlowSyncOp::kPull:
+      break;
+  }
+  return kFlowDeleteSize;
+}
+// Whether a record is a pull or its answer (to one node, not the holders).
+constexpr bool is_pull_op(FlowSyncOp op) {
+  return op == FlowSyncOp::kPull || op == FlowSyncOp::kGrant || op == FlowSyncOp::kRefer;
 }
 
 #define TRIPOD_FLOW_SYNC_ERRORS(X)                                     \
@@ -106,7 +148,8 @@ constexpr size_t record_size(FlowSyncOp op) {
   X(kBadKind, "bad_kind")         /* unknown bits, DSR with NAT ... */ \
   X(kBadFwState, "bad_fw_state")  /* firewall kind / state / scale */  \
   X(kBadSynProxy, "bad_synproxy") /* unknown flags */                  \
-  X(kBadAddress, "bad_address")   /* IPv4 with bytes beyond the 4th */
+  X(kBadAddress, "bad_address")   /* IPv4 with bytes beyond the 4th */ \
+  X(kBadNode, "bad_node")         /* refer: beyond kMaxClusterNodes */
 
 TRIPOD_DECLARE_REASONS(FlowSyncError, TRIPOD_FLOW_SYNC_ERRORS)
 

@@ -732,6 +732,268 @@ TEST(ClusterQueue, OverflowResendsEverything) {
   EXPECT_TRUE(n.export_wire().empty());
 }
 
+// ---- pulling ----
+
+// A node whose parked packets outlive one send(): one port for its life
+// (parked frames are the port's).
+class PullNode {
+ public:
+  PullNode(uint16_t id, ManualClock* clock) : clock_(clock), port_({}) {
+    GatewayConfig cfg = node_config(id);
+    cfg.cluster.pull_timeout_ms = 20;
+    p_.add(std::make_unique<ParseStage>());
+    auto gw = std::make_unique<GatewayStage>(cfg, clock->now_ns());
+    gw_ = gw.get();
+    p_.add(std::move(gw));
+    p_.enable_park(64);
+  }
+  // What left for these packets (and for parked ones let go before).
+  std::vector<Bytes> send(std::vector<Bytes> in) {
+    port_.feed(std::move(in));
+    p_.run_to_end(port_, clock_);
+    std::vector<Bytes> out(port_.output().begin() + static_cast<long>(seen_), port_.output().end());
+    seen_ = port_.output().size();
+    return out;
+  }
+  // Parked packets whose pull is settled run again (the worker's loop).
+  std::vector<Bytes> replay() {
+    p_.unpark([this](uint16_t tag) { return gw_->pull_ready(tag); });
+    return send({});
+  }
+  uint32_t parked() const { return p_.parked(); }
+  uint64_t counter(const std::string& name) const {
+    uint64_t v = 0;
+    gw_->export_counters([&](std::string_view n, uint64_t x) {
+      if (n == name) v = x;
+    });
+    return v;
+  }
+  std::vector<FlowSync> export_sync() {
+    FlowSync out[64];
+    const uint32_t n = gw_->export_sync(out, 64, clock_->now_ns());
+    return std::vector<FlowSync>(out, out + n);
+  }
+  GatewayStage& gw() { return *gw_; }
+
+ private:
+  ManualClock* clock_;
+  MemoryPort port_;
+  Pipeline p_;
+  GatewayStage* gw_;
+  size_t seen_ = 0;
+};
+
+// Through the wire format, as the agent would carry it.
+FlowSync over_wire(const FlowSync& s) {
+  uint8_t buf[kFlowMaxSize];
+  encode_flow_sync(s, buf);
+  FlowSync d;
+  EXPECT_EQ(decode_flow_sync(record_type(s.op), buf, record_size(s.op), &d), FlowSyncError::kOk);
+  return d;
+}
+
+// Node 1 processed a flow whose copy node 2 holds; the router now sends it
+// to node 3, which has never seen it (node 1 died, or the paths changed).
+class ClusterPull : public ::testing::Test {
+ protected:
+  ClusterPull() {
+    for (int n = 1; n <= 3; ++n)
+      std::memcpy(view_.mac[n], kMac[n], 6);
+    for (uint32_t s = 0; s < kSlots; ++s) {
+      view_.holders[s][0] = 2;
+      view_.holders[s][1] = 1;
+    }
+    view_.live = 0b111;
+    port_ = open_conn(a_, 1, 40100);
+    b_.gw().import_sync(
+        over_wire(a_.gw().export_sync(out_, 64, clock_.now_ns()) == 1 ? out_[0] : FlowSync{}),
+        clock_.now_ns());
+    EXPECT_EQ(b_.gw().standby_connections(), 1u);
+    b_.gw().set_cluster_view(&view_);
+    c_.gw().set_cluster_view(&view_);
+  }
+  void kill_a() {
+    view_.live = 0b110;
+    b_.gw().peer_down(1);
+    c_.gw().peer_down(1);
+  }
+  // One record of `from`'s export, which must be a pull or an answer to `to`.
+  FlowSync one_message(PullNode& from, uint16_t to) {
+    const auto recs = from.export_sync();
+    EXPECT_EQ(recs.size(), 1u);
+    if (recs.empty()) return FlowSync{};
+    EXPECT_TRUE(is_pull_op(recs[0].op));
+    EXPECT_EQ(recs[0].peer, to);
+    return over_wire(recs[0]);
+  }
+  Bytes data(const char* payload = "hello") const {
+    return seg({kClient, kVip, 40100, 80, kTcpAck | kTcpPsh, 1001, 5001, payload});
+  }
+  Bytes reply() const {
+    return seg({kDip, kSnat[1], kBport, port_, kTcpAck | kTcpPsh, 5001, 1006, "world"});
+  }
+
+  ManualClock clock_{1000 * kSec};
+  Node a_{1, &clock_};
+  PullNode b_{2, &clock_};
+  PullNode c_{3, &clock_};
+  ClusterView view_;
+  FlowSync out_[64];
+  uint16_t port_ = 0;
+};
+
+// The processor is gone: the holder grants its copy to the node that asks,
+// which processes the flow from then on, byte for byte as before; the
+// holder's copy names the new processor and hands it what comes its way.
+TEST_F(ClusterPull, TheHolderGrantsItsCopy) {
+  kill_a();
+  EXPECT_TRUE(c_.send({data()}).empty());  // parked while node 2 is asked
+  EXPECT_EQ(c_.parked(), 1u);
+  EXPECT_EQ(c_.counter("sync_pull_sent"), 1u);
+  const FlowSync pull = one_message(c_, 2);
+  EXPECT_EQ(pull.op, FlowSyncOp::kPull);
+  EXPECT_EQ(pull.processor, 3);
+  EXPECT_TRUE(c_.replay().empty());  // no answer yet: still parked
+
+  EXPECT_EQ(b_.gw().import_sync(pull, clock_.now_ns()), GatewayCounter::kSyncPullGiven);
+  const FlowSync grant = one_message(b_, 3);
+  EXPECT_EQ(grant.op, FlowSyncOp::kGrant);
+  EXPECT_EQ(b_.gw().standby_connections(), 1u);  // the holder keeps its copy
+
+  EXPECT_EQ(c_.gw().import_sync(grant, clock_.now_ns()), GatewayCounter::kSyncPullGranted);
+  EXPECT_EQ(c_.counter("conns_live"), 1u);
+  EXPECT_EQ(c_.gw().standby_connections(), 0u);
+  const auto out = c_.replay();
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0], a_.one(data()));  // what the old processor would have sent
+  EXPECT_EQ(c_.parked(), 0u);
+  const auto back = c_.send({reply()});
+  ASSERT_EQ(back.size(), 1u);
+  EXPECT_EQ(back[0], a_.one(reply()));
+  EXPECT_EQ(c_.counter("sync_miss_redirected"), 0u);
+
+  // Node 3 sends its holders the flow in full; node 2's copy follows node
+  // 3, and hands it the packets the router sends node 2.
+  const auto recs = c_.export_sync();
+  ASSERT_EQ(recs.size(), 1u);
+  EXPECT_EQ(recs[0].op, FlowSyncOp::kFull);
+  EXPECT_EQ(recs[0].processor, 3);
+  b_.gw().import_sync(over_wire(recs[0]), clock_.now_ns());
+  const auto at_b = b_.send({reply()});
+  ASSERT_EQ(at_b.size(), 1u);
+  EXPECT_EQ(0, std::memcmp(at_b[0].data(), kMac[3], 6));
+  EXPECT_EQ(b_.counter("sync_redirected"), 1u);
+}
+
+// While the processor lives, the asker is referred to it, and the flow's
+// packets go there (without asking again).
+TEST_F(ClusterPull, ALiveProcessorIsWhereThePacketsGo) {
+  EXPECT_TRUE(c_.send({data()}).empty());
+  const FlowSync pull = one_message(c_, 2);
+  b_.gw().import_sync(pull, clock_.now_ns());
+  const FlowSync refer = one_message(b_, 3);
+  EXPECT_EQ(refer.op, FlowSyncOp::kRefer);
+  EXPECT_EQ(refer.node, 1);
+  c_.gw().import_sync(refer, clock_.now_ns());
+  auto out = c_.replay();
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(0, std::memcmp(out[0].data(), kMac[1], 6));
+  EXPECT_EQ(0, std::memcmp(out[0].data() + 6, data().data() + 6, out[0].size() - 6));
+  out = c_.send({data("again")});
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(0, std::memcmp(out[0].data(), kMac[1], 6));
+  EXPECT_EQ(c_.counter("sync_pull_sent"), 1u);
+  EXPECT_EQ(c_.counter("sync_pull_referred"), 2u);
+  EXPECT_EQ(c_.counter("conns_live"), 0u);
+}
+
+// Two nodes ask for the two directions of one flow: the first gets it, the
+// second is referred to the first. The holder decides alone, so a flow's
+// directions never split between two processors.
+TEST_F(ClusterPull, TheSecondAskerIsReferredToTheFirst) {
+  kill_a();
+  c_.send({data()});
+  b_.gw().import_sync(one_message(c_, 2), clock_.now_ns());
+  c_.gw().import_sync(one_message(b_, 3), clock_.now_ns());
+  ASSERT_EQ(c_.replay().size(), 1u);
+
+  // Node 1 is back (restarted, empty), and the reply comes to it.
+  view_.live = 0b111;
+  PullNode a2{1, &clock_};
+  a2.gw().set_cluster_view(&view_);
+  EXPECT_TRUE(a2.send({reply()}).empty());
+  b_.gw().import_sync(one_message(a2, 2), clock_.now_ns());
+  const FlowSync refer = one_message(b_, 1);
+  EXPECT_EQ(refer.op, FlowSyncOp::kRefer);
+  EXPECT_EQ(refer.node, 3);
+  a2.gw().import_sync(refer, clock_.now_ns());
+  const auto out = a2.replay();
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(0, std::memcmp(out[0].data(), kMac[3], 6));
+  EXPECT_EQ(b_.counter("sync_pull_given"), 1u);
+  EXPECT_EQ(b_.counter("sync_pull_answered"), 2u);
+}
+
+// No one has the flow: the firewall decides, as for any unknown flow (a
+// stray ACK is dropped); a reply to another node's address is dropped.
+TEST_F(ClusterPull, NoOneHasItTheFirewallDecides) {
+  kill_a();
+  const Bytes stray = seg({kClient, kVip, 40199, 80, kTcpAck, 1001, 5001});
+  const Bytes stray_reply = seg({kDip, kSnat[1], kBport, 5999, kTcpAck, 5001, 1001});
+  EXPECT_TRUE(c_.send({stray, stray_reply}).empty());
+  const auto pulls = c_.export_sync();
+  ASSERT_EQ(pulls.size(), 2u);
+  for (const FlowSync& p : pulls)
+    b_.gw().import_sync(over_wire(p), clock_.now_ns());
+  const auto answers = b_.export_sync();
+  ASSERT_EQ(answers.size(), 2u);
+  for (const FlowSync& a : answers) {
+    EXPECT_EQ(a.op, FlowSyncOp::kRefer);
+    EXPECT_EQ(a.node, 0);
+    c_.gw().import_sync(over_wire(a), clock_.now_ns());
+  }
+  EXPECT_TRUE(c_.replay().empty());
+  EXPECT_EQ(c_.counter("sync_pull_none"), 2u);
+  EXPECT_EQ(c_.counter("drop_sync_no_state"), 1u);
+  EXPECT_EQ(c_.counter("drop_firewall"), 1u);
+  EXPECT_EQ(c_.parked(), 0u);
+}
+
+// No answer within the timeout: the packets are handed to the holder, as
+// without pulling; a late answer changes nothing.
+TEST_F(ClusterPull, AnUnansweredPullHandsThePacketsOver) {
+  kill_a();
+  c_.send({data()});
+  const FlowSync pull = one_message(c_, 2);
+  clock_.advance_ns(19'000'000);
+  c_.gw().advance_to(clock_.now_ns());
+  EXPECT_TRUE(c_.replay().empty());
+  clock_.advance_ns(2'000'000);
+  c_.gw().advance_to(clock_.now_ns());
+  const auto out = c_.replay();
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(0, std::memcmp(out[0].data(), kMac[2], 6));
+  EXPECT_EQ(c_.counter("sync_pull_timeout"), 1u);
+  EXPECT_EQ(c_.counter("sync_miss_redirected"), 1u);
+  b_.gw().import_sync(pull, clock_.now_ns());
+  const FlowSync grant = one_message(b_, 3);
+  // Late, but the holder's copy names node 3 now: node 3 takes the flow.
+  EXPECT_EQ(c_.gw().import_sync(grant, clock_.now_ns()), GatewayCounter::kSyncPullGranted);
+  EXPECT_EQ(c_.send({data("x")}).size(), 1u);
+  EXPECT_EQ(c_.counter("sync_miss_redirected"), 1u);
+}
+
+// The node asked dies: the parked packets ask the slot's next holder.
+TEST_F(ClusterPull, AHolderThatDiesIsAskedNoMore) {
+  c_.send({data()});
+  one_message(c_, 2);
+  view_.live = 0b101;
+  c_.gw().peer_down(2);
+  EXPECT_TRUE(c_.replay().empty());
+  EXPECT_EQ(c_.counter("sync_pull_sent"), 2u);
+  EXPECT_EQ(one_message(c_, 1).op, FlowSyncOp::kPull);
+}
+
 // ---- the codec ----
 
 FlowSync sample(FlowSyncOp op) {
@@ -748,7 +1010,8 @@ FlowSync sample(FlowSyncOp op) {
   }
   s.src_port = 40000;
   s.dst_port = 443;
-  if (op == FlowSyncOp::kDelete) return s;
+  if (op == FlowSyncOp::kRefer) s.node = 64;
+  if (op == FlowSyncOp::kDelete || op == FlowSyncOp::kPull || op == FlowSyncOp::kRefer) return s;
   s.remaining_ms = 123456;
   s.fw.kind = FwKind::kTcp;
   s.fw.state = static_cast<uint8_t>(TcpState::kEstablished);
@@ -770,7 +1033,8 @@ FlowSync sample(FlowSyncOp op) {
 }
 
 TEST(FlowSyncCodec, RoundTripsEveryOp) {
-  for (FlowSyncOp op : {FlowSyncOp::kFull, FlowSyncOp::kUpdate, FlowSyncOp::kDelete}) {
+  for (FlowSyncOp op : {FlowSyncOp::kFull, FlowSyncOp::kUpdate, FlowSyncOp::kDelete,
+                        FlowSyncOp::kPull, FlowSyncOp::kGrant, FlowSyncOp::kRefer}) {
     const FlowSync s = sample(op);
     uint8_t buf[kFlowMaxSize];
     encode_flow_sync(s, buf);
@@ -788,6 +1052,7 @@ TEST(FlowSyncCodec, RoundTripsEveryOp) {
     EXPECT_EQ(0, std::memcmp(d.dip_addr, s.dip_addr, 16));
     EXPECT_EQ(0, std::memcmp(d.snat_addr, s.snat_addr, 16));
     EXPECT_EQ(d.snat_port, s.snat_port);
+    EXPECT_EQ(d.node, s.node);
   }
 }
 
@@ -819,6 +1084,19 @@ TEST(FlowSyncCodec, RejectsEveryBadField) {
   EXPECT_EQ(decode_flow_sync(kRecordFlowFull, buf, kFlowFullSize - 1, &d), FlowSyncError::kBadSize);
   EXPECT_EQ(decode_flow_sync(kRecordFlowUpdate, buf, kFlowFullSize, &d), FlowSyncError::kBadSize);
   EXPECT_EQ(decode_flow_sync(9, buf, kFlowFullSize, &d), FlowSyncError::kBadOp);
+  EXPECT_EQ(decode_flow_sync(kRecordFlowGrant, buf, kFlowGrantSize, &d), FlowSyncError::kBadOp);
+  // A refer names a node that can exist, and its reserved bytes are zero.
+  FlowSync r = sample(FlowSyncOp::kRefer);
+  r.node = kMaxClusterNodes + 1;
+  encode_flow_sync(r, buf);
+  EXPECT_EQ(decode_flow_sync(kRecordFlowRefer, buf, kFlowReferSize, &d), FlowSyncError::kBadNode);
+  r.node = 1;
+  encode_flow_sync(r, buf);
+  buf[47] = 1;
+  EXPECT_EQ(decode_flow_sync(kRecordFlowRefer, buf, kFlowReferSize, &d), FlowSyncError::kBadNode);
+  buf[47] = 0;
+  EXPECT_EQ(decode_flow_sync(kRecordFlowRefer, buf, kFlowReferSize, &d), FlowSyncError::kOk);
+  EXPECT_EQ(d.node, 1);
 }
 
 // cookie_from() through a pipeline that may hold packets.

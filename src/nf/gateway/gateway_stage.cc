@@ -142,7 +142,11 @@ GatewayStage::GatewayStage(const GatewayConfig& cfg, uint64_t now_ns)
       dirty_(cfg.cluster.node_id != 0 ? 2 * size_t{cfg.max_connections} : 1, cfg.huge_pages, false),
       lazy_(cfg.cluster.node_id != 0 ? size_t{cfg.max_connections} : 1, cfg.huge_pages, false),
       deletes_(cfg.cluster.node_id != 0 ? std::max<uint32_t>(cfg.cluster.delete_queue, 1) : 0),
-      urgent_(cfg.cluster.node_id != 0 ? kUrgentQueue : 1) {
+      urgent_(cfg.cluster.node_id != 0 ? kUrgentQueue : 1),
+      pull_ns_(uint64_t{cfg.cluster.pull_timeout_ms} * 1'000'000),
+      pulls_(cfg.cluster.node_id != 0 ? kPulls : 0),
+      outbox_(cfg.cluster.node_id != 0 ? kOutbox : 1) {
+  static_assert(kPulls * 256 <= 65536, "a pull's tag (index, generation) is 16 bits");
   if (cluster_.node_id > kMaxClusterNodes)
     throw std::invalid_argument("gateway: cluster node id must be in [1, " +
                                 std::to_string(kMaxClusterNodes) + "]");
@@ -435,6 +439,7 @@ bool GatewayStage::end_connection(uint32_t idx, SnatLease* kept) {
 }
 
 void GatewayStage::advance_to(uint64_t now_ns) {
+  if (pulls_active_ != 0) expire_pulls(now_ns);
   const Tick now = to_ticks(now_ns);
   table_.advance(now,
                  [&](uint32_t, const FlowKey& k, ConnLink& l) { return on_expire(now, k, l); });
@@ -1233,12 +1238,204 @@ bool GatewayStage::miss_to_holder(Burst& b, uint32_t i, const FlowKey& key, bool
     if (target == cluster_.node_id) target = first_live(view_->prev_holders[slot]);
     if (target != 0 && target != cluster_.node_id) {
       *handled = true;
-      return redirect(b, i, target, GatewayCounter::kSyncMissRedirected);
+      if (pull_ns_ == 0) return redirect(b, i, target, GatewayCounter::kSyncMissRedirected);
+      uint16_t to = target;
+      switch (pull(b, i, target, &to)) {
+        case PullStep::kParked:
+          return true;
+        case PullStep::kRedirect:
+          return redirect(b, i, to,
+                          to == target ? GatewayCounter::kSyncMissRedirected
+                                       : GatewayCounter::kSyncPullReferred);
+        case PullStep::kUnknown:  // no one has it
+          *handled = false;
+          break;
+      }
     }
   }
   if (!foreign_reply) return false;  // the firewall decides (an unknown flow)
   *handled = true;
   return drop(GatewayCounter::kDropSyncNoState);
+}
+
+// ---- pulling ----
+//
+// The router moved a flow here (a node died, or rejoined): rather than hand
+// each of its packets to the slot's holder for the rest of the flow's life,
+// this node asks the holder for the state (a pull) and parks the packets
+// meanwhile. The holder grants its copy (the flow is processed here from
+// then on, the holder keeps a copy naming this node), or refers to the node
+// that processes the flow, or says no one has it. The holder decides alone,
+// so two nodes that pull the two directions of one flow cannot both take
+// it: the second is referred to the first. No answer within pull_timeout:
+// the packets are handed over as without pulling.
+
+GatewayStage::PullStep GatewayStage::pull(Burst& b, uint32_t i, uint16_t target, uint16_t* to) {
+  const FlowKey k = directional(b.key[i], b.reversed[i]);
+  auto park = [&](Pull& e) {
+    ++e.parked;
+    ++parked_;
+    b.verdict[i] = Verdict::kPark;
+    b.hold_tag[i] =
+        static_cast<uint16_t>(static_cast<uint32_t>(&e - pulls_.data()) + kPulls * uint32_t{e.gen});
+    counters_.inc(GatewayCounter::kSyncPullParked);
+    return PullStep::kParked;
+  };
+  Pull* free_entry = nullptr;
+  for (Pull& e : pulls_) {
+    if (e.state == PullState::kFree) {
+      if (free_entry == nullptr) free_entry = &e;
+      continue;
+    }
+    if (!(e.key == k)) continue;
+    switch (e.state) {
+      case PullState::kWaiting:
+        if (e.parked < kMaxParkedPerPull && parked_ < kMaxParked) return park(e);
+        counters_.inc(GatewayCounter::kSyncPullBusy);
+        return PullStep::kRedirect;
+      case PullState::kReferred:
+        if (e.node == 0) {
+          counters_.inc(GatewayCounter::kSyncPullNone);
+          return PullStep::kUnknown;
+        }
+        if (e.node != cluster_.node_id && node_live(e.node) && mac_set(view_->mac[e.node]))
+          *to = e.node;
+        return PullStep::kRedirect;
+      case PullState::kTimedOut:
+        return PullStep::kRedirect;
+      case PullState::kGranted:  // the flow was here and is gone again: ask anew
+      case PullState::kFree:
+        break;
+    }
+    e.state = PullState::kFree;
+    --pulls_active_;
+    if (free_entry == nullptr) free_entry = &e;
+  }
+  FlowSync q;
+  q.op = FlowSyncOp::kPull;
+  q.family = k.family;
+  q.proto = k.proto;
+  q.processor = cluster_.node_id;
+  const size_t alen = k.family == Family::kIpv6 ? 16 : 4;
+  std::memcpy(q.src_addr, k.addr_a(), alen);
+  std::memcpy(q.dst_addr, k.addr_b(), alen);
+  q.src_port = k.port_a;
+  q.dst_port = k.port_b;
+  q.peer = target;
+  if (free_entry == nullptr || parked_ >= kMaxParked || !send_out(q)) {
+    counters_.inc(GatewayCounter::kSyncPullBusy);
+    return PullStep::kRedirect;
+  }
+  Pull& e = *free_entry;
+  e.key = k;
+  e.due_ns = b.now_ns + pull_ns_;
+  e.target = target;
+  e.node = 0;
+  e.parked = 0;
+  e.gen = static_cast<uint8_t>(e.gen + 1);
+  e.state = PullState::kWaiting;
+  ++pulls_active_;
+  counters_.inc(GatewayCounter::kSyncPullSent);
+  return park(e);
+}
+
+bool GatewayStage::send_out(const FlowSync& s) {
+  if (out_tail_ - out_head_ == outbox_.size()) return false;
+  outbox_[out_tail_++ % outbox_.size()] = s;
+  return true;
+}
+
+GatewayStage::Table::Ref GatewayStage::find_flow(const FlowKey& dkey) const {
+  const Table::Ref ref = table_.lookup(dkey, hash(dkey));
+  if (ref.found()) return ref;
+  bool rev = false;
+  const FlowKey c = make_flow_key(dkey.family, dkey.proto, dkey.addr_a(), dkey.addr_b(),
+                                  dkey.port_a, dkey.port_b, true, &rev);
+  if (!rev) return ref;  // the canonical key is the one just looked up
+  const Table::Ref cref = table_.lookup(c, hash(c));
+  if (cref.found() && table_.value(cref.idx).direction == kLinkCanonical) return cref;
+  return Table::Ref{};
+}
+
+// On the holder: the node that asks gets the copy, or where to send the
+// flow's packets.
+GatewayCounter GatewayStage::answer_pull(const FlowSync& s, uint64_t now_ns) {
+  const FlowKey k =
+      make_flow_key(s.family, s.proto, s.src_addr, s.dst_addr, s.src_port, s.dst_port, false);
+  FlowSync a = s;
+  a.op = FlowSyncOp::kRefer;
+  a.kind = 0;
+  a.processor = cluster_.node_id;
+  a.peer = s.processor;
+  a.node = 0;  // no one has it
+  GatewayCounter c = GatewayCounter::kSyncPullAnswered;
+  const Table::Ref ref = find_flow(k);
+  if (ref.found()) {
+    const uint32_t idx = table_.value(ref.idx).record;
+    ConnRecord& r = records_[idx];
+    const uint16_t p = r.lb.spare;
+    if (r.flags & kRecEgress) {
+      // not replicated: no one else can have it
+    } else if (!(r.flags & kRecStandby)) {
+      a.node = cluster_.node_id;  // processed here: its packets come here
+    } else if (p != 0 && p != s.processor && node_live(p)) {
+      a.node = p;
+    } else {
+      // Its processor is gone (or is the asker, which lost it): the asker
+      // processes it from now on, and this copy names it.
+      fill_sync(r, &a, FlowSyncOp::kFull, to_ticks(now_ns));
+      a.op = FlowSyncOp::kGrant;
+      a.peer = s.processor;
+      r.lb.spare = s.processor;
+      c = GatewayCounter::kSyncPullGiven;
+    }
+  }
+  if (!send_out(a)) return GatewayCounter::kSyncPullBusy;  // the asker times out
+  counters_.inc(GatewayCounter::kSyncPullAnswered);
+  if (c != GatewayCounter::kSyncPullAnswered) counters_.inc(c);
+  return c;
+}
+
+GatewayCounter GatewayStage::on_refer(const FlowSync& s, uint64_t now_ns) {
+  const FlowKey k =
+      make_flow_key(s.family, s.proto, s.src_addr, s.dst_addr, s.src_port, s.dst_port, false);
+  for (Pull& e : pulls_) {
+    if (e.state != PullState::kWaiting || !(e.key == k) || e.target != s.processor) continue;
+    e.node = s.node;
+    resolve(e, PullState::kReferred, now_ns + pull_ns_);
+    return GatewayCounter::kSyncPullReferred;
+  }
+  return GatewayCounter::kSyncStale;  // timed out before: its packets went on
+}
+
+void GatewayStage::settle_pulls(uint64_t now_ns) {
+  for (Pull& e : pulls_) {
+    if (e.state == PullState::kWaiting && find_flow(e.key).found())
+      resolve(e, PullState::kGranted, now_ns + pull_ns_);
+  }
+}
+
+void GatewayStage::expire_pulls(uint64_t now_ns) {
+  for (Pull& e : pulls_) {
+    if (e.state == PullState::kFree || static_cast<int64_t>(now_ns - e.due_ns) < 0) continue;
+    if (e.state == PullState::kWaiting) {
+      // No answer: its packets go to the holder (handed over), and so do
+      // the flow's next ones for as long again.
+      resolve(e, PullState::kTimedOut, now_ns + pull_ns_);
+      counters_.inc(GatewayCounter::kSyncPullTimeout);
+    } else {
+      e.state = PullState::kFree;
+      --pulls_active_;
+    }
+  }
+}
+
+void GatewayStage::resolve(Pull& e, PullState to, uint64_t due_ns) {
+  e.state = to;
+  e.due_ns = due_ns;
+  parked_ -= e.parked;  // the pipeline runs them again
+  e.parked = 0;
+  ++pull_news_;
 }
 
 uint16_t GatewayStage::takeover_node(const uint8_t* frame, const ConnRecord& r) const {
@@ -1290,6 +1487,14 @@ void GatewayStage::promote(uint32_t idx) {
 }
 
 void GatewayStage::peer_down(uint16_t node) {
+  // A pull it will never answer: its packets run again and ask the new
+  // holder (the view has changed already).
+  for (Pull& e : pulls_) {
+    if (e.state != PullState::kFree && (e.target == node || e.node == node)) {
+      resolve(e, PullState::kFree, 0);
+      --pulls_active_;
+    }
+  }
   // Its copies have no processor any more: whoever sees a packet first takes
   // the flow over. Without this, a restarted peer (alive, empty) and a holder
   // would hand its packets to each other.
@@ -1364,6 +1569,9 @@ uint32_t GatewayStage::export_sync(FlowSync* out, uint32_t max, uint64_t now_ns)
   }
   const Tick now = to_ticks(now_ns);
   uint32_t n = 0;
+  // Pulls and answers: packets wait for them.
+  while (n < max && out_head_ != out_tail_)
+    out[n++] = outbox_[out_head_++ % outbox_.size()];
   // Closed flows first: a tuple closed and reopened since the last call
   // then reaches the holders as delete + full, in that order.
   while (n < max && del_head_ != del_tail_)
@@ -1434,12 +1642,38 @@ bool GatewayStage::same_write_once(const ConnRecord& r, const FlowSync& s) const
 }
 
 GatewayCounter GatewayStage::import_sync(const FlowSync& s, uint64_t now_ns) {
+  if (!clustered() || s.processor == cluster_.node_id) {
+    counters_.inc(GatewayCounter::kSyncIgnoredLive);
+    return GatewayCounter::kSyncIgnoredLive;
+  }
+  switch (s.op) {
+    case FlowSyncOp::kPull:
+      return answer_pull(s, now_ns);
+    case FlowSyncOp::kRefer:
+      return on_refer(s, now_ns);
+    case FlowSyncOp::kGrant: {
+      // The holder's copy, ours to process now: made (or updated) as a
+      // copy, then promoted.
+      FlowSync full = s;
+      full.op = FlowSyncOp::kFull;
+      uint32_t idx = kNoRecord;
+      const GatewayCounter c = import_copy(full, now_ns, &idx);
+      if (idx == kNoRecord || !(records_[idx].flags & kRecStandby)) return c;
+      promote(idx);
+      counters_.inc(GatewayCounter::kSyncPullGranted);
+      settle_pulls(now_ns);
+      return GatewayCounter::kSyncPullGranted;
+    }
+    default:
+      return import_copy(s, now_ns, nullptr);
+  }
+}
+
+GatewayCounter GatewayStage::import_copy(const FlowSync& s, uint64_t now_ns, uint32_t* idx_out) {
   auto count = [&](GatewayCounter c) {
     counters_.inc(c);
     return c;
   };
-  if (!clustered() || s.processor == cluster_.node_id)
-    return count(GatewayCounter::kSyncIgnoredLive);
   const Tick now = to_ticks(now_ns);
   const FlowKey k =
       make_flow_key(s.family, s.proto, s.src_addr, s.dst_addr, s.src_port, s.dst_port, false);
@@ -1483,6 +1717,7 @@ GatewayCounter GatewayStage::import_sync(const FlowSync& s, uint64_t now_ns) {
                                     (s.seen & (kSeenFin | kSeenRst)));
       r.lb.spare = s.processor;
       r.deadline = deadline;
+      if (idx_out != nullptr) *idx_out = idx;
       // Keys' deadlines are lower bounds: pull them in if the flow now ends sooner.
       if (static_cast<int32_t>(deadline - table_.deadline(ref)) < 0)
         table_.set_deadline(ref, deadline);
@@ -1565,6 +1800,7 @@ GatewayCounter GatewayStage::import_sync(const FlowSync& s, uint64_t now_ns) {
     if (sel.backend != nullptr) lb_.conn_opened(vip, sel.version);
   }
   ++standby_;
+  if (idx_out != nullptr) *idx_out = idx;
   return count(GatewayCounter::kSyncImported);
 }
 

@@ -156,6 +156,15 @@ static_assert(sizeof(ConnLink) == 8);
   X(kSyncUnknownBackend, "sync_unknown_backend") /* DSR backend not in any version here */       \
   X(kSyncDeleteOverflow, "sync_delete_overflow") /* holders' copies expire on their own */       \
   X(kSyncQueueOverflow, "sync_queue_overflow")   /* export queue full: all flows resent */       \
+  X(kSyncPullSent, "sync_pull_sent")             /* a miss asked the slot's holder */            \
+  X(kSyncPullParked, "sync_pull_parked")         /* packets that waited for an answer */         \
+  X(kSyncPullGranted, "sync_pull_granted")       /* flows taken over from a holder's copy */     \
+  X(kSyncPullAnswered, "sync_pull_answered")     /* pulls this node answered */                  \
+  X(kSyncPullGiven, "sync_pull_given")           /* ... with its copy: the asker has the flow */ \
+  X(kSyncPullReferred, "sync_pull_referred")     /* packets sent to the flow's processor */      \
+  X(kSyncPullNone, "sync_pull_none")             /* no one had the flow: the firewall decides */ \
+  X(kSyncPullTimeout, "sync_pull_timeout")       /* no answer in time: handed over */            \
+  X(kSyncPullBusy, "sync_pull_busy")             /* no room to ask or park: handed over */       \
   X(kDropSyncNoState, "drop_sync_no_state")      /* reply to a cluster SNAT address, no flow */
 
 TRIPOD_DECLARE_REASONS(GatewayCounter, TRIPOD_GATEWAY_COUNTERS)
@@ -205,6 +214,10 @@ struct GatewayClusterConfig {
   std::vector<SnatAddress> snat_addresses;
   uint32_t delete_queue = 4096;   // closed flows awaiting export
   uint32_t standby_grace_s = 10;  // a copy outlives its processor's deadline by this
+  // A packet of a flow this node does not have (the router moved it here)
+  // parks while the slot's holder is asked for the state (pull), at most
+  // this long; then it is handed over. 0: handed over at once, no pull.
+  uint32_t pull_timeout_ms = 0;
 };
 
 struct GatewayConfig {
@@ -313,6 +326,19 @@ class GatewayStage final : public Stage {
   bool export_due() const { return export_due_; }
   // Whether export_sync() has handed out every record that held packets
   // wait for (the open batch may close).
+  // Pulling (GatewayClusterConfig::pull_timeout_ms): a packet that waits
+  // for a flow's state leaves the burst as Verdict::kPark with its pull's
+  // tag (Burst::hold_tag); the pipeline runs it through the stages again
+  // once pull_ready(tag). pull_news() changes whenever a pull is answered,
+  // times out or is given up. Pulls and their answers leave through
+  // export_sync(), first; pull_pending(): some wait to go.
+  uint64_t pull_news() const { return pull_news_; }
+  bool pull_ready(uint16_t tag) const {
+    if (tag % kPulls >= pulls_.size()) return true;
+    const Pull& e = pulls_[tag % kPulls];
+    return e.gen != tag / kPulls || e.state != PullState::kWaiting;
+  }
+  bool pull_pending() const { return out_head_ != out_tail_; }
   bool export_drained() const {
     return del_head_ == del_tail_ && urgent_head_ == urgent_tail_ && !resync_pending_ &&
            (!urgent_overflow_ || dirty_head_ == dirty_tail_);
@@ -446,6 +472,19 @@ class GatewayStage final : public Stage {
            (view_->live >> (node - 1) & 1) != 0;
   }
   bool redirect(Burst& b, uint32_t i, uint16_t node, GatewayCounter c);
+  // Pulling. pull() parks packet i while `target` is asked for its flow
+  // (kParked), or says where it goes instead.
+  enum class PullStep : uint8_t { kParked, kRedirect, kUnknown };
+  PullStep pull(Burst& b, uint32_t i, uint16_t target, uint16_t* to);
+  GatewayCounter answer_pull(const FlowSync& s, uint64_t now_ns);
+  GatewayCounter on_refer(const FlowSync& s, uint64_t now_ns);
+  void settle_pulls(uint64_t now_ns);  // waiting pulls whose flow arrived
+  void expire_pulls(uint64_t now_ns);
+  bool send_out(const FlowSync& s);  // false: the outbox is full
+  // A flow's record by a packet's directional key, or the canonical key of
+  // a firewall-only flow.
+  Table::Ref find_flow(const FlowKey& dkey) const;
+  GatewayCounter import_copy(const FlowSync& s, uint64_t now_ns, uint32_t* idx);
   // A packet without a record: hand it to a holder of its slot (true, with
   // `*handled` set to the verdict) when this node is not one.
   bool miss_to_holder(Burst& b, uint32_t i, const FlowKey& dkey, bool* handled);
@@ -523,6 +562,32 @@ class GatewayStage final : public Stage {
   uint64_t urgent_tail_ = 0;
   bool urgent_overflow_ = false;
   uint32_t standby_ = 0;
+  // Pulls: a fixed table (a tag is index + kPulls * generation, 16 bits).
+  enum class PullState : uint8_t { kFree, kWaiting, kGranted, kReferred, kTimedOut };
+  struct Pull {
+    FlowKey key;          // the missed packet's directional key
+    uint64_t due_ns = 0;  // waiting: gives up; answered: forgotten
+    uint16_t target = 0;  // the node asked
+    uint16_t node = 0;    // referred: where the flow's packets go (0: no one has it)
+    uint16_t parked = 0;
+    uint8_t gen = 0;
+    PullState state = PullState::kFree;
+  };
+  void resolve(Pull& e, PullState to, uint64_t due_ns);  // its parked packets run again
+  static constexpr uint32_t kPulls = 256;
+  static constexpr uint16_t kMaxParkedPerPull = 64;
+  // Packets parked in all (the pipeline's park queue has twice the room:
+  // packets of answered pulls wait there until they run again).
+  static constexpr uint32_t kMaxParked = 512;
+  uint32_t parked_ = 0;
+  static constexpr uint32_t kOutbox = 512;
+  uint64_t pull_ns_ = 0;
+  std::vector<Pull> pulls_;  // kPulls entries when clustered
+  uint32_t pulls_active_ = 0;
+  uint64_t pull_news_ = 0;
+  std::vector<FlowSync> outbox_;  // pulls and answers, ring
+  uint64_t out_head_ = 0;
+  uint64_t out_tail_ = 0;
   CounterSet<GatewayCounter, size_t(GatewayCounter::kCount)> counters_;
 };
 
