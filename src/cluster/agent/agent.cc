@@ -143,7 +143,8 @@ void FlowLink::worker_poll(GatewayStage& gw, uint64_t now_ns) {
   // checkpoint (13.0k, 8.7 ms).
   const uint64_t gap = std::min<uint64_t>(checkpoint_ns_ / 2, 500'000);
   const bool due = gw.export_due() && now_ns - last_due_ns_ >= gap;
-  // A pull, or a peer's pull's answer: packets wait for it; it goes now.
+  // A pull, or a peer's pull's answer: packets wait for it; the agent takes
+  // it at its next round (woken at once under output commit).
   if (!due && !gw.pull_pending() && now_ns - last_export_ns_ < checkpoint_ns_) return;
   last_export_ns_ = now_ns;
   if (due) last_due_ns_ = now_ns;

@@ -745,7 +745,7 @@ class PullNode {
     auto gw = std::make_unique<GatewayStage>(cfg, clock->now_ns());
     gw_ = gw.get();
     p_.add(std::move(gw));
-    p_.enable_park(64);
+    p_.enable_park(128);
   }
   // What left for these packets (and for parked ones let go before).
   std::vector<Bytes> send(std::vector<Bytes> in) {
@@ -975,12 +975,39 @@ TEST_F(ClusterPull, AnUnansweredPullHandsThePacketsOver) {
   EXPECT_EQ(0, std::memcmp(out[0].data(), kMac[2], 6));
   EXPECT_EQ(c_.counter("sync_pull_timeout"), 1u);
   EXPECT_EQ(c_.counter("sync_miss_redirected"), 1u);
+  // The pull arrives late; the holder grants (its copy names node 3), and
+  // then gets node 3's packet: node 3 lost the flow, the holder takes it.
   b_.gw().import_sync(pull, clock_.now_ns());
   const FlowSync grant = one_message(b_, 3);
-  // Late, but the holder's copy names node 3 now: node 3 takes the flow.
-  EXPECT_EQ(c_.gw().import_sync(grant, clock_.now_ns()), GatewayCounter::kSyncPullGranted);
-  EXPECT_EQ(c_.send({data("x")}).size(), 1u);
-  EXPECT_EQ(c_.counter("sync_miss_redirected"), 1u);
+  Bytes handed = out[0];
+  std::memcpy(handed.data() + 6, kMac[3], 6);  // node 3's L2 stage sets its source MAC
+  const auto at_b = b_.send({handed});
+  ASSERT_EQ(at_b.size(), 1u);
+  EXPECT_EQ(ends_of(at_b[0]).dst, kDip);
+  EXPECT_EQ(b_.counter("sync_promoted"), 1u);
+  // The grant is too late for node 3: ignored, or two nodes would process
+  // the flow. Its packets go to the holder, which processes it.
+  EXPECT_EQ(c_.gw().import_sync(grant, clock_.now_ns()), GatewayCounter::kSyncPullLate);
+  EXPECT_EQ(c_.counter("conns_live"), 0u);
+  const auto more = c_.send({data("x")});
+  ASSERT_EQ(more.size(), 1u);
+  EXPECT_EQ(0, std::memcmp(more[0].data(), kMac[2], 6));
+}
+
+// A pull parks at most 64 packets; more are dropped (TCP sends them again),
+// not handed over: the holder may have granted the flow already.
+TEST_F(ClusterPull, APullParksSoManyPacketsAndDropsMore) {
+  kill_a();
+  std::vector<Bytes> burst;
+  for (int n = 0; n < 65; ++n)
+    burst.push_back(data());
+  EXPECT_TRUE(c_.send(burst).empty());
+  EXPECT_EQ(c_.parked(), 64u);
+  EXPECT_EQ(c_.counter("sync_pull_overflow"), 1u);
+  EXPECT_EQ(c_.counter("sync_miss_redirected"), 0u);
+  b_.gw().import_sync(one_message(c_, 2), clock_.now_ns());
+  c_.gw().import_sync(one_message(b_, 3), clock_.now_ns());
+  EXPECT_EQ(c_.replay().size(), 64u);
 }
 
 // The node asked dies: the parked packets ask the slot's next holder.

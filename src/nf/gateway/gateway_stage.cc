@@ -890,19 +890,27 @@ bool GatewayStage::on_miss(Burst& b, uint32_t i, const FlowKey& dkey, uint64_t d
   // goes elsewhere (below).
   const bool cookie_ack = vip != kNoVip && vip_cfg_[vip].synproxy && m.proto == kProtoTcp &&
                           (m.tcp_flags & (kTcpSyn | kTcpAck)) == kTcpAck;
+  // No NAT: one canonical key, shared by both directions; a packet against
+  // its order finds it here (before a cluster looks elsewhere for it).
+  const uint64_t ch = vip == kNoVip && b.reversed[i] ? hash(b.key[i]) : dhash;
+  if (vip == kNoVip && b.reversed[i]) {
+    const Table::Ref ref = table_.lookup(b.key[i], ch);
+    // Only an untranslated flow's key: a packet that merely mirrors a NAT
+    // connection's original key is not that connection. Only a flow
+    // processed here: another node's copy is for miss_to_holder() below.
+    if (ref.found() && table_.value(ref.idx).direction == kLinkCanonical &&
+        !(records_[table_.value(ref.idx).record].flags & kRecStandby))
+      return on_hit(b, i, ref, now);
+  }
   if (clustered() && !cookie_ack) {
     bool handled = false;
     const bool ok = miss_to_holder(b, i, vip != kNoVip ? dkey : b.key[i], &handled);
     if (handled) return ok;
   }
   if (vip == kNoVip) {
-    // No NAT: one canonical key, shared by both directions.
     const FlowKey& ckey = b.key[i];
-    const uint64_t ch = b.reversed[i] ? hash(ckey) : dhash;
-    if (b.reversed[i]) {
+    if (b.reversed[i]) {  // another node's copy (above): as before, processed here
       const Table::Ref ref = table_.lookup(ckey, ch);
-      // Only an untranslated flow's key: a packet that merely mirrors a NAT
-      // connection's original key is not that connection.
       if (ref.found() && table_.value(ref.idx).direction == kLinkCanonical)
         return on_hit(b, i, ref, now);
     }
@@ -1250,6 +1258,8 @@ bool GatewayStage::miss_to_holder(Burst& b, uint32_t i, const FlowKey& key, bool
         case PullStep::kUnknown:  // no one has it
           *handled = false;
           break;
+        case PullStep::kDrop:
+          return false;  // counted
       }
     }
   }
@@ -1272,6 +1282,7 @@ bool GatewayStage::miss_to_holder(Burst& b, uint32_t i, const FlowKey& key, bool
 
 GatewayStage::PullStep GatewayStage::pull(Burst& b, uint32_t i, uint16_t target, uint16_t* to) {
   const FlowKey k = directional(b.key[i], b.reversed[i]);
+  const uint64_t h = b.hash[i];  // of the directional key (process())
   auto park = [&](Pull& e) {
     ++e.parked;
     ++parked_;
@@ -1287,12 +1298,15 @@ GatewayStage::PullStep GatewayStage::pull(Burst& b, uint32_t i, uint16_t target,
       if (free_entry == nullptr) free_entry = &e;
       continue;
     }
-    if (!(e.key == k)) continue;
+    if (e.hash != h || !(e.key == k)) continue;
     switch (e.state) {
       case PullState::kWaiting:
         if (e.parked < kMaxParkedPerPull && parked_ < kMaxParked) return park(e);
-        counters_.inc(GatewayCounter::kSyncPullBusy);
-        return PullStep::kRedirect;
+        // Not handed over: the holder may have granted the flow already,
+        // and a packet from us would make it take the flow back (two
+        // processors). TCP sends it again.
+        counters_.inc(GatewayCounter::kSyncPullOverflow);
+        return PullStep::kDrop;
       case PullState::kReferred:
         if (e.node == 0) {
           counters_.inc(GatewayCounter::kSyncPullNone);
@@ -1328,6 +1342,7 @@ GatewayStage::PullStep GatewayStage::pull(Burst& b, uint32_t i, uint16_t target,
   }
   Pull& e = *free_entry;
   e.key = k;
+  e.hash = h;
   e.due_ns = b.now_ns + pull_ns_;
   e.target = target;
   e.node = 0;
@@ -1374,9 +1389,7 @@ GatewayCounter GatewayStage::answer_pull(const FlowSync& s, uint64_t now_ns) {
     const uint32_t idx = table_.value(ref.idx).record;
     ConnRecord& r = records_[idx];
     const uint16_t p = r.lb.spare;
-    if (r.flags & kRecEgress) {
-      // not replicated: no one else can have it
-    } else if (!(r.flags & kRecStandby)) {
+    if (!(r.flags & kRecStandby)) {
       a.node = cluster_.node_id;  // processed here: its packets come here
     } else if (p != 0 && p != s.processor && node_live(p)) {
       a.node = p;
@@ -1386,11 +1399,15 @@ GatewayCounter GatewayStage::answer_pull(const FlowSync& s, uint64_t now_ns) {
       fill_sync(r, &a, FlowSyncOp::kFull, to_ticks(now_ns));
       a.op = FlowSyncOp::kGrant;
       a.peer = s.processor;
-      r.lb.spare = s.processor;
       c = GatewayCounter::kSyncPullGiven;
     }
   }
-  if (!send_out(a)) return GatewayCounter::kSyncPullBusy;  // the asker times out
+  if (!send_out(a)) {  // the asker times out and hands its packets over
+    counters_.inc(GatewayCounter::kSyncPullBusy);
+    return GatewayCounter::kSyncPullBusy;
+  }
+  if (c == GatewayCounter::kSyncPullGiven)
+    records_[table_.value(ref.idx).record].lb.spare = s.processor;
   counters_.inc(GatewayCounter::kSyncPullAnswered);
   if (c != GatewayCounter::kSyncPullAnswered) counters_.inc(c);
   return c;
@@ -1402,10 +1419,31 @@ GatewayCounter GatewayStage::on_refer(const FlowSync& s, uint64_t now_ns) {
   for (Pull& e : pulls_) {
     if (e.state != PullState::kWaiting || !(e.key == k) || e.target != s.processor) continue;
     e.node = s.node;
-    resolve(e, PullState::kReferred, now_ns + pull_ns_);
+    resolve(e, PullState::kReferred,
+            now_ns + (s.node != 0 ? std::max(kReferNs, pull_ns_) : pull_ns_));
     return GatewayCounter::kSyncPullReferred;
   }
-  return GatewayCounter::kSyncStale;  // timed out before: its packets went on
+  counters_.inc(GatewayCounter::kSyncPullLate);  // timed out before: its packets went on
+  return GatewayCounter::kSyncPullLate;
+}
+
+bool GatewayStage::grant_awaited(const FlowSync& s) const {
+  // The pull named either direction of the flow (for a firewall-only flow,
+  // either order of its key).
+  FlowKey keys[3];
+  uint32_t n = 0;
+  keys[n++] =
+      make_flow_key(s.family, s.proto, s.src_addr, s.dst_addr, s.src_port, s.dst_port, false);
+  keys[n++] = swapped(keys[0]);
+  if (s.kind & kSyncNat)
+    keys[n++] =
+        make_flow_key(s.family, s.proto, s.dip_addr, s.snat_addr, s.dip_port, s.snat_port, false);
+  for (const Pull& e : pulls_) {
+    if (e.state != PullState::kWaiting || e.target != s.processor) continue;
+    for (uint32_t j = 0; j < n; ++j)
+      if (e.key == keys[j]) return true;
+  }
+  return false;
 }
 
 void GatewayStage::settle_pulls(uint64_t now_ns) {
@@ -1652,17 +1690,26 @@ GatewayCounter GatewayStage::import_sync(const FlowSync& s, uint64_t now_ns) {
     case FlowSyncOp::kRefer:
       return on_refer(s, now_ns);
     case FlowSyncOp::kGrant: {
+      // Only for a pull still waiting: one that timed out has handed its
+      // packets to the holder, which takes the flow back with them (two
+      // processors otherwise).
+      if (!grant_awaited(s)) {
+        counters_.inc(GatewayCounter::kSyncPullLate);
+        return GatewayCounter::kSyncPullLate;
+      }
       // The holder's copy, ours to process now: made (or updated) as a
       // copy, then promoted.
       FlowSync full = s;
       full.op = FlowSyncOp::kFull;
       uint32_t idx = kNoRecord;
       const GatewayCounter c = import_copy(full, now_ns, &idx);
-      if (idx == kNoRecord || !(records_[idx].flags & kRecStandby)) return c;
-      promote(idx);
-      counters_.inc(GatewayCounter::kSyncPullGranted);
+      if (idx != kNoRecord && (records_[idx].flags & kRecStandby)) {
+        promote(idx);
+        counters_.inc(GatewayCounter::kSyncPullGranted);
+      }
+      // (Also when the flow was here already: its packets run again.)
       settle_pulls(now_ns);
-      return GatewayCounter::kSyncPullGranted;
+      return idx != kNoRecord ? GatewayCounter::kSyncPullGranted : c;
     }
     default:
       return import_copy(s, now_ns, nullptr);

@@ -165,6 +165,8 @@ static_assert(sizeof(ConnLink) == 8);
   X(kSyncPullNone, "sync_pull_none")             /* no one had the flow: the firewall decides */ \
   X(kSyncPullTimeout, "sync_pull_timeout")       /* no answer in time: handed over */            \
   X(kSyncPullBusy, "sync_pull_busy")             /* no room to ask or park: handed over */       \
+  X(kSyncPullOverflow, "sync_pull_overflow")     /* dropped: a pull parks 64 already */          \
+  X(kSyncPullLate, "sync_pull_late")             /* an answer after its pull ended: ignored */   \
   X(kDropSyncNoState, "drop_sync_no_state")      /* reply to a cluster SNAT address, no flow */
 
 TRIPOD_DECLARE_REASONS(GatewayCounter, TRIPOD_GATEWAY_COUNTERS)
@@ -474,11 +476,12 @@ class GatewayStage final : public Stage {
   bool redirect(Burst& b, uint32_t i, uint16_t node, GatewayCounter c);
   // Pulling. pull() parks packet i while `target` is asked for its flow
   // (kParked), or says where it goes instead.
-  enum class PullStep : uint8_t { kParked, kRedirect, kUnknown };
+  enum class PullStep : uint8_t { kParked, kRedirect, kUnknown, kDrop };
   PullStep pull(Burst& b, uint32_t i, uint16_t target, uint16_t* to);
   GatewayCounter answer_pull(const FlowSync& s, uint64_t now_ns);
   GatewayCounter on_refer(const FlowSync& s, uint64_t now_ns);
-  void settle_pulls(uint64_t now_ns);  // waiting pulls whose flow arrived
+  void settle_pulls(uint64_t now_ns);           // waiting pulls whose flow arrived
+  bool grant_awaited(const FlowSync& s) const;  // a pull waits for this grant
   void expire_pulls(uint64_t now_ns);
   bool send_out(const FlowSync& s);  // false: the outbox is full
   // A flow's record by a packet's directional key, or the canonical key of
@@ -566,6 +569,7 @@ class GatewayStage final : public Stage {
   enum class PullState : uint8_t { kFree, kWaiting, kGranted, kReferred, kTimedOut };
   struct Pull {
     FlowKey key;          // the missed packet's directional key
+    uint64_t hash = 0;    // of key (the table's)
     uint64_t due_ns = 0;  // waiting: gives up; answered: forgotten
     uint16_t target = 0;  // the node asked
     uint16_t node = 0;    // referred: where the flow's packets go (0: no one has it)
@@ -575,6 +579,10 @@ class GatewayStage final : public Stage {
   };
   void resolve(Pull& e, PullState to, uint64_t due_ns);  // its parked packets run again
   static constexpr uint32_t kPulls = 256;
+  // A referral stands this long: the flow's packets go to its processor
+  // without asking again (a rejoined node sees a share of long flows that
+  // others process).
+  static constexpr uint64_t kReferNs = 1'000'000'000;
   static constexpr uint16_t kMaxParkedPerPull = 64;
   // Packets parked in all (the pipeline's park queue has twice the room:
   // packets of answered pulls wait there until they run again).
