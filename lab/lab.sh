@@ -672,6 +672,8 @@ tripod_start() {  # gateway index
       echo "  dead_after: ${TRIPOD_DEAD_AFTER:-50ms}"
       # async (the default) or sync: output commit (src/cluster/README.md).
       echo "  mode: ${TRIPOD_REPLICATION:-async}"
+      # A miss pulls the flow's state (0: hands the packets over instead).
+      [ -z "${TRIPOD_PULL_TIMEOUT:-}" ] || echo "  pull_timeout: $TRIPOD_PULL_TIMEOUT"
       echo "  nodes:"
       for j in $(seq "$NGW"); do
         echo "    - {id: $j, address: \"$(gw_ip4 "$j"):7946\", snat: [$(gw_tsnat4 "$j"), \"$(gw_tsnat6 "$j")\"]}"

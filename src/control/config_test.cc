@@ -433,10 +433,10 @@ TEST(ConfigTest, ClusterNodesShareDerivedKeys) {
   EXPECT_EQ(a.gateway.cluster.node_id, 1);
   EXPECT_EQ(b.gateway.cluster.node_id, 2);
   EXPECT_EQ(a.gateway.cluster.snat_addresses.size(), 2u);
-  EXPECT_EQ(a.gateway.cluster.pull_timeout_ms, 20u);  // the default: misses pull
-  std::string off = node(1, "198.51.100.1");
-  off.insert(off.find("  nodes:"), "  pull_timeout: 0\n");
-  EXPECT_EQ(load_config_string(off).gateway.cluster.pull_timeout_ms, 0u);
+  EXPECT_EQ(a.gateway.cluster.pull_timeout_ms, 0u);  // the default: misses are handed over
+  std::string on = node(1, "198.51.100.1");
+  on.insert(on.find("  nodes:"), "  pull_timeout: 20ms\n");
+  EXPECT_EQ(load_config_string(on).gateway.cluster.pull_timeout_ms, 20u);
   for (const TripodConfig* c : {&a, &b}) {
     EXPECT_FALSE(c->generated.lb_key);
     EXPECT_FALSE(c->generated.synproxy_key);

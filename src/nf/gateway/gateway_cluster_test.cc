@@ -934,6 +934,35 @@ TEST_F(ClusterPull, TheSecondAskerIsReferredToTheFirst) {
   EXPECT_EQ(b_.counter("sync_pull_answered"), 2u);
 }
 
+// A copy whose processor is gone is the slot's first live holder's to give:
+// another node's copy (an older one) refers the asker there. (A restarted
+// node's previous epoch is not the survivors', so it may ask elsewhere.)
+TEST_F(ClusterPull, OnlyTheSlotsHolderGivesAFlowAway) {
+  kill_a();
+  const uint8_t mac4[6] = {2, 0, 0, 0, 0xa, 4};
+  ClusterView at_b = view_;  // node 2's view: node 4 comes first for every slot
+  at_b.live |= 1u << 3;
+  std::memcpy(at_b.mac[4], mac4, 6);
+  for (uint32_t s = 0; s < kSlots; ++s) {
+    at_b.holders[s][0] = 4;
+    at_b.holders[s][1] = 2;
+    at_b.prev_holders[s][0] = 4;
+  }
+  b_.gw().set_cluster_view(&at_b);
+  c_.send({data()});
+  b_.gw().import_sync(one_message(c_, 2), clock_.now_ns());
+  const FlowSync refer = one_message(b_, 3);
+  EXPECT_EQ(refer.op, FlowSyncOp::kRefer);
+  EXPECT_EQ(refer.node, 4);
+  EXPECT_EQ(b_.counter("sync_pull_given"), 0u);
+  view_.live |= 1u << 3;
+  std::memcpy(view_.mac[4], mac4, 6);
+  c_.gw().import_sync(refer, clock_.now_ns());
+  const auto out = c_.replay();
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(0, std::memcmp(out[0].data(), mac4, 6));
+}
+
 // No one has the flow: the firewall decides, as for any unknown flow (a
 // stray ACK is dropped); a reply to another node's address is dropped.
 TEST_F(ClusterPull, NoOneHasItTheFirewallDecides) {

@@ -1393,6 +1393,13 @@ GatewayCounter GatewayStage::answer_pull(const FlowSync& s, uint64_t now_ns) {
       a.node = cluster_.node_id;  // processed here: its packets come here
     } else if (p != 0 && p != s.processor && node_live(p)) {
       a.node = p;
+    } else if (const uint16_t h = view_ != nullptr ? slot_holder(slot_of(record_key(r))) : 0;
+               h != 0 && h != cluster_.node_id && h != s.processor) {
+      // The processor is gone, and the flow is the slot's first live
+      // holder's to give (as in process()): two holders granting one flow
+      // to two askers (a restarted node's previous epoch is not the
+      // survivors') would split it. The asker's packets go there.
+      a.node = h;
     } else {
       // Its processor is gone (or is the asker, which lost it): the asker
       // processes it from now on, and this copy names it.
