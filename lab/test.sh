@@ -940,6 +940,12 @@ cluster_turn() {  # victim conns secs
     test "$WRK_REQS" -gt 0 -a "$WRK_ERRS" -eq 0 -a "$WRK_NON2XX" -eq 0 -a "$stalled" -eq 0
   check "gw$v killed and revived: every probe connection kept answering (failed $pfail; longest wait $TURN_GAP ms)" \
     test "$pfail" -eq 0 -a "$TURN_GAP" -ge 0
+  if [ "$pfail" != 0 ]; then  # what each node dropped or handed on
+    for g in 1 2 3; do
+      echo "     gw$g: $(tstatus "$g" --json 2>/dev/null | tr -d ' \n' | grep -o '"[a-z0-9_.]*":[1-9][0-9]*' |
+        grep -E 'drop|sync_|pull|park|promot|redirect' | tr '\n' ' ')"
+    done
+  fi
   check "revived gw$v receives traffic again ($(counter gateway.packets "$v") packets)" test "$(counter gateway.packets "$v")" -gt 0
 }
 
@@ -1095,7 +1101,7 @@ cluster_run() {  # on|sync|off victim
       echo "     gw$g agent: $(tstatus "$g" --json 2>/dev/null | tr -d ' \n' | grep -o '"[a-z0-9_]*":[1-9][0-9]*' | grep -E 'peer[0-9]_|send_errors|wire_|datagrams' | tr '\n' ' ')"
       echo "     gw$g udp: $(ip netns exec "$NAME-gw$g" nstat -az UdpInErrors UdpRcvbufErrors UdpSndbufErrors UdpInDatagrams 2>/dev/null | awk 'NR > 1 {printf "%s %s ", $1, $2}')"
       echo "     gw$g: promoted $(counter gateway.sync_promoted "$g"), redirected $(counter gateway.sync_redirected "$g"), miss-redirected $(counter gateway.sync_miss_redirected "$g"), imported $(counter gateway.sync_imported "$g")"
-      echo "     gw$g pulls: sent $(counter gateway.sync_pull_sent "$g"), granted $(counter gateway.sync_pull_granted "$g"), referred $(counter gateway.sync_pull_referred "$g"), none $(counter gateway.sync_pull_none "$g"), timeout $(counter gateway.sync_pull_timeout "$g"), busy $(counter gateway.sync_pull_busy "$g"), overflow $(counter gateway.sync_pull_overflow "$g"), late $(counter gateway.sync_pull_late "$g"), answered $(counter gateway.sync_pull_answered "$g"), given $(counter gateway.sync_pull_given "$g"); parked $(counter worker.parked "$g"), park_full $(counter worker.park_full "$g")"
+      echo "     gw$g pulls: sent $(counter gateway.sync_pull_sent "$g"), granted $(counter gateway.sync_pull_granted "$g"), referred $(counter gateway.sync_pull_referred "$g"), none $(counter gateway.sync_pull_none "$g"), timeout $(counter gateway.sync_pull_timeout "$g"), busy $(counter gateway.sync_pull_busy "$g"), overflow $(counter gateway.sync_pull_overflow "$g"), late $(counter gateway.sync_pull_late "$g"), declined $(counter gateway.sync_pull_declined "$g"), answered $(counter gateway.sync_pull_answered "$g"), given $(counter gateway.sync_pull_given "$g"); parked $(counter worker.parked "$g"), park_full $(counter worker.park_full "$g")"
       grep -E 'cluster: ' "$LAB_RUN/$NAME/gw$g/tripod.log" | sed "s/^/     gw$g log | /" || true
     done
     check "a survivor took over flows of gw$victim (promoted $(counter gateway.sync_promoted))" test "$(counter gateway.sync_promoted)" -gt 0

@@ -1023,6 +1023,30 @@ TEST_F(ClusterPull, AnUnansweredPullHandsThePacketsOver) {
   EXPECT_EQ(0, std::memcmp(more[0].data(), kMac[2], 6));
 }
 
+// A grant that comes when its pull has ended, for a flow not processed
+// here, goes back: the granter's copy names this node, which would leave
+// the flow with no processor at all.
+TEST_F(ClusterPull, AGrantNotTakenIsGivenBack) {
+  kill_a();
+  c_.send({data()});
+  const FlowSync pull = one_message(c_, 2);
+  clock_.advance_ns(21'000'000);
+  c_.gw().advance_to(clock_.now_ns());
+  ASSERT_EQ(c_.replay().size(), 1u);  // handed to node 2 (lost on the way, say)
+  b_.gw().import_sync(pull, clock_.now_ns());
+  const FlowSync grant = one_message(b_, 3);
+  EXPECT_EQ(c_.gw().import_sync(grant, clock_.now_ns()), GatewayCounter::kSyncPullLate);
+  const FlowSync back = one_message(c_, 2);
+  EXPECT_EQ(back.op, FlowSyncOp::kRefer);
+  EXPECT_EQ(back.node, 0);
+  EXPECT_EQ(b_.gw().import_sync(back, clock_.now_ns()), GatewayCounter::kSyncPullReturned);
+  // The copy has no processor again: node 2 takes the flow on its next packet.
+  const auto out = b_.send({reply()});
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(ends_of(out[0]).dst, kClient);
+  EXPECT_EQ(b_.counter("sync_promoted"), 1u);
+}
+
 // A pull parks at most 64 packets; more are dropped (TCP sends them again),
 // not handed over: the holder may have granted the flow already.
 TEST_F(ClusterPull, APullParksSoManyPacketsAndDropsMore) {

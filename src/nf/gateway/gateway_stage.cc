@@ -1430,6 +1430,19 @@ GatewayCounter GatewayStage::on_refer(const FlowSync& s, uint64_t now_ns) {
             now_ns + (s.node != 0 ? std::max(kReferNs, pull_ns_) : pull_ns_));
     return GatewayCounter::kSyncPullReferred;
   }
+  // A grant declined (see import_sync): our copy named the sender, which
+  // does not process the flow; it has no processor again.
+  if (s.node == 0) {
+    const Table::Ref ref = find_flow(k);
+    if (ref.found()) {
+      ConnRecord& r = records_[table_.value(ref.idx).record];
+      if ((r.flags & kRecStandby) && r.lb.spare == s.processor) {
+        r.lb.spare = 0;
+        counters_.inc(GatewayCounter::kSyncPullReturned);
+        return GatewayCounter::kSyncPullReturned;
+      }
+    }
+  }
   counters_.inc(GatewayCounter::kSyncPullLate);  // timed out before: its packets went on
   return GatewayCounter::kSyncPullLate;
 }
@@ -1455,7 +1468,11 @@ bool GatewayStage::grant_awaited(const FlowSync& s) const {
 
 void GatewayStage::settle_pulls(uint64_t now_ns) {
   for (Pull& e : pulls_) {
-    if (e.state == PullState::kWaiting && find_flow(e.key).found())
+    if (e.state != PullState::kWaiting) continue;
+    // Processed here now; a copy (another node's flow, arrived meanwhile)
+    // does not settle it: the answer will.
+    const Table::Ref ref = find_flow(e.key);
+    if (ref.found() && !(records_[table_.value(ref.idx).record].flags & kRecStandby))
       resolve(e, PullState::kGranted, now_ns + pull_ns_);
   }
 }
@@ -1702,6 +1719,20 @@ GatewayCounter GatewayStage::import_sync(const FlowSync& s, uint64_t now_ns) {
       // processors otherwise).
       if (!grant_awaited(s)) {
         counters_.inc(GatewayCounter::kSyncPullLate);
+        const FlowKey k =
+            make_flow_key(s.family, s.proto, s.src_addr, s.dst_addr, s.src_port, s.dst_port, false);
+        const Table::Ref ref = find_flow(k);
+        if (ref.found() && !(records_[table_.value(ref.idx).record].flags & kRecStandby))
+          return GatewayCounter::kSyncPullLate;  // here already (both directions were asked)
+        // Declined: the granter's copy names this node, which does not
+        // process the flow; a refer to no one gives it back (nobody would
+        // process it otherwise: the granter hands everything here).
+        FlowSync d = s;
+        d.op = FlowSyncOp::kRefer;
+        d.processor = cluster_.node_id;
+        d.peer = s.processor;
+        d.node = 0;
+        if (send_out(d)) counters_.inc(GatewayCounter::kSyncPullDeclined);
         return GatewayCounter::kSyncPullLate;
       }
       // The holder's copy, ours to process now: made (or updated) as a

@@ -100,74 +100,76 @@ struct ConnLink {
 };
 static_assert(sizeof(ConnLink) == 8);
 
-#define TRIPOD_GATEWAY_COUNTERS(X)                                                               \
-  X(kPackets, "packets")                                                                         \
-  X(kHits, "hits")                                                                               \
-  X(kNotIp, "not_ip")                                                                            \
-  X(kConnsCreated, "conns_created")                                                              \
-  X(kConnsCreatedNat, "conns_created_nat")                                                       \
-  X(kConnsFreed, "conns_freed")                                                                  \
-  X(kConnsReused, "conns_reused") /* SYN on a finished LB connection: rescheduled */             \
-  X(kKeysRearmed, "keys_rearmed")                                                                \
-  X(kUntracked, "untracked")                                                                     \
-  X(kIcmpTranslated, "icmp_translated")                                                          \
-  X(kMssClamped, "mss_clamped")                                                                  \
-  X(kSynProxySynAck, "synproxy_synack_sent")                                                     \
-  X(kSynProxyBackendSyn, "synproxy_backend_syn")                                                 \
-  X(kSynProxyBackendSynAgain, "synproxy_backend_syn_again") /* client spoke, backend not open */ \
-  X(kSynProxyAckRequested, "synproxy_client_ack_requested") /* backend turned our SYN away */    \
-  X(kSynProxyBackendAck, "synproxy_backend_ack")                                                 \
-  X(kSynProxyWindowUpdate, "synproxy_window_update")                                             \
-  X(kConnsCreatedEgress, "conns_created_egress")                                                 \
-  X(kConnsCreatedDsr, "conns_created_dsr")                                                       \
-  X(kBackendKilledResets, "backend_killed_resets") /* connections reset both ways */             \
-  X(kCreatedNoFrame, "created_no_frame")           /* a packet we made found no free frame */    \
-  X(kDropFirewall, "drop_firewall")                /* reason in fw_* */                          \
-  X(kDropNoBackend, "drop_no_backend")             /* VIP without a usable pool */               \
-  X(kDropBackendKilled, "drop_backend_killed")     /* killed DIP, not TCP (or a RST) */          \
-  X(kDropUnknownBackend, "drop_unknown_backend")   /* recorded version gone */                   \
-  X(kSnatRekeyed, "snat_rekeyed")        /* the backend held the 4-tuple: another port */        \
-  X(kClientSynAgain, "client_syn_again") /* ... and the client's SYN sent from there */          \
-  X(kDropBackendTupleBusy, "drop_backend_tuple_busy") /* its bare ACK to our SYN */              \
-  X(kDropSnatExhausted, "drop_snat_exhausted")                                                   \
-  X(kDropRecordPoolFull, "drop_record_pool_full")                                                \
-  X(kDropTableFull, "drop_table_full")                                                           \
-  X(kDropKeyCollision, "drop_key_collision")     /* reply key already taken */                   \
-  X(kDropNatUnsupported, "drop_nat_unsupported") /* fragments */                                 \
-  X(kDropIcmpNoConn, "drop_icmp_no_conn")        /* ICMP error about no connection */            \
-  X(kDropSynProxy, "drop_synproxy")              /* reason in synproxy_* */                      \
-  /* cluster (flow_sync.h) */                                                                    \
-  X(kSyncExported, "sync_exported")                                                              \
-  X(kSyncLazyDue, "sync_lazy_due")      /* a close under way lasted 1 s: its state travels */    \
-  X(kSyncLazyFull, "sync_lazy_full")    /* close queue full: the change travels at once */       \
-  X(kSyncImported, "sync_imported")     /* standby records created */                            \
-  X(kSyncUpdated, "sync_updated")       /* standby records updated */                            \
-  X(kSyncDeleted, "sync_deleted")       /* standby records the processor closed */               \
-  X(kSyncPromoted, "sync_promoted")     /* standby taken over: processor gone */                 \
-  X(kSyncRedirected, "sync_redirected") /* handed to the live processor */                       \
-  X(kSyncMissRedirected, "sync_miss_redirected")  /* no record: handed to a holder */            \
-  X(kSyncHandedToHolder, "sync_handed_to_holder") /* an older copy: to the slot's holder */      \
-  X(kSyncUpdateUnknown, "sync_update_unknown")    /* update or delete of no standby record */    \
-  X(kSyncIgnoredLive, "sync_ignored_live")        /* about a flow processed here */              \
-  X(kSyncSuperseded, "sync_superseded") /* a closed flow here, reopened on another node */       \
-  X(kSyncStale, "sync_stale") /* update or delete from another processor than the copy's */      \
-  X(kSyncUnknownVip, "sync_unknown_vip")                                                         \
-  X(kSyncUnknownSnat, "sync_unknown_snat")                                                       \
-  X(kSyncUnknownBackend, "sync_unknown_backend") /* DSR backend not in any version here */       \
-  X(kSyncDeleteOverflow, "sync_delete_overflow") /* holders' copies expire on their own */       \
-  X(kSyncQueueOverflow, "sync_queue_overflow")   /* export queue full: all flows resent */       \
-  X(kSyncPullSent, "sync_pull_sent")             /* a miss asked the slot's holder */            \
-  X(kSyncPullParked, "sync_pull_parked")         /* packets that waited for an answer */         \
-  X(kSyncPullGranted, "sync_pull_granted")       /* flows taken over from a holder's copy */     \
-  X(kSyncPullAnswered, "sync_pull_answered")     /* pulls this node answered */                  \
-  X(kSyncPullGiven, "sync_pull_given")           /* ... with its copy: the asker has the flow */ \
-  X(kSyncPullReferred, "sync_pull_referred")     /* packets sent to the flow's processor */      \
-  X(kSyncPullNone, "sync_pull_none")             /* no one had the flow: the firewall decides */ \
-  X(kSyncPullTimeout, "sync_pull_timeout")       /* no answer in time: handed over */            \
-  X(kSyncPullBusy, "sync_pull_busy")             /* no room to ask or park: handed over */       \
-  X(kSyncPullOverflow, "sync_pull_overflow")     /* dropped: a pull parks 64 already */          \
-  X(kSyncPullLate, "sync_pull_late")             /* an answer after its pull ended: ignored */   \
-  X(kDropSyncNoState, "drop_sync_no_state")      /* reply to a cluster SNAT address, no flow */
+#define TRIPOD_GATEWAY_COUNTERS(X)                                                                 \
+  X(kPackets, "packets")                                                                           \
+  X(kHits, "hits")                                                                                 \
+  X(kNotIp, "not_ip")                                                                              \
+  X(kConnsCreated, "conns_created")                                                                \
+  X(kConnsCreatedNat, "conns_created_nat")                                                         \
+  X(kConnsFreed, "conns_freed")                                                                    \
+  X(kConnsReused, "conns_reused") /* SYN on a finished LB connection: rescheduled */               \
+  X(kKeysRearmed, "keys_rearmed")                                                                  \
+  X(kUntracked, "untracked")                                                                       \
+  X(kIcmpTranslated, "icmp_translated")                                                            \
+  X(kMssClamped, "mss_clamped")                                                                    \
+  X(kSynProxySynAck, "synproxy_synack_sent")                                                       \
+  X(kSynProxyBackendSyn, "synproxy_backend_syn")                                                   \
+  X(kSynProxyBackendSynAgain, "synproxy_backend_syn_again") /* client spoke, backend not open */   \
+  X(kSynProxyAckRequested, "synproxy_client_ack_requested") /* backend turned our SYN away */      \
+  X(kSynProxyBackendAck, "synproxy_backend_ack")                                                   \
+  X(kSynProxyWindowUpdate, "synproxy_window_update")                                               \
+  X(kConnsCreatedEgress, "conns_created_egress")                                                   \
+  X(kConnsCreatedDsr, "conns_created_dsr")                                                         \
+  X(kBackendKilledResets, "backend_killed_resets") /* connections reset both ways */               \
+  X(kCreatedNoFrame, "created_no_frame")           /* a packet we made found no free frame */      \
+  X(kDropFirewall, "drop_firewall")                /* reason in fw_* */                            \
+  X(kDropNoBackend, "drop_no_backend")             /* VIP without a usable pool */                 \
+  X(kDropBackendKilled, "drop_backend_killed")     /* killed DIP, not TCP (or a RST) */            \
+  X(kDropUnknownBackend, "drop_unknown_backend")   /* recorded version gone */                     \
+  X(kSnatRekeyed, "snat_rekeyed")        /* the backend held the 4-tuple: another port */          \
+  X(kClientSynAgain, "client_syn_again") /* ... and the client's SYN sent from there */            \
+  X(kDropBackendTupleBusy, "drop_backend_tuple_busy") /* its bare ACK to our SYN */                \
+  X(kDropSnatExhausted, "drop_snat_exhausted")                                                     \
+  X(kDropRecordPoolFull, "drop_record_pool_full")                                                  \
+  X(kDropTableFull, "drop_table_full")                                                             \
+  X(kDropKeyCollision, "drop_key_collision")     /* reply key already taken */                     \
+  X(kDropNatUnsupported, "drop_nat_unsupported") /* fragments */                                   \
+  X(kDropIcmpNoConn, "drop_icmp_no_conn")        /* ICMP error about no connection */              \
+  X(kDropSynProxy, "drop_synproxy")              /* reason in synproxy_* */                        \
+  /* cluster (flow_sync.h) */                                                                      \
+  X(kSyncExported, "sync_exported")                                                                \
+  X(kSyncLazyDue, "sync_lazy_due")      /* a close under way lasted 1 s: its state travels */      \
+  X(kSyncLazyFull, "sync_lazy_full")    /* close queue full: the change travels at once */         \
+  X(kSyncImported, "sync_imported")     /* standby records created */                              \
+  X(kSyncUpdated, "sync_updated")       /* standby records updated */                              \
+  X(kSyncDeleted, "sync_deleted")       /* standby records the processor closed */                 \
+  X(kSyncPromoted, "sync_promoted")     /* standby taken over: processor gone */                   \
+  X(kSyncRedirected, "sync_redirected") /* handed to the live processor */                         \
+  X(kSyncMissRedirected, "sync_miss_redirected")  /* no record: handed to a holder */              \
+  X(kSyncHandedToHolder, "sync_handed_to_holder") /* an older copy: to the slot's holder */        \
+  X(kSyncUpdateUnknown, "sync_update_unknown")    /* update or delete of no standby record */      \
+  X(kSyncIgnoredLive, "sync_ignored_live")        /* about a flow processed here */                \
+  X(kSyncSuperseded, "sync_superseded") /* a closed flow here, reopened on another node */         \
+  X(kSyncStale, "sync_stale") /* update or delete from another processor than the copy's */        \
+  X(kSyncUnknownVip, "sync_unknown_vip")                                                           \
+  X(kSyncUnknownSnat, "sync_unknown_snat")                                                         \
+  X(kSyncUnknownBackend, "sync_unknown_backend") /* DSR backend not in any version here */         \
+  X(kSyncDeleteOverflow, "sync_delete_overflow") /* holders' copies expire on their own */         \
+  X(kSyncQueueOverflow, "sync_queue_overflow")   /* export queue full: all flows resent */         \
+  X(kSyncPullSent, "sync_pull_sent")             /* a miss asked the slot's holder */              \
+  X(kSyncPullParked, "sync_pull_parked")         /* packets that waited for an answer */           \
+  X(kSyncPullGranted, "sync_pull_granted")       /* flows taken over from a holder's copy */       \
+  X(kSyncPullAnswered, "sync_pull_answered")     /* pulls this node answered */                    \
+  X(kSyncPullGiven, "sync_pull_given")           /* ... with its copy: the asker has the flow */   \
+  X(kSyncPullReferred, "sync_pull_referred")     /* packets sent to the flow's processor */        \
+  X(kSyncPullNone, "sync_pull_none")             /* no one had the flow: the firewall decides */   \
+  X(kSyncPullTimeout, "sync_pull_timeout")       /* no answer in time: handed over */              \
+  X(kSyncPullBusy, "sync_pull_busy")             /* no room to ask or park: handed over */         \
+  X(kSyncPullOverflow, "sync_pull_overflow")     /* dropped: a pull parks 64 already */            \
+  X(kSyncPullLate, "sync_pull_late")             /* an answer after its pull ended: ignored */     \
+  X(kSyncPullDeclined, "sync_pull_declined")     /* a late grant of a flow not here: given back */ \
+  X(kSyncPullReturned, "sync_pull_returned") /* a grant given back: the copy has no processor */   \
+  X(kDropSyncNoState, "drop_sync_no_state")  /* reply to a cluster SNAT address, no flow */
 
 TRIPOD_DECLARE_REASONS(GatewayCounter, TRIPOD_GATEWAY_COUNTERS)
 
