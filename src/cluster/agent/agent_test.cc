@@ -185,6 +185,20 @@ bool start_all(const std::vector<Node*>& all) {
   });
 }
 
+// A FullNAT connection opened through node 1 (SYN, SYN-ACK, ACK): its
+// SNAT port, 0 if a step failed.
+uint16_t open_on_node1(Node& n1) {
+  const auto syn = n1.send({seg(kClient, kVip, 40000, 80, kTcpSyn, 1000, 0)});
+  PacketMeta m;
+  if (syn.size() != 1 ||
+      parse_packet(syn[0].data(), static_cast<uint32_t>(syn[0].size()), &m) != ParseError::kOk)
+    return 0;
+  if (n1.send({seg(kDip, kSnat[1], 8080, m.sport, kTcpSyn | kTcpAck, 5000, 1001)}).size() != 1 ||
+      n1.send({seg(kClient, kVip, 40000, 80, kTcpAck, 1001, 5001)}).size() != 1)
+    return 0;
+  return m.sport;
+}
+
 TEST(ClusterAgent, ReplicatesAndFailsOver) {
   Node n1(1), n2(2), n3(3);
   std::vector<Node*> all{&n1, &n2, &n3};
@@ -199,13 +213,9 @@ TEST(ClusterAgent, ReplicatesAndFailsOver) {
   })) << "membership did not converge";
 
   // A connection through node 1.
-  const auto syn = n1.send({seg(kClient, kVip, 40000, 80, kTcpSyn, 1000, 0)});
-  ASSERT_EQ(syn.size(), 1u);
   PacketMeta m;
-  ASSERT_EQ(parse_packet(syn[0].data(), static_cast<uint32_t>(syn[0].size()), &m), ParseError::kOk);
-  const uint16_t port = m.sport;
-  ASSERT_EQ(n1.send({seg(kDip, kSnat[1], 8080, port, kTcpSyn | kTcpAck, 5000, 1001)}).size(), 1u);
-  ASSERT_EQ(n1.send({seg(kClient, kVip, 40000, 80, kTcpAck, 1001, 5001)}).size(), 1u);
+  const uint16_t port = open_on_node1(n1);
+  ASSERT_NE(port, 0);
 
   // Its copy reaches exactly one other node (replicas: 1), the slot's holder.
   ASSERT_TRUE(until(all, [&] {
@@ -263,13 +273,9 @@ TEST(ClusterAgent, AMissPullsTheFlowFromItsHolder) {
     return n1.view.mac[2][5] == 2 && n1.view.mac[3][5] == 3 && n2.view.mac[3][5] == 3 &&
            n3.view.mac[2][5] == 2;
   }));
-  const auto syn = n1.send({seg(kClient, kVip, 40000, 80, kTcpSyn, 1000, 0)});
-  ASSERT_EQ(syn.size(), 1u);
   PacketMeta m;
-  ASSERT_EQ(parse_packet(syn[0].data(), static_cast<uint32_t>(syn[0].size()), &m), ParseError::kOk);
-  const uint16_t port = m.sport;
-  ASSERT_EQ(n1.send({seg(kDip, kSnat[1], 8080, port, kTcpSyn | kTcpAck, 5000, 1001)}).size(), 1u);
-  ASSERT_EQ(n1.send({seg(kClient, kVip, 40000, 80, kTcpAck, 1001, 5001)}).size(), 1u);
+  const uint16_t port = open_on_node1(n1);
+  ASSERT_NE(port, 0);
   ASSERT_TRUE(until(all, [&] {
     return n2.gw->standby_connections() + n3.gw->standby_connections() == 1;
   })) << "the flow was not replicated";
