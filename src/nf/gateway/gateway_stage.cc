@@ -893,14 +893,16 @@ bool GatewayStage::on_miss(Burst& b, uint32_t i, const FlowKey& dkey, uint64_t d
   // No NAT: one canonical key, shared by both directions; a packet against
   // its order finds it here (before a cluster looks elsewhere for it).
   const uint64_t ch = vip == kNoVip && b.reversed[i] ? hash(b.key[i]) : dhash;
+  Table::Ref cref;  // that key's flow (miss_to_holder() inserts nothing)
   if (vip == kNoVip && b.reversed[i]) {
     const Table::Ref ref = table_.lookup(b.key[i], ch);
     // Only an untranslated flow's key: a packet that merely mirrors a NAT
-    // connection's original key is not that connection. Only a flow
-    // processed here: another node's copy is for miss_to_holder() below.
-    if (ref.found() && table_.value(ref.idx).direction == kLinkCanonical &&
-        !(records_[table_.value(ref.idx).record].flags & kRecStandby))
-      return on_hit(b, i, ref, now);
+    // connection's original key is not that connection.
+    if (ref.found() && table_.value(ref.idx).direction == kLinkCanonical) cref = ref;
+    // Only a flow processed here: another node's copy is for
+    // miss_to_holder() below.
+    if (cref.found() && !(records_[table_.value(cref.idx).record].flags & kRecStandby))
+      return on_hit(b, i, cref, now);
   }
   if (clustered() && !cookie_ack) {
     bool handled = false;
@@ -909,11 +911,7 @@ bool GatewayStage::on_miss(Burst& b, uint32_t i, const FlowKey& dkey, uint64_t d
   }
   if (vip == kNoVip) {
     const FlowKey& ckey = b.key[i];
-    if (b.reversed[i]) {  // another node's copy (above): as before, processed here
-      const Table::Ref ref = table_.lookup(ckey, ch);
-      if (ref.found() && table_.value(ref.idx).direction == kLinkCanonical)
-        return on_hit(b, i, ref, now);
-    }
+    if (cref.found()) return on_hit(b, i, cref, now);  // another node's copy: as before
     const bool egress = is_egress(frame, m);
     FwConnState st{};
     const FwVerdict v =
