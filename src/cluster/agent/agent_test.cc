@@ -199,6 +199,16 @@ uint16_t open_on_node1(Node& n1) {
   return m.sport;
 }
 
+// Once node 1's flow has its one copy (replicas: 1) on node 2 or 3: the
+// node that holds it (nullptr: it never came). `all` is nodes 1, 2, 3.
+Node* holder_of_node1s_flow(const std::vector<Node*>& all) {
+  Node& n2 = *all[1];
+  Node& n3 = *all[2];
+  if (!until(all, [&] { return n2.gw->standby_connections() + n3.gw->standby_connections() == 1; }))
+    return nullptr;
+  return n2.gw->standby_connections() == 1 ? &n2 : &n3;
+}
+
 TEST(ClusterAgent, ReplicatesAndFailsOver) {
   Node n1(1), n2(2), n3(3);
   std::vector<Node*> all{&n1, &n2, &n3};
@@ -218,10 +228,9 @@ TEST(ClusterAgent, ReplicatesAndFailsOver) {
   ASSERT_NE(port, 0);
 
   // Its copy reaches exactly one other node (replicas: 1), the slot's holder.
-  ASSERT_TRUE(until(all, [&] {
-    return n2.gw->standby_connections() + n3.gw->standby_connections() == 1;
-  })) << "the flow was not replicated";
-  Node& holder = n2.gw->standby_connections() == 1 ? n2 : n3;
+  Node* const holder_p = holder_of_node1s_flow(all);
+  ASSERT_NE(holder_p, nullptr) << "the flow was not replicated";
+  Node& holder = *holder_p;
   Node& other = &holder == &n2 ? n3 : n2;
   EXPECT_EQ(n1.gw->standby_connections(), 0u);
 
@@ -276,10 +285,9 @@ TEST(ClusterAgent, AMissPullsTheFlowFromItsHolder) {
   PacketMeta m;
   const uint16_t port = open_on_node1(n1);
   ASSERT_NE(port, 0);
-  ASSERT_TRUE(until(all, [&] {
-    return n2.gw->standby_connections() + n3.gw->standby_connections() == 1;
-  })) << "the flow was not replicated";
-  Node& holder = n2.gw->standby_connections() == 1 ? n2 : n3;
+  Node* const holder_p = holder_of_node1s_flow(all);
+  ASSERT_NE(holder_p, nullptr) << "the flow was not replicated";
+  Node& holder = *holder_p;
   Node& other = &holder == &n2 ? n3 : n2;
 
   n1.agent->stop();

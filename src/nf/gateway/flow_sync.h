@@ -154,10 +154,12 @@ constexpr bool is_pull_op(FlowSyncOp op) {
 TRIPOD_DECLARE_REASONS(FlowSyncError, TRIPOD_FLOW_SYNC_ERRORS)
 
 // The slot of the flow a record is about.
+// The key a record names its flow by (directional: src -> dst as carried).
+inline FlowKey sync_key(const FlowSync& s) {
+  return make_flow_key(s.family, s.proto, s.src_addr, s.dst_addr, s.src_port, s.dst_port, false);
+}
 inline uint32_t flow_slot(const FlowSync& s, const SipKey& slot_key) {
-  return flow_slot(
-      make_flow_key(s.family, s.proto, s.src_addr, s.dst_addr, s.src_port, s.dst_port, false),
-      slot_key);
+  return flow_slot(sync_key(s), slot_key);
 }
 
 // Writes record_size(s.op) bytes to `out`.

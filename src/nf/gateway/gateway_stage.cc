@@ -1373,15 +1373,14 @@ GatewayStage::Table::Ref GatewayStage::find_flow(const FlowKey& dkey) const {
 // On the holder: the node that asks gets the copy, or where to send the
 // flow's packets.
 GatewayCounter GatewayStage::answer_pull(const FlowSync& s, uint64_t now_ns) {
-  const FlowKey k =
-      make_flow_key(s.family, s.proto, s.src_addr, s.dst_addr, s.src_port, s.dst_port, false);
+  const FlowKey k = sync_key(s);
   FlowSync a = s;
   a.op = FlowSyncOp::kRefer;
   a.kind = 0;
   a.processor = cluster_.node_id;
   a.peer = s.processor;
   a.node = 0;  // no one has it
-  GatewayCounter c = GatewayCounter::kSyncPullAnswered;
+  bool give = false;
   const Table::Ref ref = find_flow(k);
   if (ref.found()) {
     const uint32_t idx = table_.value(ref.idx).record;
@@ -1404,23 +1403,22 @@ GatewayCounter GatewayStage::answer_pull(const FlowSync& s, uint64_t now_ns) {
       fill_sync(r, &a, FlowSyncOp::kFull, to_ticks(now_ns));
       a.op = FlowSyncOp::kGrant;
       a.peer = s.processor;
-      c = GatewayCounter::kSyncPullGiven;
+      give = true;
     }
   }
   if (!send_out(a)) {  // the asker times out and hands its packets over
     counters_.inc(GatewayCounter::kSyncPullBusy);
     return GatewayCounter::kSyncPullBusy;
   }
-  if (c == GatewayCounter::kSyncPullGiven)
-    records_[table_.value(ref.idx).record].lb.spare = s.processor;
   counters_.inc(GatewayCounter::kSyncPullAnswered);
-  if (c != GatewayCounter::kSyncPullAnswered) counters_.inc(c);
-  return c;
+  if (!give) return GatewayCounter::kSyncPullAnswered;
+  records_[table_.value(ref.idx).record].lb.spare = s.processor;
+  counters_.inc(GatewayCounter::kSyncPullGiven);
+  return GatewayCounter::kSyncPullGiven;
 }
 
 GatewayCounter GatewayStage::on_refer(const FlowSync& s, uint64_t now_ns) {
-  const FlowKey k =
-      make_flow_key(s.family, s.proto, s.src_addr, s.dst_addr, s.src_port, s.dst_port, false);
+  const FlowKey k = sync_key(s);
   for (Pull& e : pulls_) {
     if (e.state != PullState::kWaiting || !(e.key == k) || e.target != s.processor) continue;
     e.node = s.node;
@@ -1450,8 +1448,7 @@ bool GatewayStage::grant_awaited(const FlowSync& s) const {
   // either order of its key).
   FlowKey keys[3];
   uint32_t n = 0;
-  keys[n++] =
-      make_flow_key(s.family, s.proto, s.src_addr, s.dst_addr, s.src_port, s.dst_port, false);
+  keys[n++] = sync_key(s);
   keys[n++] = swapped(keys[0]);
   if (s.kind & kSyncNat)
     keys[n++] =
@@ -1717,8 +1714,7 @@ GatewayCounter GatewayStage::import_sync(const FlowSync& s, uint64_t now_ns) {
       // processors otherwise).
       if (!grant_awaited(s)) {
         counters_.inc(GatewayCounter::kSyncPullLate);
-        const FlowKey k =
-            make_flow_key(s.family, s.proto, s.src_addr, s.dst_addr, s.src_port, s.dst_port, false);
+        const FlowKey k = sync_key(s);
         const Table::Ref ref = find_flow(k);
         if (ref.found() && !(records_[table_.value(ref.idx).record].flags & kRecStandby))
           return GatewayCounter::kSyncPullLate;  // here already (both directions were asked)
@@ -1758,8 +1754,7 @@ GatewayCounter GatewayStage::import_copy(const FlowSync& s, uint64_t now_ns, uin
     return c;
   };
   const Tick now = to_ticks(now_ns);
-  const FlowKey k =
-      make_flow_key(s.family, s.proto, s.src_addr, s.dst_addr, s.src_port, s.dst_port, false);
+  const FlowKey k = sync_key(s);
   const uint64_t h = hash(k);
   // The processor's deadline plus the grace, within what the timer wheel holds.
   const uint64_t left = uint64_t{s.remaining_ms} / (kTickNs / 1'000'000) + 1 +
