@@ -720,19 +720,19 @@ tripod_start() {  # gateway index
 tripod_wait() {  # gateway index
   local i=$1 pid ok=0
   pid=$(awk -v n="$(ns "gw$i")" '$1 == n && $2 == "tripod" {print $3}' "$(state)/pids" | tail -1)
-  # Up once the status socket answers and every backend passed its checks.
+  # Up once the status socket answers, every backend passed its checks and,
+  # in a cluster, the node is ready (it holds its copies of the peers' flows).
+  local st
   for _ in $(seq 100); do
     pid_alive "$pid" || die "tripod on gw$i exited (see $(state)/gw$i/tripod.log)"
-    if nsx "gw$i" "$TRIPOD_BIN" status --socket "$(state)/gw$i/status.sock" --json 2>/dev/null |
-      grep -q '"health": "up"' &&
-      ! nsx "gw$i" "$TRIPOD_BIN" status --socket "$(state)/gw$i/status.sock" --json 2>/dev/null |
-      grep -q '"health": "down"'; then
+    st=$(nsx "gw$i" "$TRIPOD_BIN" status --socket "$(state)/gw$i/status.sock" --json 2>/dev/null || true)
+    if grep -q '"health": "up"' <<<"$st" && ! grep -q -e '"health": "down"' -e '"ready": false' <<<"$st"; then
       ok=1
       break
     fi
     sleep 0.1
   done
-  [ "$ok" = 1 ] || die "tripod on gw$i: backends not up after 10 s (see $(state)/gw$i/tripod.log)"
+  [ "$ok" = 1 ] || die "tripod on gw$i: not ready (backends up, cluster joined) after 10 s (see $(state)/gw$i/tripod.log)"
 }
 
 set_mode() {
@@ -826,7 +826,9 @@ cmd_revive() {  # gwI
   stop_roles '^(bird|tripod|haproxy)$' "$(ns "$g")"
   nsx sw bridge link set dev "p-$g" state 3
   rm -f "$(state)/$g/link-cut"
-  [ "$ROUTING" != bgp ] || bird_start "$g"
+  # The data plane first, BIRD (the announcement) once it is ready: a
+  # tripod cluster node is ready once it holds its copies of the peers'
+  # flows (tripod_wait), and traffic that came before would find none.
   case "$MODE" in
     haproxy) haproxy_start "$i"; haproxy_wait "$i" ;;
     tripod)
@@ -836,6 +838,7 @@ cmd_revive() {  # gwI
       tripod_wait "$i"
       ;;
   esac
+  [ "$ROUTING" != bgp ] || bird_start "$g"
   rm -f "$(state)/$g/killed"
   log "$g revived ($MODE mode)"
 }

@@ -846,6 +846,7 @@ void read_cluster(const V& v, TripodConfig& cfg, const std::optional<V>& secrets
     c.checkpoint_interval_ns = ci->duration_ms(1, 1000) * 1'000'000;
   if (auto pt = f.get("pull_timeout"))
     c.pull_timeout_ms = static_cast<uint32_t>(pt->duration_ms(0, 1000));
+  if (auto jt = f.get("join_timeout")) c.join_timeout_ns = jt->duration_ms(1, 600'000) * 1'000'000;
   if (auto m = f.get("mode")) c.mode = static_cast<ReplicationMode>(m->choice({"async", "sync"}));
   const V nodes = f.need("nodes");
   for (const V& nv : nodes.items()) {

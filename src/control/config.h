@@ -124,6 +124,9 @@ struct ClusterConfig {
   // packets are handed over. Off by default: in the lab's kill-and-revive
   // sequence pulls still lose a connection now and then (src/cluster/README.md).
   uint32_t pull_timeout_ms = 0;
+  // A (re)starting node takes in its copies of the peers' flows before it
+  // says it is ready; it waits this long at most (AgentConfig).
+  uint64_t join_timeout_ns = 3'000'000'000;
   ReplicationMode mode = ReplicationMode::kAsync;  // the VIPs' default
   std::string where;                               // "file:line:col" of the section
   const ClusterNodeConfig* self() const {

@@ -326,6 +326,11 @@ std::vector<ErrorCase> error_cases() {
             "\"abababababababababababababababababababababababababababababababab\"\n  pull_timeout: "
             "2s\n  nodes: []\n"),
        6, 17, "cluster.pull_timeout", "a duration in 0s..1s"},
+      {"cluster_join_timeout",
+       base("cluster:\n  node_id: 1\n  key: "
+            "\"abababababababababababababababababababababababababababababababab\"\n  join_timeout: "
+            "0s\n  nodes: []\n"),
+       6, 17, "cluster.join_timeout", "a duration in"},
       {"cluster_mode",
        base("cluster:\n  node_id: 1\n  key: "
             "\"abababababababababababababababababababababababababababababababab\"\n  mode: both\n  "
@@ -437,6 +442,9 @@ TEST(ConfigTest, ClusterNodesShareDerivedKeys) {
   std::string on = node(1, "198.51.100.1");
   on.insert(on.find("  nodes:"), "  pull_timeout: 20ms\n");
   EXPECT_EQ(load_config_string(on).gateway.cluster.pull_timeout_ms, 20u);
+  EXPECT_EQ(a.cluster.join_timeout_ns, 3'000'000'000u);  // the default
+  on.insert(on.find("  nodes:"), "  join_timeout: 10s\n");
+  EXPECT_EQ(load_config_string(on).cluster.join_timeout_ns, 10'000'000'000u);
   for (const TripodConfig* c : {&a, &b}) {
     EXPECT_FALSE(c->generated.lb_key);
     EXPECT_FALSE(c->generated.synproxy_key);

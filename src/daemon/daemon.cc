@@ -290,6 +290,7 @@ void Daemon::start_cluster() {
   ac.dead_after_ns = c.dead_after_ns;
   ac.rise = c.rise;
   ac.replicas = c.replicas;
+  ac.join_timeout_ns = c.join_timeout_ns;
   // Packets wait for acks under output commit: a peer acks at once.
   const bool commit = output_commit(cfg_);
   // Otherwise the agent reads its socket in 1 ms rounds (Agent::loop), so
@@ -323,16 +324,27 @@ void Daemon::start_cluster() {
 // On the agent thread, for the log: the workers take the view themselves
 // (FlowLink::post()), so the agent never waits for them.
 void Daemon::on_view(const cluster::ViewChange& change) {
-  std::string live;
-  for (uint16_t n = 1; n <= kMaxClusterNodes; ++n)
-    if (change.view->live >> (n - 1) & 1) {
-      if (!live.empty()) live += ',';
-      live += std::to_string(n);  // (not "," + ...: GCC 12 -O3 -Wrestrict false positive)
-    }
+  auto list = [](uint64_t set) {
+    std::string out;
+    for (uint16_t n = 1; n <= kMaxClusterNodes; ++n)
+      if (set >> (n - 1) & 1) {
+        if (!out.empty()) out += ',';
+        out += std::to_string(n);  // (not "," + ...: GCC 12 -O3 -Wrestrict false positive)
+      }
+    return out;
+  };
   for (uint16_t d : change.down)
     spdlog::warn("cluster: node {} is down; its flows' copies here take over on their next packet",
                  d);
-  if (change.resync) spdlog::info("cluster: live nodes {{{}}}", live);
+  if (change.resync)
+    spdlog::info("cluster: live nodes {{{}}}, joining {{{}}}", list(change.view->live),
+                 list(change.view->joining));
+  const uint16_t self = cfg_.cluster.node_id;
+  if (!logged_ready_ && (change.view->live >> (self - 1) & 1) &&
+      !(change.view->joining >> (self - 1) & 1)) {
+    logged_ready_ = true;
+    spdlog::info("cluster: ready: the peers' flows that this node holds are here; announce it");
+  }
 }
 
 void Daemon::steer_addresses(bool add, const GatewayVipConfig& v) {
@@ -632,6 +644,7 @@ std::string Daemon::status_json() {
       if (agent_->live_set() >> (n - 1) & 1) live.push_back(n);
     cl["node_id"] = cfg_.cluster.node_id;
     cl["epoch"] = agent_->epoch();
+    cl["ready"] = agent_->ready();
     cl["live"] = live;
     json cc = json::object();
     agent_->export_counters([&](std::string_view n, uint64_t val) { cc[std::string(n)] = val; });

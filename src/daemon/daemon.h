@@ -84,6 +84,7 @@ class Daemon {
   // Cluster: one link per worker (flow records and views), and the agent.
   std::vector<std::unique_ptr<cluster::FlowLink>> links_;
   std::unique_ptr<cluster::Agent> agent_;
+  bool logged_ready_ = false;   // agent thread (on_view)
   std::vector<VipState> vips_;  // parallel to cfg_.gateway.vips
   struct Draining {
     VipKey key;

@@ -75,7 +75,8 @@ std::string format_status(const std::string& text) {
   }
   if (doc.contains("cluster")) {
     const nlohmann::json& cl = doc["cluster"];
-    o << "\ncluster: node " << cl.value("node_id", 0) << ", epoch " << cl.value("epoch", 0)
+    o << "\ncluster: node " << cl.value("node_id", 0)
+      << (cl.value("ready", false) ? ", ready" : ", joining") << ", epoch " << cl.value("epoch", 0)
       << ", live nodes " << cl.value("live", nlohmann::json::array()).dump() << "\n";
     const nlohmann::json c = cl.value("counters", nlohmann::json::object());
     for (const char* k : {"records_sent", "records_received", "records_no_holder",

@@ -14,6 +14,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "common/byte_order.h"
 #include "common/eventfd.h"
 
 namespace tripod::cluster {
@@ -118,7 +119,10 @@ void FlowLink::worker_poll(GatewayStage& gw, uint64_t now_ns) {
     gw.set_cluster_view(&view_);
     for (uint16_t d : down)
       gw.peer_down(d);
-    if (resync) gw.resync();
+    if (resync) {
+      gw.resync();
+      resync_owed_ = true;
+    }
   }
   FlowSync buf[64];
   for (int round = 0; round < 16; ++round) {
@@ -163,6 +167,11 @@ void FlowLink::export_records(GatewayStage& gw, uint64_t now_ns) {
     to_agent_.push(buf, n);  // fits: this thread is the only producer
     pushed_ += n;
   }
+  if (resync_owed_ && gw.resync_exported()) {
+    synced_count_.store(pushed_, std::memory_order_relaxed);
+    synced_gen_.store(view_.gen, std::memory_order_release);
+    resync_owed_ = false;
+  }
   if (!output_commit()) return;
   batch_used_ |= pushed_ != before;
   // The open batch closes once it has handed out everything queued (what
@@ -196,6 +205,8 @@ struct Agent::Peer {
   uint32_t info_session = 0;   // session in which our node info went out
   uint64_t last_heard_ns = 0;  // its last authentic heartbeat (0: never)
   uint64_t next_hb_ns = 0;
+  uint64_t synced_inc = 0;   // its incarnation when it said all its flows are here
+  bool synced_owed = false;  // we owe it a kRecordSynced
   bool heard(uint64_t now, uint64_t within) const {
     return last_heard_ns != 0 && now - last_heard_ns < within;
   }
@@ -239,7 +250,8 @@ Agent::Agent(const AgentConfig& cfg, std::vector<FlowLink*> links, ViewSink sink
                 {kRecordFlowPull, uint16_t{kFlowPullSize}},
                 {kRecordFlowGrant, uint16_t{kFlowGrantSize}},
                 {kRecordFlowRefer, uint16_t{kFlowReferSize}},
-                {kRecordNodeInfo, kNodeInfoSize}}),
+                {kRecordNodeInfo, kNodeInfoSize},
+                {kRecordSynced, kSyncedSize}}),
       codec_(wire::CodecConfig{cfg.cluster_id, cfg.self, cfg.key}, records_),
       membership_(membership_config(cfg)),
       ring_(ring_config(cfg)),
@@ -281,9 +293,10 @@ Agent::Agent(const AgentConfig& cfg, std::vector<FlowLink*> links, ViewSink sink
   commits_.resize(links_.size());
   for (const FlowLink* l : links_)
     wake_on_datagrams_ |= l->output_commit();
-  // A cold start: this node serves at once. (A rejoining node would first
-  // take back its state; README.md, "where I stopped".)
-  on_events(membership_.set_self_ready(true));
+  listen_ns_ = cfg_.dead_after_ns + (uint64_t{cfg_.rise} + 1) * cfg_.heartbeat_interval_ns;
+  // Not ready yet: the node holds copies at once, and says it is ready once
+  // it has them (join()).
+  refresh_ring();
 }
 
 Agent::~Agent() {
@@ -321,6 +334,14 @@ void Agent::on_record(uint16_t from, const wire::Record& r) {
     dirty_ = true;
     return;
   }
+  if (r.type == kRecordSynced) {
+    Peer* p = peer(from);
+    if (p != nullptr && contains(load_be<uint64_t>(r.body.data()), cfg_.self)) {
+      p->synced_inc = p->ch->peer_incarnation();
+      counters_.inc(AgentCounter::kSyncedReceived);
+    }
+    return;
+  }
   FlowSync s;
   // A peer speaks only for the flows it processes.
   if (decode_flow_sync(r.type, r.body.data(), r.body.size(), &s) != FlowSyncError::kOk ||
@@ -344,19 +365,91 @@ void Agent::on_events(std::span<const MemberEvent> events) {
         down_.push_back(e.node);
         break;
       case MemberEventKind::kEpoch:
-        ring_.update(e.live, e.epoch);
         live_.store(e.live, std::memory_order_relaxed);
         epoch_.store(e.epoch, std::memory_order_relaxed);
-        resync_ = true;
         break;
     }
     dirty_ = true;
+  }
+  refresh_ring();
+}
+
+void Agent::refresh_ring() {
+  const NodeSet basis = membership_.reachable_set();
+  if (basis == ring_basis_) return;
+  ring_basis_ = basis;
+  ring_.update(basis, ++ring_gen_);
+  // A joining node's misses get no traffic to answer (it is not ready),
+  // and its own boot-time tables (itself alone, then each peer as it was
+  // heard) name no one who had the flows: join() sets the right one.
+  if (!membership_.self_ready()) ring_.drop_previous();
+  resync_ = true;
+  dirty_ = true;
+}
+
+void Agent::join(uint64_t now) {
+  if (membership_.self_ready()) return;
+  if (join_start_ns_ == 0) join_start_ns_ = now;
+  const uint64_t waited = now - join_start_ns_;
+  // First listen long enough to hear every peer that is up.
+  if (waited < listen_ns_) return;
+  bool all = true;
+  for (const auto& p : peers_) {
+    const uint16_t n = p->addr.id;
+    const PeerStatus st = membership_.status(n);
+    const uint64_t heard = membership_.last_heard_ns(n);
+    // Still rising (heard, not yet `rise` heartbeats): wait to see it up.
+    const bool rising = st == PeerStatus::kDead && heard != 0 && now - heard < cfg_.dead_after_ns;
+    if (rising || (st == PeerStatus::kUp && p->synced_inc != membership_.incarnation(n))) {
+      all = false;
+      break;
+    }
+  }
+  if (!all) {
+    if (waited < cfg_.join_timeout_ns) return;
+    counters_.inc(AgentCounter::kJoinTimeouts);
+  }
+  on_events(membership_.set_self_ready(true));
+  ready_.store(true, std::memory_order_relaxed);
+  // Misses now consult, after the holders, the table the ready nodes had
+  // before this one joined: the copies that no one sent here (a flow whose
+  // processor died and that has not sent since) are there.
+  ring_.set_previous(ring_basis_ & ~node_bit(cfg_.self));
+  dirty_ = true;
+}
+
+void Agent::send_synced(uint64_t now) {
+  // Every worker pushed the current generation's resync in full, and every
+  // record of it has left this agent (ahead, on each channel).
+  if (synced_gen_ != ring_gen_ && pending_.empty()) {
+    bool done = true;
+    for (uint32_t li = 0; li < links_.size(); ++li)
+      done &=
+          links_[li]->synced_gen() == ring_gen_ && commits_[li].taken >= links_[li]->synced_count();
+    if (done) {
+      synced_gen_ = ring_gen_;
+      for (auto& p : peers_)
+        p->synced_owed = contains(ring_basis_, p->addr.id);
+    }
+  }
+  uint8_t body[kSyncedSize];
+  store_be<uint64_t>(body, ring_basis_);
+  for (auto& p : peers_) {
+    if (!p->synced_owed) continue;
+    if (!contains(ring_basis_, p->addr.id)) {
+      p->synced_owed = false;
+    } else if (p->ch->push(kRecordSynced, body, now).status == wire::PushStatus::kOk) {
+      p->synced_owed = false;
+      counters_.inc(AgentCounter::kSyncedSent);
+    }
   }
 }
 
 void Agent::publish() {
   auto v = std::make_shared<ClusterView>();
-  v->live = membership_.live_set();
+  v->live = ring_basis_;
+  v->joining = ring_basis_ & ~membership_.live_set();
+  v->gen = ring_gen_;
   for (uint32_t n = 1; n <= kMaxNodes; ++n)
     std::memcpy(v->mac[n], macs_[n].data(), 6);
   auto copy = [](const SlotTable& t, uint8_t(&out)[kSlots][kViewHolders]) {
@@ -409,7 +502,7 @@ void Agent::note_sent(uint32_t link, uint64_t rec, const Peer& p, uint64_t seq) 
 }
 
 void Agent::update_commits() {
-  const NodeSet live = membership_.live_set();
+  const NodeSet live = ring_basis_;
   for (uint32_t li = 0; li < links_.size(); ++li) {
     if (!links_[li]->output_commit()) continue;
     LinkCommit& lc = commits_[li];
@@ -442,7 +535,7 @@ void Agent::route_exports(uint64_t now) {
   // A holder that died meanwhile is skipped: its window would never open
   // (no acks) and hold back every peer's records; the new epoch's resync
   // sends those flows to their new holders.
-  const NodeSet live = membership_.live_set();
+  const NodeSet live = ring_basis_;
   size_t kept = 0;
   for (const Pending& w : pending_) {
     if ((live & node_bit(w.peer)) == 0) {
@@ -531,7 +624,9 @@ void Agent::tick(uint64_t now) {
         p->info_session = p->ch->session();
     }
   }
+  join(now);
   route_exports(now);
+  send_synced(now);
   for (auto& p : peers_) {
     p->ch->flush(now);
     if (p->heard(now, silent_after_ns_)) p->ch->poll(now);  // (see silent_after_ns)

@@ -40,6 +40,12 @@ namespace tripod::cluster {
 // the data-plane MAC that redirected packets are sent to.
 inline constexpr uint8_t kRecordNodeInfo = 16;
 inline constexpr uint16_t kNodeInfoSize = 8;
+// Synced (record kRecordSynced): every flow this node processes has gone to
+// its holders among the nodes named (NodeSet, 8 bytes, network order), in
+// full, ahead of this record on the same channel. A joining node waits for
+// one from each ready peer before it says it is ready.
+inline constexpr uint8_t kRecordSynced = 17;
+inline constexpr uint16_t kSyncedSize = 8;
 
 // What the agent tells the workers (FlowLink::post(); the sink gets it too,
 // for the logs): a new view, the peers that went down or restarted since
@@ -99,6 +105,11 @@ class FlowLink {
   uint64_t pushed() const { return pushed_; }
   const CommitPoint& commit_point() const { return point_; }
   uint64_t import_drops() const { return import_drops_.load(std::memory_order_relaxed); }
+  // The last holders' generation (ClusterView::gen) whose resync this
+  // worker has pushed in full, and how many records it had pushed then
+  // (the agent tells the holders once it has taken that many).
+  uint32_t synced_gen() const { return synced_gen_.load(std::memory_order_acquire); }
+  uint64_t synced_count() const { return synced_count_.load(std::memory_order_relaxed); }
   void count_import_drop() { import_drops_.fetch_add(1, std::memory_order_relaxed); }
 
  private:
@@ -124,6 +135,10 @@ class FlowLink {
   std::atomic<bool> agent_sleeps_{false};
   friend class Agent;
   std::atomic<uint64_t> import_drops_{0};
+  // Resync done (worker writes, agent reads): count first, then gen (release).
+  bool resync_owed_ = false;
+  std::atomic<uint64_t> synced_count_{0};
+  std::atomic<uint32_t> synced_gen_{0};
   // The mailbox (post()); the lock is taken once per view, never per packet.
   std::atomic<bool> has_view_{false};
   std::mutex mu_;
@@ -160,6 +175,12 @@ struct AgentConfig {
   uint64_t silent_after_ns = 1'000'000'000;
   uint32_t rise = 3;
   uint32_t replicas = 1;
+  // Joining: the node holds copies from the start, but says it is ready
+  // (and the router should send it traffic) only once every ready peer has
+  // sent it its flows (kRecordSynced), or after join_timeout. A cluster's
+  // first node waits only to hear whether anyone is up (dead_after plus
+  // rise + 1 heartbeats).
+  uint64_t join_timeout_ns = 3'000'000'000;
   // How long a peer's data waits for our ack to ride on a datagram of ours.
   // The daemon sets one checkpoint interval (at most 1 ms): peers send every
   // checkpoint, so acks nearly always ride along, where at 200 us a third of
@@ -187,7 +208,10 @@ struct AgentConfig {
   X(kSendErrors, "send_errors")                                                       \
   X(kHeartbeatProbes, "heartbeat_probes") /* to silent peers: slow rate */            \
   X(kUnknownSender, "unknown_sender")                                                 \
-  X(kViewsPublished, "views_published")
+  X(kViewsPublished, "views_published")                                               \
+  X(kSyncedSent, "synced_sent")         /* told a holder it has all our flows */      \
+  X(kSyncedReceived, "synced_received") /* a peer's flows are all here */             \
+  X(kJoinTimeouts, "join_timeouts")     /* ready without every peer's flows */
 
 TRIPOD_DECLARE_REASONS(AgentCounter, TRIPOD_AGENT_COUNTERS)
 
@@ -204,6 +228,8 @@ class Agent {
 
   // Any thread: a consistent-enough snapshot for status.
   NodeSet live_set() const { return live_.load(std::memory_order_relaxed); }
+  // This node has its copies (or waited join_timeout): it may take traffic.
+  bool ready() const { return ready_.load(std::memory_order_relaxed); }
   uint32_t epoch() const { return epoch_.load(std::memory_order_relaxed); }
   // Whether the thread got real-time priority (needs CAP_SYS_NICE).
   bool realtime() const { return realtime_; }
@@ -221,6 +247,11 @@ class Agent {
   void send_heartbeats(uint64_t now);
   void route_exports(uint64_t now);
   void on_events(std::span<const MemberEvent> events);
+  // The holders are the nodes that run (ready or joining): a new set is a
+  // new ring generation, and every flow goes to its holders again.
+  void refresh_ring();
+  void join(uint64_t now);
+  void send_synced(uint64_t now);
   void publish();
   Peer* peer(uint16_t id);
   // The datagram seq that carries it, or 0 (the window is full).
@@ -272,6 +303,12 @@ class Agent {
   uint64_t silent_after_ns_;     // effective (AgentConfig::silent_after_ns)
   uint64_t probe_ns_;            // effective (AgentConfig::probe_interval_ns)
   uint64_t now_ = 0;             // of the current tick (heartbeat callbacks)
+  NodeSet ring_basis_ = 0;       // the nodes the ring is built over
+  uint32_t ring_gen_ = 0;        // ClusterView::gen
+  uint32_t synced_gen_ = 0;      // the last generation whose synced records went out
+  uint64_t join_start_ns_ = 0;   // first tick (joining)
+  uint64_t listen_ns_;           // how long a joining node listens for peers first
+  std::atomic<bool> ready_{false};
   std::atomic<NodeSet> live_{0};
   std::atomic<uint32_t> epoch_{0};
   std::atomic<bool> stop_{false};

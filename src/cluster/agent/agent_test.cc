@@ -357,8 +357,17 @@ TEST(ClusterAgent, SyncPacketsLeaveOnceTheHolderHasTheState) {
     out += n1.release();
     return out > 0;
   })) << "the SYN was never released";
-  if (n1.agent->live_set() != 0b001) {
-    ADD_FAILURE() << "left while its holders still counted as live, after "
+  // Its one holder (replicas: 1): the first of its slot's that is not node 1.
+  RingConfig rc;
+  rc.key = SipKey{13, 14};
+  rc.members = 0b111;
+  const FlowKey key = make_flow_key(Family::kIpv4, kProtoTcp, IpAddress::parse(kClient).bytes,
+                                    IpAddress::parse(kVip).bytes, 40001, 80, false);
+  NodeId holder = kNoNode;
+  for (NodeId h : Ring(rc).build(0b111).holders(n1.gw->slot_of(key)))
+    if (h != 1 && holder == kNoNode) holder = h;
+  if (contains(n1.agent->live_set(), holder)) {
+    ADD_FAILURE() << "left while its holder (node " << holder << ") still counted as live, after "
                   << std::chrono::duration_cast<std::chrono::milliseconds>(
                          std::chrono::steady_clock::now() - t0)
                          .count()
@@ -450,6 +459,73 @@ TEST(ClusterAgent, SilentPeerGetsProbesAndJoinsWhenItSpeaks) {
     return n1->agent->live_set() == 0b111 && n2->agent->live_set() == 0b111 &&
            n3->agent->live_set() == 0b111;
   })) << "node 3 did not join";
+  n1->agent->stop();
+  n2->agent->stop();
+  n3->agent->stop();
+}
+
+// A node that restarts takes in its copies before it says it is ready (and
+// the router would send it traffic): when its agent first says so, every
+// flow it holds is here, and until then the others saw it as joining (their
+// misses went to the flows' previous holders).
+TEST(ClusterAgent, ARestartedNodeIsReadyOnlyOnceItHoldsItsCopies) {
+  constexpr uint32_t kFlows = 1500;
+  auto n1 = std::make_unique<Node>(1, 50'000'000, 4096);
+  auto n2 = std::make_unique<Node>(2, 50'000'000, 4096);
+  auto n3 = std::make_unique<Node>(3, 50'000'000, 4096);
+  ASSERT_TRUE(start_all({n1.get(), n2.get(), n3.get()})) << "membership did not converge";
+  EXPECT_TRUE(n1->agent->ready());
+  std::vector<Bytes> syns;
+  for (uint32_t i = 0; i < kFlows; ++i)
+    syns.push_back(seg(kClient, kVip, static_cast<uint16_t>(20000 + i), 80, kTcpSyn, 1000, 0));
+  ASSERT_EQ(n1->send(std::move(syns)).size(), kFlows);
+  ASSERT_TRUE(until({n1.get(), n2.get(), n3.get()}, [&] {
+    return n2->gw->standby_connections() + n3->gw->standby_connections() == kFlows;
+  }));
+
+  n3.reset();  // its agent stops: node 3 dies, and node 2 holds every flow
+  ASSERT_TRUE(until({n1.get(), n2.get()}, [&] {
+    return n1->view.live == 0b011 && n2->view.live == 0b011 &&
+           n2->gw->standby_connections() == kFlows;
+  }));
+
+  n3 = std::make_unique<Node>(3, 50'000'000, 4096);  // a new incarnation, empty
+  n3->agent->start();
+  // Node 1's worker stands still for a while (its agent goes on): its flows
+  // cannot reach node 3, which must not say it is ready meanwhile.
+  const auto still = std::chrono::steady_clock::now() + std::chrono::milliseconds(300);
+  while (std::chrono::steady_clock::now() < still) {
+    n2->work();
+    n3->work();
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_FALSE(n3->agent->ready()) << "ready without node 1's flows";
+  EXPECT_EQ(n3->gw->standby_connections(), 0u);
+  bool seen_joining = false;
+  ASSERT_TRUE(until({n1.get(), n2.get(), n3.get()}, [&] {
+    seen_joining |= n1->view.joining == 0b100 && n1->view.live == 0b111;
+    return n3->agent->ready();
+  })) << "node 3 never became ready";
+  // What its agent had when it said so: into the worker.
+  for (int i = 0; i < 8; ++i)
+    n3->work();
+  const uint32_t at_ready = n3->gw->standby_connections();
+  ASSERT_TRUE(until({n1.get(), n2.get(), n3.get()}, [&] {
+    for (Node* n : {n1.get(), n2.get(), n3.get()})
+      if (n->view.live != 0b111 || n->view.joining != 0) return false;
+    return true;
+  }));
+  for (int i = 0; i < 100; ++i) {  // anything still on its way
+    for (Node* n : {n1.get(), n2.get(), n3.get()})
+      n->work();
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  const uint32_t settled = n3->gw->standby_connections();
+  EXPECT_GT(settled, 0u);
+  EXPECT_EQ(at_ready, settled) << "node 3 said it was ready before its copies came";
+  EXPECT_TRUE(seen_joining) << "node 1 never saw node 3 joining";
+  EXPECT_EQ(counter(*n3->agent, "synced_received"), 2u);
+  EXPECT_EQ(counter(*n3->agent, "join_timeouts"), 0u);
   n1->agent->stop();
   n2->agent->stop();
   n3->agent->stop();

@@ -126,6 +126,12 @@ class RingView {
   bool update(NodeSet live, uint32_t epoch);
   // Migration is over: misses no longer consult the previous epoch.
   void drop_previous() { has_previous_ = false; }
+  // The previous table is that of `live` (a joined node takes the table
+  // the others had before it came). The current one stays.
+  void set_previous(NodeSet live) {
+    ring_.build(live, tables_[cur_].epoch(), &tables_[cur_ ^ 1u]);
+    has_previous_ = true;
+  }
 
   const SlotTable& current() const { return tables_[cur_]; }
   // nullptr when there is none (start, or after drop_previous()).

@@ -616,29 +616,72 @@ TEST_F(Cluster, CopyOfADownProcessorStillFollowsIt) {
   EXPECT_EQ(b_.gw().standby_connections(), 0u);
 }
 
-// The slot's first live holder joined with this epoch (a restart: no copies
-// yet), so the previous epoch's first live holder takes over; here that is
-// this node, which promotes its copy.
-TEST_F(Cluster, AHolderThatJustJoinedIsPassedOver) {
-  open_conn(a_, 1, 40018);
-  b_.import_wire(a_.export_wire());
-  const FlowKey orig = make_flow_key(Family::kIpv4, kProtoTcp, IpAddress::parse(kClient).bytes,
-                                     IpAddress::parse(kVip).bytes, 40018, 80, false);
-  ClusterView view;
-  view.live = 0b110;  // node 1 is dead, node 3 has just come back
-  std::memcpy(view.mac[2], kMac[2], 6);
-  std::memcpy(view.mac[3], kMac[3], 6);
-  const uint32_t slot = b_.gw().slot_of(orig);
-  view.holders[slot][0] = 3;
-  view.holders[slot][1] = 2;
-  view.prev_holders[slot][0] = 1;
-  view.prev_holders[slot][1] = 2;
-  b_.gw().set_cluster_view(&view);
-  const Bytes out = b_.one(seg({kClient, kVip, 40018, 80, kTcpAck, 1001, 5001}));
-  ASSERT_FALSE(out.empty());
-  EXPECT_EQ(ends_of(out).dst, kDip);
-  EXPECT_EQ(b_.counter("sync_handed_to_holder"), 0u);
-  EXPECT_EQ(b_.counter("sync_promoted"), 1u);
+// The slot's first live holder is still joining (a restart taking in its
+// copies), so the previous epoch's first live holder takes over; here that
+// is this node, which promotes its copy. Once that node is ready, the flow
+// is handed to it: a ready node has its copies.
+TEST_F(Cluster, AHolderStillJoiningIsPassedOver) {
+  for (const bool joining : {false, true}) {
+    SCOPED_TRACE(joining ? "joining" : "ready");
+    Node a{1, &clock_}, b{2, &clock_};
+    open_conn(a, 1, 40018);
+    b.import_wire(a.export_wire());
+    const FlowKey orig = make_flow_key(Family::kIpv4, kProtoTcp, IpAddress::parse(kClient).bytes,
+                                       IpAddress::parse(kVip).bytes, 40018, 80, false);
+    ClusterView view;
+    view.live = 0b110;  // node 1 is dead, node 3 has come back
+    view.joining = joining ? 0b100 : 0;
+    std::memcpy(view.mac[2], kMac[2], 6);
+    std::memcpy(view.mac[3], kMac[3], 6);
+    const uint32_t slot = b.gw().slot_of(orig);
+    view.holders[slot][0] = 3;
+    view.holders[slot][1] = 2;
+    view.prev_holders[slot][0] = 1;
+    view.prev_holders[slot][1] = 2;
+    b.gw().set_cluster_view(&view);
+    const Bytes out = b.one(seg({kClient, kVip, 40018, 80, kTcpAck, 1001, 5001}));
+    ASSERT_FALSE(out.empty());
+    EXPECT_EQ(ends_of(out).dst, joining ? kDip : kVip);  // (handed over: unchanged)
+    EXPECT_EQ(b.counter("sync_handed_to_holder"), joining ? 0u : 1u);
+    EXPECT_EQ(b.counter("sync_promoted"), joining ? 1u : 0u);
+  }
+}
+
+// A copy whose processor died, in a slot whose first holder is now another
+// node (one that joined): the resync takes it over and sends it there in
+// full, since misses go there and only this node had it. A copy in a slot
+// this node still holds first stays a copy (its first packet promotes it).
+TEST_F(Cluster, AResyncHandsOnCopiesWithNoProcessor) {
+  for (const bool moved : {false, true}) {
+    SCOPED_TRACE(moved ? "slot moved" : "slot stays");
+    Node a{1, &clock_}, b{2, &clock_};
+    open_conn(a, 1, 40021);
+    b.import_wire(a.export_wire());
+    ASSERT_EQ(b.gw().standby_connections(), 1u);
+    b.gw().peer_down(1);
+    const FlowKey orig = make_flow_key(Family::kIpv4, kProtoTcp, IpAddress::parse(kClient).bytes,
+                                       IpAddress::parse(kVip).bytes, 40021, 80, false);
+    ClusterView view;
+    view.live = 0b110;
+    std::memcpy(view.mac[2], kMac[2], 6);
+    std::memcpy(view.mac[3], kMac[3], 6);
+    const uint32_t slot = b.gw().slot_of(orig);
+    view.holders[slot][0] = moved ? 3 : 2;
+    view.holders[slot][1] = moved ? 2 : 3;
+    b.gw().set_cluster_view(&view);
+    b.gw().resync();
+    EXPECT_EQ(b.counter("sync_orphan_taken"), moved ? 1u : 0u);
+    EXPECT_EQ(b.gw().standby_connections(), moved ? 0u : 1u);
+    const auto recs = b.export_wire();
+    ASSERT_EQ(recs.size(), moved ? 1u : 0u);
+    if (!moved) continue;
+    FlowSync s;
+    ASSERT_EQ(decode_flow_sync(recs[0].first, recs[0].second.data(), recs[0].second.size(), &s),
+              FlowSyncError::kOk);
+    EXPECT_EQ(s.op, FlowSyncOp::kFull);
+    EXPECT_EQ(s.processor, 2);
+    EXPECT_EQ(s.src_port, 40021);
+  }
 }
 
 // The backend answers our SYN with a bare ACK: it holds that 4-tuple (an

@@ -1502,19 +1502,13 @@ uint16_t GatewayStage::takeover_node(const uint8_t* frame, const ConnRecord& r) 
 
 uint16_t GatewayStage::slot_holder(uint32_t slot) const {
   const uint16_t h = first_live(view_->holders[slot]);
-  // A node that joined with this epoch (a restart) has no copies yet: the
-  // previous epoch's first live holder has them.
-  if (h != 0 && h != cluster_.node_id && !listed(view_->prev_holders[slot], h)) {
+  // A node still joining (a restart) is taking in its copies: until it is
+  // ready, the previous epoch's first live holder has them.
+  if (h != 0 && h != cluster_.node_id && node_joining(h)) {
     const uint16_t p = first_live(view_->prev_holders[slot]);
     if (p != 0) return p;
   }
   return h;
-}
-
-bool GatewayStage::listed(const uint8_t (&holders)[kViewHolders], uint16_t node) {
-  for (uint8_t n : holders)
-    if (n == node) return true;
-  return false;
 }
 
 uint16_t GatewayStage::first_live(const uint8_t (&holders)[kViewHolders]) const {
@@ -1568,6 +1562,17 @@ void GatewayStage::resync() {
   for (uint32_t i = 0; i < capacity_; ++i) {
     ConnRecord& r = records_[i];
     r.seen &= static_cast<uint8_t>(~(kSyncQueued | kSyncInQueue | kSyncLazy));
+    // A copy whose processor died, in a slot that now has another first
+    // holder (a node joined before it): only this node has it, and misses
+    // go to the new holder. Taken over now, it goes there in full below.
+    if ((r.flags & (kRecLive | kRecStandby)) == (kRecLive | kRecStandby) && r.lb.spare == 0 &&
+        view_ != nullptr) {
+      const uint16_t h = first_live(view_->holders[slot_of(record_key(r))]);
+      if (h != 0 && h != cluster_.node_id) {
+        promote(i);
+        counters_.inc(GatewayCounter::kSyncOrphanTaken);
+      }
+    }
     if ((r.flags & kRecLive) && !(r.flags & (kRecStandby | kRecEgress))) {
       // A closed flow's copy still out there gets its delete; an open one
       // goes in full (the holders may have changed).
@@ -1579,6 +1584,7 @@ void GatewayStage::resync() {
       }
     }
   }
+  resync_end_ = dirty_tail_;
 }
 
 void GatewayStage::fill_sync(const ConnRecord& r, FlowSync* s, FlowSyncOp op, Tick now) const {

@@ -138,13 +138,14 @@ static_assert(sizeof(ConnLink) == 8);
   X(kDropSynProxy, "drop_synproxy")              /* reason in synproxy_* */                        \
   /* cluster (flow_sync.h) */                                                                      \
   X(kSyncExported, "sync_exported")                                                                \
-  X(kSyncLazyDue, "sync_lazy_due")      /* a close under way lasted 1 s: its state travels */      \
-  X(kSyncLazyFull, "sync_lazy_full")    /* close queue full: the change travels at once */         \
-  X(kSyncImported, "sync_imported")     /* standby records created */                              \
-  X(kSyncUpdated, "sync_updated")       /* standby records updated */                              \
-  X(kSyncDeleted, "sync_deleted")       /* standby records the processor closed */                 \
-  X(kSyncPromoted, "sync_promoted")     /* standby taken over: processor gone */                   \
-  X(kSyncRedirected, "sync_redirected") /* handed to the live processor */                         \
+  X(kSyncLazyDue, "sync_lazy_due")         /* a close under way lasted 1 s: its state travels */   \
+  X(kSyncLazyFull, "sync_lazy_full")       /* close queue full: the change travels at once */      \
+  X(kSyncImported, "sync_imported")        /* standby records created */                           \
+  X(kSyncUpdated, "sync_updated")          /* standby records updated */                           \
+  X(kSyncDeleted, "sync_deleted")          /* standby records the processor closed */              \
+  X(kSyncPromoted, "sync_promoted")        /* standby taken over: processor gone */                \
+  X(kSyncOrphanTaken, "sync_orphan_taken") /* no processor, a new first holder: resync */          \
+  X(kSyncRedirected, "sync_redirected")    /* handed to the live processor */                      \
   X(kSyncMissRedirected, "sync_miss_redirected")  /* no record: handed to a holder */              \
   X(kSyncHandedToHolder, "sync_handed_to_holder") /* an older copy: to the slot's holder */        \
   X(kSyncUpdateUnknown, "sync_update_unknown")    /* update or delete of no standby record */      \
@@ -315,8 +316,13 @@ class GatewayStage final : public Stage {
   // first packet of each promotes it (O(records)).
   void peer_down(uint16_t node);
   // The holders changed (a new epoch): every flow goes out in full again
-  // (O(records)).
+  // (O(records)). A copy with no processor (it died) in a slot this node
+  // no longer holds first is promoted here, so that it goes out to the new
+  // holder too (a joining node would not get it otherwise).
   void resync();
+  // Every record queued by the last resync() has been handed out by
+  // export_sync() (the cluster agent then tells the new holders).
+  bool resync_exported() const { return !resync_pending_ && dirty_head_ >= resync_end_; }
   // Output commit (GatewayVipConfig::output_commit): export_sync() fills
   // batch `open`; the caller (FlowLink) moves the point as batches close and
   // are acknowledged. A forwarded packet of such a flow is marked held
@@ -475,6 +481,10 @@ class GatewayStage final : public Stage {
     return view_ != nullptr && node >= 1 && node <= kMaxClusterNodes &&
            (view_->live >> (node - 1) & 1) != 0;
   }
+  bool node_joining(uint16_t node) const {
+    return view_ != nullptr && node >= 1 && node <= kMaxClusterNodes &&
+           (view_->joining >> (node - 1) & 1) != 0;
+  }
   bool redirect(Burst& b, uint32_t i, uint16_t node, GatewayCounter c);
   // Pulling. pull() parks packet i while `target` is asked for its flow
   // (kParked), or says where it goes instead.
@@ -496,8 +506,7 @@ class GatewayStage final : public Stage {
   uint16_t first_live(const uint8_t (&holders)[kViewHolders]) const;  // 0: none
   // Who takes over a copy whose processor is gone (0: this node decides).
   uint16_t takeover_node(const uint8_t* frame, const ConnRecord& r) const;
-  uint16_t slot_holder(uint32_t slot) const;  // the first live holder with copies
-  static bool listed(const uint8_t (&holders)[kViewHolders], uint16_t node);
+  uint16_t slot_holder(uint32_t slot) const;   // the first live holder with copies
   bool from_peer(const uint8_t* frame) const;  // its source MAC is a live peer's
   void promote(uint32_t idx);
   void fill_sync(const ConnRecord& r, FlowSync* s, FlowSyncOp op, Tick now) const;
@@ -540,6 +549,7 @@ class GatewayStage final : public Stage {
   internal::HugeArray<uint32_t> dirty_;  // ring of record indices; each queued at most once
   uint64_t dirty_head_ = 0;
   uint64_t dirty_tail_ = 0;
+  uint64_t resync_end_ = 0;  // dirty_tail_ after the last resync()
   bool resync_pending_ = false;
   // Closes under way (kSyncLazy), in the order they became due. An entry
   // can outlive its record (freed, maybe reused): kSyncLazy tells.
