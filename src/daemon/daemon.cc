@@ -337,7 +337,7 @@ void Daemon::on_view(const cluster::ViewChange& change) {
     spdlog::warn("cluster: node {} is down; its flows' copies here take over on their next packet",
                  d);
   if (change.resync)
-    spdlog::info("cluster: live nodes {{{}}}, joining {{{}}}", list(change.view->live),
+    spdlog::info("cluster: running nodes {{{}}}, joining {{{}}}", list(change.view->live),
                  list(change.view->joining));
   const uint16_t self = cfg_.cluster.node_id;
   if (!logged_ready_ && (change.view->live >> (self - 1) & 1) &&

@@ -94,6 +94,7 @@ void FlowLink::post(const ViewChange& change) {
   std::lock_guard<std::mutex> lock(mu_);
   next_view_ = change.view;
   next_down_.insert(next_down_.end(), change.down.begin(), change.down.end());
+  next_restarted_.insert(next_restarted_.end(), change.restarted.begin(), change.restarted.end());
   next_resync_ |= change.resync;
   has_view_.store(true, std::memory_order_release);
 }
@@ -106,11 +107,13 @@ void FlowLink::worker_poll(GatewayStage& gw, uint64_t now_ns) {
   if (has_view_.load(std::memory_order_acquire)) {
     std::shared_ptr<const ClusterView> v;
     std::vector<uint16_t> down;
+    std::vector<uint16_t> restarted;
     bool resync;
     {
       std::lock_guard<std::mutex> lock(mu_);
       v = std::move(next_view_);
       down.swap(next_down_);
+      restarted.swap(next_restarted_);
       resync = next_resync_;
       next_resync_ = false;
       has_view_.store(false, std::memory_order_relaxed);
@@ -119,6 +122,8 @@ void FlowLink::worker_poll(GatewayStage& gw, uint64_t now_ns) {
     gw.set_cluster_view(&view_);
     for (uint16_t d : down)
       gw.peer_down(d);
+    for (uint16_t r : restarted)
+      gw.peer_restarted(r);
     if (resync) {
       gw.resync();
       resync_owed_ = true;
@@ -206,7 +211,11 @@ struct Agent::Peer {
   uint64_t last_heard_ns = 0;  // its last authentic heartbeat (0: never)
   uint64_t next_hb_ns = 0;
   uint64_t synced_inc = 0;   // its incarnation when it said all its flows are here
+  NodeSet synced_basis = 0;  // the ring those flows were sent for
   bool synced_owed = false;  // we owe it a kRecordSynced
+  bool import_lost = false;  // a record of its found the worker's ring full
+  uint8_t caps = 0;          // kNodeCap* of its node info, in session caps_session
+  uint32_t caps_session = 0;
   bool heard(uint64_t now, uint64_t within) const {
     return last_heard_ns != 0 && now - last_heard_ns < within;
   }
@@ -293,7 +302,10 @@ Agent::Agent(const AgentConfig& cfg, std::vector<FlowLink*> links, ViewSink sink
   commits_.resize(links_.size());
   for (const FlowLink* l : links_)
     wake_on_datagrams_ |= l->output_commit();
-  listen_ns_ = cfg_.dead_after_ns + (uint64_t{cfg_.rise} + 1) * cfg_.heartbeat_interval_ns;
+  // Long enough to hear a peer that took us for silent (it probes every
+  // probe_ns_) and to see it rise.
+  listen_ns_ = std::max(cfg_.dead_after_ns, probe_ns_) +
+               (uint64_t{cfg_.rise} + 1) * cfg_.heartbeat_interval_ns;
   // Not ready yet: the node holds copies at once, and says it is ready once
   // it has them (join()).
   refresh_ring();
@@ -329,17 +341,25 @@ Agent::Peer* Agent::peer(uint16_t id) {
 
 void Agent::on_record(uint16_t from, const wire::Record& r) {
   counters_.inc(AgentCounter::kRecordsReceived);
+  Peer* const p = peer(from);
+  if (p == nullptr) return;
   if (r.type == kRecordNodeInfo) {
     std::memcpy(macs_[from].data(), r.body.data(), 6);
+    p->caps = r.body[6];
+    p->caps_session = p->ch->session();
     dirty_ = true;
     return;
   }
   if (r.type == kRecordSynced) {
-    Peer* p = peer(from);
-    if (p != nullptr && contains(load_be<uint64_t>(r.body.data()), cfg_.self)) {
-      p->synced_inc = p->ch->peer_incarnation();
-      counters_.inc(AgentCounter::kSyncedReceived);
+    // Lost imports: this peer's flows are not all here (join_timeout decides).
+    if (p->import_lost) {
+      p->import_lost = false;
+      counters_.inc(AgentCounter::kSyncedIncomplete);
+      return;
     }
+    p->synced_inc = p->ch->peer_incarnation();
+    p->synced_basis = load_be<uint64_t>(r.body.data());
+    counters_.inc(AgentCounter::kSyncedReceived);
     return;
   }
   FlowSync s;
@@ -351,18 +371,21 @@ void Agent::on_record(uint16_t from, const wire::Record& r) {
   }
   s.peer = from;  // a pull is answered to its sender
   // One worker per node today: every flow's copy goes to it.
-  if (links_.empty() || links_[0]->to_worker().push(&s, 1) != 1)
+  if (links_.empty() || links_[0]->to_worker().push(&s, 1) != 1) {
     counters_.inc(AgentCounter::kImportRingFull);
+    p->import_lost = true;
+  }
 }
 
 void Agent::on_events(std::span<const MemberEvent> events) {
   for (const MemberEvent& e : events) {
     switch (e.kind) {
       case MemberEventKind::kStatus:
-        if (e.from == PeerStatus::kUp && e.to != PeerStatus::kUp) down_.push_back(e.node);
+        if (e.from != PeerStatus::kDead && e.to == PeerStatus::kDead) down_.push_back(e.node);
         break;
       case MemberEventKind::kRestarted:
-        down_.push_back(e.node);
+        restarted_nodes_.push_back(e.node);
+        restarted_ = true;  // a new ring generation even if the set looks the same (rise: 1)
         break;
       case MemberEventKind::kEpoch:
         live_.store(e.live, std::memory_order_relaxed);
@@ -376,7 +399,8 @@ void Agent::on_events(std::span<const MemberEvent> events) {
 
 void Agent::refresh_ring() {
   const NodeSet basis = membership_.reachable_set();
-  if (basis == ring_basis_) return;
+  if (basis == ring_basis_ && !restarted_) return;
+  restarted_ = false;
   ring_basis_ = basis;
   ring_.update(basis, ++ring_gen_);
   // A joining node's misses get no traffic to answer (it is not ready),
@@ -400,7 +424,9 @@ void Agent::join(uint64_t now) {
     const uint64_t heard = membership_.last_heard_ns(n);
     // Still rising (heard, not yet `rise` heartbeats): wait to see it up.
     const bool rising = st == PeerStatus::kDead && heard != 0 && now - heard < cfg_.dead_after_ns;
-    if (rising || (st == PeerStatus::kUp && p->synced_inc != membership_.incarnation(n))) {
+    const bool synced =
+        p->synced_inc == membership_.incarnation(n) && p->synced_basis == ring_basis_;
+    if (rising || (st == PeerStatus::kUp && !synced)) {
       all = false;
       break;
     }
@@ -432,13 +458,17 @@ void Agent::send_synced(uint64_t now) {
         p->synced_owed = contains(ring_basis_, p->addr.id);
     }
   }
+  // Owed for an older generation: the current one's resync is under way,
+  // and its own synced record follows it.
+  if (synced_gen_ != ring_gen_) return;
   uint8_t body[kSyncedSize];
   store_be<uint64_t>(body, ring_basis_);
   for (auto& p : peers_) {
-    if (!p->synced_owed) continue;
-    if (!contains(ring_basis_, p->addr.id)) {
-      p->synced_owed = false;
-    } else if (p->ch->push(kRecordSynced, body, now).status == wire::PushStatus::kOk) {
+    // A node that does not know the record (an older version, in a rolling
+    // upgrade) would drop the whole datagram: it waits for join_timeout.
+    if (!p->synced_owed || p->caps_session != p->ch->session() || (p->caps & kNodeCapSynced) == 0)
+      continue;
+    if (p->ch->push(kRecordSynced, body, now).status == wire::PushStatus::kOk) {
       p->synced_owed = false;
       counters_.inc(AgentCounter::kSyncedSent);
     }
@@ -464,6 +494,7 @@ void Agent::publish() {
   ViewChange c;
   c.view = std::move(v);
   c.down.swap(down_);
+  c.restarted.swap(restarted_nodes_);
   c.resync = resync_;
   for (FlowLink* l : links_)
     l->post(c);
@@ -536,6 +567,7 @@ void Agent::route_exports(uint64_t now) {
   // (no acks) and hold back every peer's records; the new epoch's resync
   // sends those flows to their new holders.
   const NodeSet live = ring_basis_;
+  const NodeSet ready = membership_.live_set();
   size_t kept = 0;
   for (const Pending& w : pending_) {
     if ((live & node_bit(w.peer)) == 0) {
@@ -560,32 +592,46 @@ void Agent::route_exports(uint64_t now) {
       for (uint32_t i = 0; i < n; ++i) {
         const FlowSync& s = buf[i];
         const uint64_t rec = commits_[li].taken++;
-        if (is_pull_op(s.op)) {  // to one node (a dead one: the asker times out)
-          Peer* p = (live & node_bit(s.peer)) != 0 ? peer(s.peer) : nullptr;
-          if (p == nullptr) {
-            counters_.inc(AgentCounter::kRecordsNoHolder);
-          } else if (const uint64_t seq = send_record(p, s, now); seq != 0) {
-            note_sent(li, rec, *p, seq);
+        auto send_to = [&](uint16_t h) {
+          if (const uint64_t seq = send_record(peer(h), s, now); seq != 0) {
+            note_sent(li, rec, *peer(h), seq);
           } else {
-            pending_.push_back(Pending{s, s.peer, li, rec});
+            pending_.push_back(Pending{s, h, li, rec});
+          }
+        };
+        if (is_pull_op(s.op)) {  // to one node (a dead one: the asker times out)
+          if ((live & node_bit(s.peer)) == 0 || peer(s.peer) == nullptr) {
+            counters_.inc(AgentCounter::kRecordsNoHolder);
+          } else {
+            send_to(s.peer);
           }
           continue;
         }
         // The first `replicas` holders of its slot that are not this node.
+        const uint32_t slot = flow_slot(s, cfg_.slot_key);
         uint32_t sent = 0;
-        for (NodeId h : ring_.current().holders(flow_slot(s, cfg_.slot_key))) {
+        NodeSet to = 0;
+        for (NodeId h : ring_.current().holders(slot)) {
           if (sent == cfg_.replicas) break;
-          if (h == cfg_.self) continue;
-          Peer* p = peer(h);
-          if (p == nullptr) continue;
-          if (const uint64_t seq = send_record(p, s, now); seq != 0) {
-            note_sent(li, rec, *p, seq);
-          } else {
-            pending_.push_back(Pending{s, h, li, rec});
-          }
+          if (h == cfg_.self || peer(h) == nullptr) continue;
+          send_to(h);
+          to |= node_bit(h);
           ++sent;
         }
         if (sent == 0) counters_.inc(AgentCounter::kRecordsNoHolder);
+        // A holder still joining: the misses for its slot go to the slot's
+        // previous first ready holder meanwhile (GatewayStage::slot_holder),
+        // which must not fall behind.
+        if ((to & ~ready) != 0 && ring_.previous() != nullptr) {
+          for (NodeId h : ring_.previous()->holders(slot)) {
+            if (!contains(ready, h)) continue;
+            if (h != cfg_.self && !contains(to, h) && peer(h) != nullptr) {
+              send_to(h);
+              counters_.inc(AgentCounter::kRecordsToPrevious);
+            }
+            break;
+          }
+        }
       }
       if (n < 64) break;
     }
@@ -620,6 +666,7 @@ void Agent::tick(uint64_t now) {
     if (p->ch->peer_incarnation() != 0 && p->info_session != p->ch->session()) {
       uint8_t info[kNodeInfoSize] = {};
       std::memcpy(info, cfg_.data_mac, 6);
+      info[6] = kNodeCapSynced;
       if (p->ch->push(kRecordNodeInfo, info, now).status == wire::PushStatus::kOk)
         p->info_session = p->ch->session();
     }

@@ -39,7 +39,8 @@ namespace tripod::cluster {
 // Node information, sent once per channel session (record kRecordNodeInfo):
 // the data-plane MAC that redirected packets are sent to.
 inline constexpr uint8_t kRecordNodeInfo = 16;
-inline constexpr uint16_t kNodeInfoSize = 8;
+inline constexpr uint16_t kNodeInfoSize = 8;        // MAC (6), capabilities (1), zero (1)
+inline constexpr uint8_t kNodeCapSynced = 1u << 0;  // knows kRecordSynced
 // Synced (record kRecordSynced): every flow this node processes has gone to
 // its holders among the nodes named (NodeSet, 8 bytes, network order), in
 // full, ahead of this record on the same channel. A joining node waits for
@@ -48,12 +49,15 @@ inline constexpr uint8_t kRecordSynced = 17;
 inline constexpr uint16_t kSyncedSize = 8;
 
 // What the agent tells the workers (FlowLink::post(); the sink gets it too,
-// for the logs): a new view, the peers that went down or restarted since
-// the last one (their flows' copies lose their processor), and whether the
-// holders changed (every flow goes out again in full).
+// for the logs): a new view, the peers that went down since the last one
+// (their pulls end; their copies here take over when a packet comes, unless
+// they were only thought dead and are back), those that restarted (their
+// flows' copies lose their processor), and whether the holders changed
+// (every flow goes out again in full).
 struct ViewChange {
   std::shared_ptr<const ClusterView> view;
-  std::vector<uint16_t> down;
+  std::vector<uint16_t> down;       // died (or, falsely declared dead, will be back)
+  std::vector<uint16_t> restarted;  // back with a new incarnation: its flows are gone
   bool resync = false;
 };
 using ViewSink = std::function<void(const ViewChange&)>;
@@ -144,6 +148,7 @@ class FlowLink {
   std::mutex mu_;
   std::shared_ptr<const ClusterView> next_view_;
   std::vector<uint16_t> next_down_;
+  std::vector<uint16_t> next_restarted_;
   bool next_resync_ = false;
   ClusterView view_;  // the worker's copy, which the stage reads
 };
@@ -194,24 +199,26 @@ struct AgentConfig {
   uint8_t data_mac[6] = {};  // this node's data-plane interface
 };
 
-#define TRIPOD_AGENT_COUNTERS(X)                                                      \
-  X(kRecordsSent, "records_sent")                                                     \
-  X(kRecordsNoHolder, "records_no_holder")        /* no live holder but this node */  \
-  X(kRecordsBackpressure, "records_backpressure") /* a channel's window is full */    \
-  X(kRecordsDeadHolder, "records_dead_holder")    /* waited for a holder that died */ \
-  X(kRecordsReceived, "records_received")                                             \
-  X(kRecordsBad, "records_bad") /* failed flow_sync decoding */                       \
-  X(kImportRingFull, "import_ring_full")                                              \
-  X(kDatagramsIn, "datagrams_in")                                                     \
-  X(kDatagramsOut, "datagrams_out")                                                   \
-  X(kBytesOut, "bytes_out") /* UDP payload sent: heartbeats, records, acks */         \
-  X(kSendErrors, "send_errors")                                                       \
-  X(kHeartbeatProbes, "heartbeat_probes") /* to silent peers: slow rate */            \
-  X(kUnknownSender, "unknown_sender")                                                 \
-  X(kViewsPublished, "views_published")                                               \
-  X(kSyncedSent, "synced_sent")         /* told a holder it has all our flows */      \
-  X(kSyncedReceived, "synced_received") /* a peer's flows are all here */             \
-  X(kJoinTimeouts, "join_timeouts")     /* ready without every peer's flows */
+#define TRIPOD_AGENT_COUNTERS(X)                                                           \
+  X(kRecordsSent, "records_sent")                                                          \
+  X(kRecordsNoHolder, "records_no_holder")        /* no live holder but this node */       \
+  X(kRecordsBackpressure, "records_backpressure") /* a channel's window is full */         \
+  X(kRecordsDeadHolder, "records_dead_holder")    /* waited for a holder that died */      \
+  X(kRecordsReceived, "records_received")                                                  \
+  X(kRecordsBad, "records_bad") /* failed flow_sync decoding */                            \
+  X(kImportRingFull, "import_ring_full")                                                   \
+  X(kDatagramsIn, "datagrams_in")                                                          \
+  X(kDatagramsOut, "datagrams_out")                                                        \
+  X(kBytesOut, "bytes_out") /* UDP payload sent: heartbeats, records, acks */              \
+  X(kSendErrors, "send_errors")                                                            \
+  X(kHeartbeatProbes, "heartbeat_probes") /* to silent peers: slow rate */                 \
+  X(kUnknownSender, "unknown_sender")                                                      \
+  X(kViewsPublished, "views_published")                                                    \
+  X(kSyncedSent, "synced_sent")                /* told a holder it has all our flows */    \
+  X(kSyncedReceived, "synced_received")        /* a peer's flows are all here */           \
+  X(kSyncedIncomplete, "synced_incomplete")    /* a peer's, after its records were lost */ \
+  X(kJoinTimeouts, "join_timeouts")            /* ready without every peer's flows */      \
+  X(kRecordsToPrevious, "records_to_previous") /* also to a joining holder's predecessor */
 
 TRIPOD_DECLARE_REASONS(AgentCounter, TRIPOD_AGENT_COUNTERS)
 
@@ -269,6 +276,7 @@ class Agent {
   std::vector<std::unique_ptr<Peer>> peers_;
   std::array<std::array<uint8_t, 6>, kMaxClusterNodes + 1> macs_{};
   std::vector<uint16_t> down_;  // since the last publish
+  std::vector<uint16_t> restarted_nodes_;
   // Records a holder's channel refused (its window full), retried first;
   // while any wait, nothing more is taken from the workers.
   struct Pending {
@@ -299,6 +307,7 @@ class Agent {
   // once; otherwise it runs in rounds (loop()).
   bool wake_on_datagrams_ = false;
   bool resync_ = false;
+  bool restarted_ = false;       // a peer restarted since the last refresh_ring()
   uint64_t next_heartbeat_ = 0;  // the earliest of the peers' next_hb_ns
   uint64_t silent_after_ns_;     // effective (AgentConfig::silent_after_ns)
   uint64_t probe_ns_;            // effective (AgentConfig::probe_interval_ns)

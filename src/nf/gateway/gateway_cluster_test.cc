@@ -233,9 +233,15 @@ TEST_F(Cluster, HolderRedirectsToALiveProcessor) {
   EXPECT_EQ(b_.counter("sync_redirected"), 1u);
   EXPECT_EQ(b_.gw().standby_connections(), 1u);
 
-  // Node 1 dies (or restarts empty): the copy loses its processor, and the
-  // next packet promotes it even if node 1 is back.
+  // Node 1 was only thought dead (a stall) and is back with its flows: the
+  // copy still follows it.
   b_.gw().peer_down(1);
+  EXPECT_EQ(0, std::memcmp(b_.one(data).data(), kMac[1], 6));
+  EXPECT_EQ(b_.counter("sync_redirected"), 2u);
+
+  // Node 1 restarts empty: the copy loses its processor, and the next
+  // packet promotes it even though node 1 is back.
+  b_.gw().peer_restarted(1);
   const Bytes out2 = b_.one(seg({kDip, kSnat[1], kBport, port, kTcpAck, 5001, 1001}));
   ASSERT_FALSE(out2.empty());
   EXPECT_EQ(ends_of(out2).dst, kClient);
@@ -647,13 +653,16 @@ TEST_F(Cluster, AHolderStillJoiningIsPassedOver) {
   }
 }
 
-// A copy whose processor died, in a slot whose first holder is now another
-// node (one that joined): the resync takes it over and sends it there in
-// full, since misses go there and only this node had it. A copy in a slot
-// this node still holds first stays a copy (its first packet promotes it).
+// A copy whose processor died, of a slot this node held first and another
+// node holds first now (one that joined): the resync takes it over and
+// sends it there in full, since misses go there and only this node had it.
+// A copy of a slot this node still holds first stays a copy (its first
+// packet promotes it), and so does one this node kept from an older ring
+// (the slot's first holder before the change has the current copy).
 TEST_F(Cluster, AResyncHandsOnCopiesWithNoProcessor) {
-  for (const bool moved : {false, true}) {
-    SCOPED_TRACE(moved ? "slot moved" : "slot stays");
+  enum Case { kMoved, kStays, kKeptFromBefore };
+  for (const Case c : {kMoved, kStays, kKeptFromBefore}) {
+    SCOPED_TRACE(c == kMoved ? "slot moved" : c == kStays ? "slot stays" : "an older copy");
     Node a{1, &clock_}, b{2, &clock_};
     open_conn(a, 1, 40021);
     b.import_wire(a.export_wire());
@@ -662,19 +671,23 @@ TEST_F(Cluster, AResyncHandsOnCopiesWithNoProcessor) {
     const FlowKey orig = make_flow_key(Family::kIpv4, kProtoTcp, IpAddress::parse(kClient).bytes,
                                        IpAddress::parse(kVip).bytes, 40021, 80, false);
     ClusterView view;
-    view.live = 0b110;
-    std::memcpy(view.mac[2], kMac[2], 6);
-    std::memcpy(view.mac[3], kMac[3], 6);
+    view.live = 0b1110;
+    for (int n = 2; n <= 3; ++n)
+      std::memcpy(view.mac[n], kMac[n], 6);
+    view.mac[4][5] = 4;
     const uint32_t slot = b.gw().slot_of(orig);
-    view.holders[slot][0] = moved ? 3 : 2;
-    view.holders[slot][1] = moved ? 2 : 3;
+    view.holders[slot][0] = c == kStays ? 2 : 3;
+    view.holders[slot][1] = c == kStays ? 3 : 2;
+    view.prev_holders[slot][0] = c == kKeptFromBefore ? 4 : 2;
+    view.prev_holders[slot][1] = c == kKeptFromBefore ? 2 : 4;
     b.gw().set_cluster_view(&view);
     b.gw().resync();
-    EXPECT_EQ(b.counter("sync_orphan_taken"), moved ? 1u : 0u);
-    EXPECT_EQ(b.gw().standby_connections(), moved ? 0u : 1u);
+    const bool taken = c == kMoved;
+    EXPECT_EQ(b.counter("sync_orphan_taken"), taken ? 1u : 0u);
+    EXPECT_EQ(b.gw().standby_connections(), taken ? 0u : 1u);
     const auto recs = b.export_wire();
-    ASSERT_EQ(recs.size(), moved ? 1u : 0u);
-    if (!moved) continue;
+    ASSERT_EQ(recs.size(), taken ? 1u : 0u);
+    if (!taken) continue;
     FlowSync s;
     ASSERT_EQ(decode_flow_sync(recs[0].first, recs[0].second.data(), recs[0].second.size(), &s),
               FlowSyncError::kOk);

@@ -1505,8 +1505,8 @@ uint16_t GatewayStage::slot_holder(uint32_t slot) const {
   // A node still joining (a restart) is taking in its copies: until it is
   // ready, the previous epoch's first live holder has them.
   if (h != 0 && h != cluster_.node_id && node_joining(h)) {
-    const uint16_t p = first_live(view_->prev_holders[slot]);
-    if (p != 0) return p;
+    for (uint8_t n : view_->prev_holders[slot])  // (another may be joining too)
+      if (n != 0 && node_live(n) && !node_joining(n) && mac_set(view_->mac[n])) return n;
   }
   return h;
 }
@@ -1546,9 +1546,12 @@ void GatewayStage::peer_down(uint16_t node) {
       --pulls_active_;
     }
   }
-  // Its copies have no processor any more: whoever sees a packet first takes
-  // the flow over. Without this, a restarted peer (alive, empty) and a holder
-  // would hand its packets to each other.
+}
+
+void GatewayStage::peer_restarted(uint16_t node) {
+  peer_down(node);
+  // Without this, the restarted peer (alive, empty) and a holder would hand
+  // its old flows' packets to each other.
   for (uint32_t i = 0; i < capacity_; ++i) {
     ConnRecord& r = records_[i];
     if ((r.flags & (kRecLive | kRecStandby)) == (kRecLive | kRecStandby) && r.lb.spare == node)
@@ -1562,13 +1565,17 @@ void GatewayStage::resync() {
   for (uint32_t i = 0; i < capacity_; ++i) {
     ConnRecord& r = records_[i];
     r.seen &= static_cast<uint8_t>(~(kSyncQueued | kSyncInQueue | kSyncLazy));
-    // A copy whose processor died, in a slot that now has another first
-    // holder (a node joined before it): only this node has it, and misses
-    // go to the new holder. Taken over now, it goes there in full below.
-    if ((r.flags & (kRecLive | kRecStandby)) == (kRecLive | kRecStandby) && r.lb.spare == 0 &&
-        view_ != nullptr) {
-      const uint16_t h = first_live(view_->holders[slot_of(record_key(r))]);
-      if (h != 0 && h != cluster_.node_id) {
+    // A copy whose processor died, of a slot this node held first and
+    // another node holds first now (it joined before this one): misses go
+    // there, and only this node has the flow. Taken over now, it goes there
+    // in full below. (Not a copy this node kept from an older ring: the
+    // slot's first holder before this change has the current one.)
+    if ((r.flags & (kRecLive | kRecStandby)) == (kRecLive | kRecStandby) &&
+        !node_live(r.lb.spare) && view_ != nullptr && !sync_closed(r)) {
+      const uint32_t slot = slot_of(record_key(r));
+      const uint16_t h = first_live(view_->holders[slot]);
+      if (h != 0 && h != cluster_.node_id &&
+          first_live(view_->prev_holders[slot]) == cluster_.node_id) {
         promote(i);
         counters_.inc(GatewayCounter::kSyncOrphanTaken);
       }

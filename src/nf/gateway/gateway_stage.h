@@ -315,6 +315,11 @@ class GatewayStage final : public Stage {
   // A peer is gone: its flows' copies here lose their processor, so the
   // first packet of each promotes it (O(records)).
   void peer_down(uint16_t node);
+  // A peer is back with a new incarnation: its flows are gone, and its
+  // copies here have no processor (whoever sees a packet first takes the
+  // flow over). Not on a death: a node only thought dead (a stall) comes
+  // back with its flows, and its copies must follow it again.
+  void peer_restarted(uint16_t node);
   // The holders changed (a new epoch): every flow goes out in full again
   // (O(records)). A copy with no processor (it died) in a slot this node
   // no longer holds first is promoted here, so that it goes out to the new
