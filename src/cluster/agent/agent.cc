@@ -381,11 +381,15 @@ void Agent::on_events(std::span<const MemberEvent> events) {
   for (const MemberEvent& e : events) {
     switch (e.kind) {
       case MemberEventKind::kStatus:
-        if (e.from != PeerStatus::kDead && e.to == PeerStatus::kDead) down_.push_back(e.node);
+        if (e.from != PeerStatus::kDead && e.to == PeerStatus::kDead) {
+          down_.push_back(e.node);
+          died_at_[e.node] = std::max<uint64_t>(now_, 1);
+        }
         break;
       case MemberEventKind::kRestarted:
         restarted_nodes_.push_back(e.node);
-        restarted_ = true;  // a new ring generation even if the set looks the same (rise: 1)
+        died_at_[e.node] = 0;  // its flows are gone for sure
+        restarted_ = true;     // a new ring generation even if the set looks the same (rise: 1)
         break;
       case MemberEventKind::kEpoch:
         live_.store(e.live, std::memory_order_relaxed);
@@ -409,6 +413,14 @@ void Agent::refresh_ring() {
   if (!membership_.self_ready()) ring_.drop_previous();
   resync_ = true;
   dirty_ = true;
+}
+
+NodeSet Agent::suspects(uint64_t now) const {
+  NodeSet s = 0;
+  for (uint16_t n = 1; n <= kMaxNodes; ++n)
+    if (died_at_[n] != 0 && !contains(ring_basis_, n) && now - died_at_[n] < cfg_.dead_after_ns)
+      s |= node_bit(n);
+  return s;
 }
 
 void Agent::join(uint64_t now) {
@@ -480,6 +492,8 @@ void Agent::publish() {
   v->live = ring_basis_;
   v->joining = ring_basis_ & ~membership_.live_set();
   v->gen = ring_gen_;
+  v->suspect = suspects(now_);
+  published_suspect_ = v->suspect;
   for (uint32_t n = 1; n <= kMaxNodes; ++n)
     std::memcpy(v->mac[n], macs_[n].data(), 6);
   auto copy = [](const SlotTable& t, uint8_t(&out)[kSlots][kViewHolders]) {
@@ -672,6 +686,7 @@ void Agent::tick(uint64_t now) {
     }
   }
   join(now);
+  if (published_suspect_ != 0 && suspects(now) != published_suspect_) dirty_ = true;
   route_exports(now);
   send_synced(now);
   for (auto& p : peers_) {

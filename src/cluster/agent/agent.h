@@ -258,6 +258,8 @@ class Agent {
   // new ring generation, and every flow goes to its holders again.
   void refresh_ring();
   void join(uint64_t now);
+  // Peers declared dead less than dead_after ago (ClusterView::suspect).
+  NodeSet suspects(uint64_t now) const;
   void send_synced(uint64_t now);
   void publish();
   Peer* peer(uint16_t id);
@@ -277,6 +279,8 @@ class Agent {
   std::array<std::array<uint8_t, 6>, kMaxClusterNodes + 1> macs_{};
   std::vector<uint16_t> down_;  // since the last publish
   std::vector<uint16_t> restarted_nodes_;
+  std::array<uint64_t, kMaxNodes + 1> died_at_{};  // by node: when declared dead (0: not)
+  NodeSet published_suspect_ = 0;
   // Records a holder's channel refused (its window full), retried first;
   // while any wait, nothing more is taken from the workers.
   struct Pending {

@@ -246,6 +246,8 @@ TEST(ClusterAgent, ReplicatesAndFailsOver) {
   n1.agent->stop();
   ASSERT_TRUE(until({&n2, &n3}, [&] { return n2.view.live == 0b110 && n3.view.live == 0b110; }))
       << "node 1's death was not detected";
+  // Believed once it has lasted dead_after (until then copies wait).
+  ASSERT_TRUE(until({&n2, &n3}, [&] { return n2.view.suspect == 0 && n3.view.suspect == 0; }));
   const auto ms =
       std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
           .count();
@@ -294,6 +296,8 @@ TEST(ClusterAgent, AMissPullsTheFlowFromItsHolder) {
   n1.agent->stop();
   ASSERT_TRUE(until({&n2, &n3}, [&] { return n2.view.live == 0b110 && n3.view.live == 0b110; }))
       << "node 1's death was not detected";
+  // Believed once it has lasted dead_after (until then copies wait).
+  ASSERT_TRUE(until({&n2, &n3}, [&] { return n2.view.suspect == 0 && n3.view.suspect == 0; }));
   const Bytes data = seg(kClient, kVip, 40000, 80, kTcpAck, 1001, 5001);
   EXPECT_EQ(other.send_held({data}), 0u);  // parked
   ASSERT_TRUE(until({&n2, &n3}, [&] { return other.held_port.output().size() == 1; }))

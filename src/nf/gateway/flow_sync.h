@@ -47,6 +47,7 @@ inline constexpr uint32_t kViewHolders = 4;
 struct ClusterView {
   uint64_t live = 0;     // bit (node - 1): the node runs (holds copies, takes redirects)
   uint64_t joining = 0;  // of those, still taking in its copies: not yet ready for traffic
+  uint64_t suspect = 0;  // declared dead less than dead_after ago: copies wait to take over
   uint32_t gen = 0;      // the holders' generation: changes with `holders` (FlowLink)
   uint8_t mac[kMaxClusterNodes + 1][6] = {};        // by node id: its data-plane MAC (redirects)
   uint8_t holders[kSlots][kViewHolders] = {};       // node ids in ring order; 0: none

@@ -622,6 +622,30 @@ TEST_F(Cluster, CopyOfADownProcessorStillFollowsIt) {
   EXPECT_EQ(b_.gw().standby_connections(), 0u);
 }
 
+// A processor declared dead only just now may be a node that stalled and
+// comes back with its flows: its copy does not take the flow over until the
+// death has lasted (the view's suspect set), the packet is dropped (TCP
+// resends it), and then the copy is promoted.
+TEST_F(Cluster, ACopyWaitsOutItsProcessorsSuspectedDeath) {
+  open_conn(a_, 1, 40022);
+  b_.import_wire(a_.export_wire());
+  ClusterView view;
+  view.live = 0b10;
+  view.suspect = 0b01;
+  std::memcpy(view.mac[2], kMac[2], 6);
+  b_.gw().set_cluster_view(&view);
+  b_.gw().peer_down(1);
+  const Bytes data = seg({kClient, kVip, 40022, 80, kTcpAck, 1001, 5001});
+  EXPECT_TRUE(b_.one(data).empty());
+  EXPECT_EQ(b_.counter("sync_takeover_wait"), 1u);
+  EXPECT_EQ(b_.gw().standby_connections(), 1u);
+  view.suspect = 0;
+  const Bytes out = b_.one(data);
+  ASSERT_FALSE(out.empty());
+  EXPECT_EQ(ends_of(out).dst, kDip);
+  EXPECT_EQ(b_.counter("sync_promoted"), 1u);
+}
+
 // The slot's first live holder is still joining (a restart taking in its
 // copies), so the previous epoch's first live holder takes over; here that
 // is this node, which promotes its copy. Once that node is ready, the flow

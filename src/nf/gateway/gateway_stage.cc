@@ -1091,6 +1091,16 @@ void GatewayStage::process(Burst& b) {
         redirect(b, i, p, GatewayCounter::kSyncRedirected);
         continue;
       }
+      // Declared dead only just now: a node that stalled (an overloaded
+      // machine) comes back within a few heartbeats with its flows, and a
+      // copy promoted meanwhile would be a second processor, each node
+      // seeing one direction. The sender resends; a real death is believed
+      // after dead_after more.
+      if (p != cluster_.node_id && node_suspect(p)) {
+        drop(GatewayCounter::kSyncTakeoverWait);
+        b.verdict[i] = Verdict::kDrop;
+        continue;
+      }
       // The processor is gone: the slot's first live holder takes the flow
       // over. A copy elsewhere is older (sent before a ring change), and
       // promoting it as well would split the flow's directions between two
@@ -1390,6 +1400,11 @@ GatewayCounter GatewayStage::answer_pull(const FlowSync& s, uint64_t now_ns) {
       a.node = cluster_.node_id;  // processed here: its packets come here
     } else if (p != 0 && p != s.processor && node_live(p)) {
       a.node = p;
+    } else if (p != s.processor && node_suspect(p)) {
+      // Declared dead only just now (see process()): no answer; the asker
+      // times out and hands its packets here, where they wait too.
+      counters_.inc(GatewayCounter::kSyncTakeoverWait);
+      return GatewayCounter::kSyncTakeoverWait;
     } else if (const uint16_t h = view_ != nullptr ? slot_holder(slot_of(record_key(r))) : 0;
                h != 0 && h != cluster_.node_id && h != s.processor) {
       // The processor is gone, and the flow is the slot's first live

@@ -138,14 +138,15 @@ static_assert(sizeof(ConnLink) == 8);
   X(kDropSynProxy, "drop_synproxy")              /* reason in synproxy_* */                        \
   /* cluster (flow_sync.h) */                                                                      \
   X(kSyncExported, "sync_exported")                                                                \
-  X(kSyncLazyDue, "sync_lazy_due")         /* a close under way lasted 1 s: its state travels */   \
-  X(kSyncLazyFull, "sync_lazy_full")       /* close queue full: the change travels at once */      \
-  X(kSyncImported, "sync_imported")        /* standby records created */                           \
-  X(kSyncUpdated, "sync_updated")          /* standby records updated */                           \
-  X(kSyncDeleted, "sync_deleted")          /* standby records the processor closed */              \
-  X(kSyncPromoted, "sync_promoted")        /* standby taken over: processor gone */                \
-  X(kSyncOrphanTaken, "sync_orphan_taken") /* no processor, a new first holder: resync */          \
-  X(kSyncRedirected, "sync_redirected")    /* handed to the live processor */                      \
+  X(kSyncLazyDue, "sync_lazy_due")           /* a close under way lasted 1 s: its state travels */ \
+  X(kSyncLazyFull, "sync_lazy_full")         /* close queue full: the change travels at once */    \
+  X(kSyncImported, "sync_imported")          /* standby records created */                         \
+  X(kSyncUpdated, "sync_updated")            /* standby records updated */                         \
+  X(kSyncDeleted, "sync_deleted")            /* standby records the processor closed */            \
+  X(kSyncPromoted, "sync_promoted")          /* standby taken over: processor gone */              \
+  X(kSyncTakeoverWait, "sync_takeover_wait") /* dropped: its processor died only just now */       \
+  X(kSyncOrphanTaken, "sync_orphan_taken")   /* no processor, a new first holder: resync */        \
+  X(kSyncRedirected, "sync_redirected")      /* handed to the live processor */                    \
   X(kSyncMissRedirected, "sync_miss_redirected")  /* no record: handed to a holder */              \
   X(kSyncHandedToHolder, "sync_handed_to_holder") /* an older copy: to the slot's holder */        \
   X(kSyncUpdateUnknown, "sync_update_unknown")    /* update or delete of no standby record */      \
@@ -485,6 +486,10 @@ class GatewayStage final : public Stage {
   bool node_live(uint16_t node) const {
     return view_ != nullptr && node >= 1 && node <= kMaxClusterNodes &&
            (view_->live >> (node - 1) & 1) != 0;
+  }
+  bool node_suspect(uint16_t node) const {
+    return view_ != nullptr && node >= 1 && node <= kMaxClusterNodes &&
+           (view_->suspect >> (node - 1) & 1) != 0;
   }
   bool node_joining(uint16_t node) const {
     return view_ != nullptr && node >= 1 && node <= kMaxClusterNodes &&
