@@ -334,8 +334,12 @@ void Daemon::on_view(const cluster::ViewChange& change) {
     return out;
   };
   for (uint16_t d : change.down)
-    spdlog::warn("cluster: node {} is down; its flows' copies here take over on their next packet",
-                 d);
+    spdlog::warn(
+        "cluster: node {} is down; its flows' copies here take over on their next packet once "
+        "that has lasted dead_after",
+        d);
+  for (uint16_t r : change.restarted)
+    spdlog::warn("cluster: node {} restarted; its old flows' copies here take over", r);
   if (change.resync)
     spdlog::info("cluster: running nodes {{{}}}, joining {{{}}}", list(change.view->live),
                  list(change.view->joining));

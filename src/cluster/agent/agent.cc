@@ -96,6 +96,7 @@ void FlowLink::post(const ViewChange& change) {
   next_down_.insert(next_down_.end(), change.down.begin(), change.down.end());
   next_restarted_.insert(next_restarted_.end(), change.restarted.begin(), change.restarted.end());
   next_resync_ |= change.resync;
+  next_rescan_ |= change.rescan;
   has_view_.store(true, std::memory_order_release);
 }
 
@@ -109,6 +110,7 @@ void FlowLink::worker_poll(GatewayStage& gw, uint64_t now_ns) {
     std::vector<uint16_t> down;
     std::vector<uint16_t> restarted;
     bool resync;
+    bool rescan;
     {
       std::lock_guard<std::mutex> lock(mu_);
       v = std::move(next_view_);
@@ -116,6 +118,8 @@ void FlowLink::worker_poll(GatewayStage& gw, uint64_t now_ns) {
       restarted.swap(next_restarted_);
       resync = next_resync_;
       next_resync_ = false;
+      rescan = next_rescan_;
+      next_rescan_ = false;
       has_view_.store(false, std::memory_order_relaxed);
     }
     if (v) view_ = *v;
@@ -127,6 +131,8 @@ void FlowLink::worker_poll(GatewayStage& gw, uint64_t now_ns) {
     if (resync) {
       gw.resync();
       resync_owed_ = true;
+    } else if (rescan) {
+      gw.take_orphans();
     }
   }
   FlowSync buf[64];
@@ -374,6 +380,7 @@ void Agent::on_record(uint16_t from, const wire::Record& r) {
   if (links_.empty() || links_[0]->to_worker().push(&s, 1) != 1) {
     counters_.inc(AgentCounter::kImportRingFull);
     p->import_lost = true;
+    p->synced_inc = 0;  // a synced record counted before no longer holds
   }
 }
 
@@ -383,7 +390,9 @@ void Agent::on_events(std::span<const MemberEvent> events) {
       case MemberEventKind::kStatus:
         if (e.from != PeerStatus::kDead && e.to == PeerStatus::kDead) {
           down_.push_back(e.node);
-          died_at_[e.node] = std::max<uint64_t>(now_, 1);
+          // (Not when it restarted: its flows are gone for sure.)
+          if (e.incarnation == membership_.incarnation(e.node))
+            died_at_[e.node] = std::max<uint64_t>(now_, 1);
         }
         break;
       case MemberEventKind::kRestarted:
@@ -509,6 +518,8 @@ void Agent::publish() {
   c.view = std::move(v);
   c.down.swap(down_);
   c.restarted.swap(restarted_nodes_);
+  c.rescan = rescan_;
+  rescan_ = false;
   c.resync = resync_;
   for (FlowLink* l : links_)
     l->post(c);
@@ -638,8 +649,8 @@ void Agent::route_exports(uint64_t now) {
         // which must not fall behind.
         if ((to & ~ready) != 0 && ring_.previous() != nullptr) {
           for (NodeId h : ring_.previous()->holders(slot)) {
-            if (!contains(ready, h)) continue;
-            if (h != cfg_.self && !contains(to, h) && peer(h) != nullptr) {
+            if (h == cfg_.self || !contains(ready, h)) continue;
+            if (!contains(to, h) && peer(h) != nullptr) {
               send_to(h);
               counters_.inc(AgentCounter::kRecordsToPrevious);
             }
@@ -686,7 +697,12 @@ void Agent::tick(uint64_t now) {
     }
   }
   join(now);
-  if (published_suspect_ != 0 && suspects(now) != published_suspect_) dirty_ = true;
+  if (published_suspect_ != 0) {
+    const NodeSet s = suspects(now);
+    // A death now believed: copies that waited for it may be taken over.
+    if ((published_suspect_ & ~s & ~ring_basis_) != 0) rescan_ = true;
+    if (s != published_suspect_) dirty_ = true;
+  }
   route_exports(now);
   send_synced(now);
   for (auto& p : peers_) {

@@ -59,6 +59,7 @@ struct ViewChange {
   std::vector<uint16_t> down;       // died (or, falsely declared dead, will be back)
   std::vector<uint16_t> restarted;  // back with a new incarnation: its flows are gone
   bool resync = false;
+  bool rescan = false;  // a suspect's death is believed: GatewayStage::take_orphans()
 };
 using ViewSink = std::function<void(const ViewChange&)>;
 
@@ -150,6 +151,7 @@ class FlowLink {
   std::vector<uint16_t> next_down_;
   std::vector<uint16_t> next_restarted_;
   bool next_resync_ = false;
+  bool next_rescan_ = false;
   ClusterView view_;  // the worker's copy, which the stage reads
 };
 
@@ -312,6 +314,7 @@ class Agent {
   bool wake_on_datagrams_ = false;
   bool resync_ = false;
   bool restarted_ = false;       // a peer restarted since the last refresh_ring()
+  bool rescan_ = false;          // ViewChange::rescan, for the next publish
   uint64_t next_heartbeat_ = 0;  // the earliest of the peers' next_hb_ns
   uint64_t silent_after_ns_;     // effective (AgentConfig::silent_after_ns)
   uint64_t probe_ns_;            // effective (AgentConfig::probe_interval_ns)

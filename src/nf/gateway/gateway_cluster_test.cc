@@ -684,9 +684,12 @@ TEST_F(Cluster, AHolderStillJoiningIsPassedOver) {
 // packet promotes it), and so does one this node kept from an older ring
 // (the slot's first holder before the change has the current copy).
 TEST_F(Cluster, AResyncHandsOnCopiesWithNoProcessor) {
-  enum Case { kMoved, kStays, kKeptFromBefore };
-  for (const Case c : {kMoved, kStays, kKeptFromBefore}) {
-    SCOPED_TRACE(c == kMoved ? "slot moved" : c == kStays ? "slot stays" : "an older copy");
+  enum Case { kMoved, kStays, kKeptFromBefore, kSuspect };
+  for (const Case c : {kMoved, kStays, kKeptFromBefore, kSuspect}) {
+    SCOPED_TRACE(c == kMoved     ? "slot moved"
+                 : c == kStays   ? "slot stays"
+                 : c == kSuspect ? "slot moved, processor suspect"
+                                 : "an older copy");
     Node a{1, &clock_}, b{2, &clock_};
     open_conn(a, 1, 40021);
     b.import_wire(a.export_wire());
@@ -696,6 +699,7 @@ TEST_F(Cluster, AResyncHandsOnCopiesWithNoProcessor) {
                                        IpAddress::parse(kVip).bytes, 40021, 80, false);
     ClusterView view;
     view.live = 0b1110;
+    view.suspect = c == kSuspect ? 0b0001 : 0;
     for (int n = 2; n <= 3; ++n)
       std::memcpy(view.mac[n], kMac[n], 6);
     view.mac[4][5] = 4;
@@ -706,7 +710,12 @@ TEST_F(Cluster, AResyncHandsOnCopiesWithNoProcessor) {
     view.prev_holders[slot][1] = c == kKeptFromBefore ? 2 : 4;
     b.gw().set_cluster_view(&view);
     b.gw().resync();
-    const bool taken = c == kMoved;
+    if (c == kSuspect) {  // not while node 1 may only have stalled; once its death is believed
+      EXPECT_EQ(b.counter("sync_orphan_taken"), 0u);
+      view.suspect = 0;
+      b.gw().take_orphans();
+    }
+    const bool taken = c == kMoved || c == kSuspect;
     EXPECT_EQ(b.counter("sync_orphan_taken"), taken ? 1u : 0u);
     EXPECT_EQ(b.gw().standby_connections(), taken ? 0u : 1u);
     const auto recs = b.export_wire();

@@ -1400,11 +1400,6 @@ GatewayCounter GatewayStage::answer_pull(const FlowSync& s, uint64_t now_ns) {
       a.node = cluster_.node_id;  // processed here: its packets come here
     } else if (p != 0 && p != s.processor && node_live(p)) {
       a.node = p;
-    } else if (p != s.processor && node_suspect(p)) {
-      // Declared dead only just now (see process()): no answer; the asker
-      // times out and hands its packets here, where they wait too.
-      counters_.inc(GatewayCounter::kSyncTakeoverWait);
-      return GatewayCounter::kSyncTakeoverWait;
     } else if (const uint16_t h = view_ != nullptr ? slot_holder(slot_of(record_key(r))) : 0;
                h != 0 && h != cluster_.node_id && h != s.processor) {
       // The processor is gone, and the flow is the slot's first live
@@ -1412,6 +1407,11 @@ GatewayCounter GatewayStage::answer_pull(const FlowSync& s, uint64_t now_ns) {
       // to two askers (a restarted node's previous epoch is not the
       // survivors') would split it. The asker's packets go there.
       a.node = h;
+    } else if (p != s.processor && node_suspect(p)) {
+      // Declared dead only just now (see process()): not given yet. Its
+      // packets come here, and wait as the ones the router sends here do.
+      a.node = cluster_.node_id;
+      counters_.inc(GatewayCounter::kSyncTakeoverWait);
     } else {
       // Its processor is gone (or is the asker, which lost it): the asker
       // processes it from now on, and this copy names it.
@@ -1574,27 +1574,39 @@ void GatewayStage::peer_restarted(uint16_t node) {
   }
 }
 
+bool GatewayStage::take_orphan(uint32_t idx) {
+  // A copy whose processor died, of a slot this node held first and another
+  // node holds first now (it joined before this one): misses go there, and
+  // only this node has the flow. Taken over, it goes there in full (with
+  // the resync, or as a change). Not a copy this node kept from an older
+  // ring (the slot's first holder before this change has the current one),
+  // nor one whose processor may only have stalled (suspect: the rescan
+  // once the suspicion is over takes it).
+  ConnRecord& r = records_[idx];
+  if ((r.flags & (kRecLive | kRecStandby)) != (kRecLive | kRecStandby) || view_ == nullptr ||
+      node_live(r.lb.spare) || node_suspect(r.lb.spare) || sync_closed(r))
+    return false;
+  const uint32_t slot = slot_of(record_key(r));
+  const uint16_t h = first_live(view_->holders[slot]);
+  if (h == 0 || h == cluster_.node_id || first_live(view_->prev_holders[slot]) != cluster_.node_id)
+    return false;
+  promote(idx);
+  counters_.inc(GatewayCounter::kSyncOrphanTaken);
+  return true;
+}
+
+void GatewayStage::take_orphans() {
+  for (uint32_t i = 0; i < capacity_; ++i)
+    take_orphan(i);
+}
+
 void GatewayStage::resync() {
   // Everything is queued again below: what the queue held goes with it.
   dirty_head_ = dirty_tail_;
   for (uint32_t i = 0; i < capacity_; ++i) {
     ConnRecord& r = records_[i];
     r.seen &= static_cast<uint8_t>(~(kSyncQueued | kSyncInQueue | kSyncLazy));
-    // A copy whose processor died, of a slot this node held first and
-    // another node holds first now (it joined before this one): misses go
-    // there, and only this node has the flow. Taken over now, it goes there
-    // in full below. (Not a copy this node kept from an older ring: the
-    // slot's first holder before this change has the current one.)
-    if ((r.flags & (kRecLive | kRecStandby)) == (kRecLive | kRecStandby) &&
-        !node_live(r.lb.spare) && view_ != nullptr && !sync_closed(r)) {
-      const uint32_t slot = slot_of(record_key(r));
-      const uint16_t h = first_live(view_->holders[slot]);
-      if (h != 0 && h != cluster_.node_id &&
-          first_live(view_->prev_holders[slot]) == cluster_.node_id) {
-        promote(i);
-        counters_.inc(GatewayCounter::kSyncOrphanTaken);
-      }
-    }
+    take_orphan(i);
     if ((r.flags & kRecLive) && !(r.flags & (kRecStandby | kRecEgress))) {
       // A closed flow's copy still out there gets its delete; an open one
       // goes in full (the holders may have changed).

@@ -313,8 +313,9 @@ class GatewayStage final : public Stage {
   // come from partition `slot`).
   uint32_t slot_of(const FlowKey& original) const { return flow_slot(original, cluster_.slot_key); }
   uint32_t standby_connections() const { return standby_; }
-  // A peer is gone: its flows' copies here lose their processor, so the
-  // first packet of each promotes it (O(records)).
+  // A peer is gone (or thought so): its pulls end. Its copies here keep
+  // naming it; while it is not live (and no longer a suspect), the first
+  // packet of each promotes it.
   void peer_down(uint16_t node);
   // A peer is back with a new incarnation: its flows are gone, and its
   // copies here have no processor (whoever sees a packet first takes the
@@ -326,6 +327,9 @@ class GatewayStage final : public Stage {
   // no longer holds first is promoted here, so that it goes out to the new
   // holder too (a joining node would not get it otherwise).
   void resync();
+  // The orphan takeover of resync() alone (once a suspect's death is
+  // believed), O(records).
+  void take_orphans();
   // Every record queued by the last resync() has been handed out by
   // export_sync() (the cluster agent then tells the new holders).
   bool resync_exported() const { return !resync_pending_ && dirty_head_ >= resync_end_; }
@@ -399,6 +403,7 @@ class GatewayStage final : public Stage {
   bool synproxy_vip(const uint8_t* frame, const PacketMeta& m);
   bool is_closed(const ConnRecord& r) const;     // an LB connection that is over
   static bool sync_closed(const ConnRecord& r);  // a TCP flow not worth a copy
+  bool take_orphan(uint32_t idx);
   static bool sync_closed_state(const FwConnState& fw);
   static bool handshake_pending(const ConnRecord& r);  // FullNAT TCP, backend not open
   // A frame the SYN proxy built in `out` replaces packet i (false: a counted drop).
