@@ -121,9 +121,9 @@ struct ClusterConfig {
   uint64_t checkpoint_interval_ns = 1'000'000;
   // A miss asks the flow's holder for its state and parks the packets this
   // long at most (GatewayClusterConfig::pull_timeout_ms); 0: no pulls, the
-  // packets are handed over. Off by default: in the lab's kill-and-revive
-  // sequence pulls still lose a connection now and then (src/cluster/README.md).
-  uint32_t pull_timeout_ms = 0;
+  // packets are handed over (every later packet of the flow takes that
+  // extra hop).
+  uint32_t pull_timeout_ms = 20;
   // A (re)starting node takes in its copies of the peers' flows before it
   // says it is ready; it waits this long at most (AgentConfig).
   uint64_t join_timeout_ns = 3'000'000'000;

@@ -438,10 +438,10 @@ TEST(ConfigTest, ClusterNodesShareDerivedKeys) {
   EXPECT_EQ(a.gateway.cluster.node_id, 1);
   EXPECT_EQ(b.gateway.cluster.node_id, 2);
   EXPECT_EQ(a.gateway.cluster.snat_addresses.size(), 2u);
-  EXPECT_EQ(a.gateway.cluster.pull_timeout_ms, 0u);  // the default: misses are handed over
+  EXPECT_EQ(a.gateway.cluster.pull_timeout_ms, 20u);  // the default: misses pull
   std::string on = node(1, "198.51.100.1");
-  on.insert(on.find("  nodes:"), "  pull_timeout: 20ms\n");
-  EXPECT_EQ(load_config_string(on).gateway.cluster.pull_timeout_ms, 20u);
+  on.insert(on.find("  nodes:"), "  pull_timeout: 0\n");
+  EXPECT_EQ(load_config_string(on).gateway.cluster.pull_timeout_ms, 0u);
   EXPECT_EQ(a.cluster.join_timeout_ns, 3'000'000'000u);  // the default
   on.insert(on.find("  nodes:"), "  join_timeout: 10s\n");
   EXPECT_EQ(load_config_string(on).cluster.join_timeout_ns, 10'000'000'000u);
