@@ -369,7 +369,8 @@ TEST(ClusterAgent, SyncPacketsLeaveOnceTheHolderHasTheState) {
   const FlowKey key = make_flow_key(Family::kIpv4, kProtoTcp, IpAddress::parse(kClient).bytes,
                                     IpAddress::parse(kVip).bytes, 40001, 80, false);
   NodeId holder = kNoNode;
-  for (NodeId h : Ring(rc).build(0b111).holders(n1.gw->slot_of(key)))
+  const SlotTable table = Ring(rc).build(0b111);  // (kept: holders() is a view into it)
+  for (NodeId h : table.holders(n1.gw->slot_of(key)))
     if (h != 1 && holder == kNoNode) holder = h;
   if (contains(n1.agent->live_set(), holder)) {
     ADD_FAILURE() << "left while its holder (node " << holder << ") still counted as live, after "
