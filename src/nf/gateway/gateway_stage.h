@@ -488,18 +488,14 @@ class GatewayStage final : public Stage {
     r.seen |= kSyncLazy;
     lazy_[lazy_tail_++ % lazy_.size()] = LazyEntry{idx, now + kLazyTicks};
   }
-  bool node_live(uint16_t node) const {
+  // Whether `node` is in one of the view's node sets (live, suspect, joining).
+  bool in_view(uint64_t ClusterView::*set, uint16_t node) const {
     return view_ != nullptr && node >= 1 && node <= kMaxClusterNodes &&
-           (view_->live >> (node - 1) & 1) != 0;
+           ((view_->*set) >> (node - 1) & 1) != 0;
   }
-  bool node_suspect(uint16_t node) const {
-    return view_ != nullptr && node >= 1 && node <= kMaxClusterNodes &&
-           (view_->suspect >> (node - 1) & 1) != 0;
-  }
-  bool node_joining(uint16_t node) const {
-    return view_ != nullptr && node >= 1 && node <= kMaxClusterNodes &&
-           (view_->joining >> (node - 1) & 1) != 0;
-  }
+  bool node_live(uint16_t node) const { return in_view(&ClusterView::live, node); }
+  bool node_suspect(uint16_t node) const { return in_view(&ClusterView::suspect, node); }
+  bool node_joining(uint16_t node) const { return in_view(&ClusterView::joining, node); }
   bool redirect(Burst& b, uint32_t i, uint16_t node, GatewayCounter c);
   // Pulling. pull() parks packet i while `target` is asked for its flow
   // (kParked), or says where it goes instead.
