@@ -133,11 +133,17 @@ void Daemon::check_supported(const TripodConfig& cfg) {
     throw std::runtime_error(cfg.file +
                              ": egress SNAT is not served by the daemon yet (the XDP program "
                              "steers by destination; internal hosts' traffic would bypass it)");
-  if (cfg.sockets() != 1 || cfg.effective_workers() != 1)
-    throw std::runtime_error(
-        cfg.file +
-        ": one interface queue and one worker per node for now (replies of a flow must reach "
-        "the worker that owns it; steering by SNAT port partition is not built yet)");
+  if (cfg.interfaces.size() != 1)
+    throw std::runtime_error(cfg.file +
+                             ": one interface per node for now (a worker sends on its own "
+                             "queue's interface; serving several is not built yet)");
+  if (cfg.effective_workers() != cfg.sockets())
+    throw std::runtime_error(cfg.file + ": workers must be auto (one per queue) for now, got " +
+                             std::to_string(cfg.workers) + " for " + std::to_string(cfg.sockets()) +
+                             " queue(s)");
+  if (cfg.sockets() > kMaxWorkers)
+    throw std::runtime_error(cfg.file + ": at most " + std::to_string(kMaxWorkers) +
+                             " queues per node");
 }
 
 Daemon::Daemon(TripodConfig cfg, std::string config_path)
@@ -147,6 +153,14 @@ Daemon::Daemon(TripodConfig cfg, std::string config_path)
   monitor_ = std::make_unique<route::NetlinkMonitor>();
 
   cfg_.gateway.cookie_clock_offset_ns = wall_minus_mono();
+  // Several queues: the workers split the flows by slot and hand each other
+  // the packets of flows that are not theirs (pipeline/handoff.h).
+  const uint32_t n_workers = cfg_.sockets();
+  GatewayConfig worker_cfg = cfg_.gateway;
+  worker_cfg.shards = n_workers;
+  // The node's connection budget, shared out (flows spread evenly by slot).
+  worker_cfg.max_connections = (cfg_.gateway.max_connections + n_workers - 1) / n_workers;
+  if (n_workers > 1) handoff_ = std::make_unique<HandoffMesh>(n_workers, kHandoffRing);
   for (const auto& ifc : cfg_.interfaces) {
     XdpSteeringConfig sc;
     sc.interface = ifc.name;
@@ -170,10 +184,11 @@ Daemon::Daemon(TripodConfig cfg, std::string config_path)
                      std::strerror(slow_paths_.back()->open_errno()));
       auto l2 = std::make_unique<L2Stage>(monitor_->snapshots().register_reader(), ifindex,
                                           slow_paths_.back().get());
-      auto gw = std::make_unique<GatewayStage>(cfg_.gateway, now_ns());
+      auto gw = std::make_unique<GatewayStage>(worker_cfg, now_ns());
       const std::string name = ifc.name + "/" + std::to_string(q);
-      workers_.push_back(
-          std::make_unique<Worker>(name, std::move(port), std::move(gw), std::move(l2)));
+      const auto index = static_cast<uint32_t>(workers_.size());
+      workers_.push_back(std::make_unique<Worker>(name, std::move(port), std::move(gw),
+                                                  std::move(l2), handoff_.get(), index));
       spdlog::info(
           "worker {}: AF_XDP {} mode", name,
           static_cast<XdpPort&>(workers_.back()->port()).zero_copy() ? "zero-copy" : "copy");
@@ -298,6 +313,7 @@ void Daemon::start_cluster() {
   // within about 3 ms, under the 5 ms retransmission timeout.
   ac.ack_delay_ns = commit ? 0 : std::min<uint64_t>(c.checkpoint_interval_ns, 1'000'000);
   ac.slot_key = cfg_.gateway.cluster.slot_key;
+  ac.worker_layout = GatewayStage::slot_layout(cfg_.gateway);
   ac.ring_key = c.ring_key;
   interface_mac(cfg_.interfaces.front().name, ac.data_mac);
   std::vector<cluster::FlowLink*> links;
@@ -371,11 +387,14 @@ void Daemon::steer_addresses(bool add, const GatewayVipConfig& v) {
 
 void Daemon::drain_removed() {
   if (draining_.empty() || workers_.empty()) return;
-  std::vector<uint64_t> conns(draining_.size(), 1);
-  workers_[0]->call([&](GatewayStage& g) {
-    for (size_t i = 0; i < draining_.size(); ++i)
-      conns[i] = g.lb().pools().vip_connections(draining_[i].id);
-  });
+  std::vector<uint64_t> conns(draining_.size(), 0);
+  for (auto& w : workers_) {
+    const bool ok = w->call([&](GatewayStage& g) {
+      for (size_t i = 0; i < draining_.size(); ++i)
+        conns[i] += g.lb().pools().vip_connections(draining_[i].id);
+    });
+    if (!ok) return;  // not known: ask again next round
+  }
   for (size_t i = draining_.size(); i-- > 0;) {
     if (conns[i] != 0) continue;
     GatewayVipConfig v;
@@ -591,13 +610,13 @@ std::string Daemon::status_json() {
   for (auto& s : health_->statuses())
     health.emplace(s.id, std::move(s));
 
-  // Per-VIP connection counts, from the (single) worker's LB.
+  // Per-VIP connection counts: the sum of the workers' LBs.
   std::vector<uint64_t> conns(cfg_.gateway.vips.size(), 0);
-  if (!workers_.empty()) {
-    workers_[0]->call([&](GatewayStage& g) {
+  for (auto& w : workers_) {
+    w->call([&](GatewayStage& g) {
       for (size_t v = 0; v < conns.size(); ++v) {
         const VipId id = g.vip_id(cfg_.gateway.vips[v].key);
-        if (id != kNoVip) conns[v] = g.lb().pools().vip_connections(id);
+        if (id != kNoVip) conns[v] += g.lb().pools().vip_connections(id);
       }
     });
   }

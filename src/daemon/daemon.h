@@ -35,7 +35,9 @@ class Daemon {
   Daemon(TripodConfig cfg, std::string config_path);
   ~Daemon();
   // What a valid configuration may still ask that this daemon cannot do
-  // yet (several queues per node, egress SNAT); throws std::runtime_error.
+  // yet (several interfaces, egress SNAT); throws std::runtime_error.
+  static constexpr uint32_t kMaxWorkers = 64;
+  static constexpr uint32_t kHandoffRing = 512;  // packets per pair of workers
   static void check_supported(const TripodConfig& cfg);
   Daemon(const Daemon&) = delete;
   Daemon& operator=(const Daemon&) = delete;
@@ -79,6 +81,9 @@ class Daemon {
   std::unique_ptr<route::NetlinkMonitor> monitor_;
   std::vector<std::unique_ptr<route::KernelSlowPath>> slow_paths_;
   std::vector<std::unique_ptr<XdpSteering>> steering_;
+  // The rings between the workers (several queues), before them: they
+  // hold its pointer.
+  std::unique_ptr<HandoffMesh> handoff_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::unique_ptr<HealthChecker> health_;
   // Cluster: one link per worker (flow records and views), and the agent.

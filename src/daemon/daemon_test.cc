@@ -18,6 +18,7 @@
 #include "daemon/status_client.h"
 #include "daemon/worker.h"
 #include "packet/builder.h"
+#include "packet/parser.h"
 #include "pipeline/parse_stage.h"
 
 namespace tripod {
@@ -153,8 +154,134 @@ TEST(Worker, CallsRunOnTheWorkerThreadAndReportErrors) {
   EXPECT_EQ(ran_on, std::this_thread::get_id());
 }
 
+// Two workers over memory ports, splitting the flows by slot: a FullNAT
+// flow's SYN and its backend's reply both arrive at the worker that does
+// not own the flow, and both are handed to the one that does, which
+// translates them as a single worker would.
+TEST(Worker, BothDirectionsOfAFlowMeetAtTheWorkerThatOwnsIt) {
+  GatewayConfig cfg = gateway_config();
+  cfg.shards = 2;
+  const SlotLayout layout = GatewayStage::slot_layout(cfg);
+  const IpAddress client = IpAddress::parse("198.51.100.7");
+  const IpAddress vip = IpAddress::parse("192.0.2.10");
+  auto owner = [&](uint16_t sport) {
+    const FlowKey k =
+        make_flow_key(Family::kIpv4, kProtoTcp, client.bytes, vip.bytes, sport, 80, true);
+    return layout.slot(k, Family::kIpv4, vip.bytes, 80) % 2;
+  };
+  uint16_t theirs = 40000;  // a flow of worker 1
+  while (owner(theirs) != 1)
+    ++theirs;
+  uint16_t ours = 40000;  // and one of worker 0
+  while (owner(ours) != 0)
+    ++ours;
+
+  HandoffMesh mesh(2, 64);
+  std::unique_ptr<Worker> w[2];
+  MemoryPort* port[2];
+  for (uint32_t k = 0; k < 2; ++k) {
+    auto p = std::make_unique<MemoryPort>(std::vector<Bytes>{});
+    port[k] = p.get();
+    w[k] = std::make_unique<Worker>("w" + std::to_string(k), std::move(p),
+                                    std::make_unique<GatewayStage>(cfg, 0), nullptr, &mesh, k);
+    w[k]->start();
+  }
+  auto feed = [&](uint32_t k, Bytes f) {
+    ASSERT_TRUE(w[k]->call([&](GatewayStage&) { port[k]->feed({f}); }));
+  };
+  // Waits (at most 5 s) until worker k has sent n frames; returns them.
+  auto sent = [&](uint32_t k, size_t n) {
+    std::vector<Bytes> out;
+    for (int tries = 0; tries < 500; ++tries) {
+      EXPECT_TRUE(w[k]->call([&](GatewayStage&) { out = port[k]->output(); }));
+      if (out.size() >= n) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return out;
+  };
+  auto meta_of = [](const Bytes& f) {
+    PacketMeta m;
+    EXPECT_EQ(parse_packet(f.data(), static_cast<uint32_t>(f.size()), &m), ParseError::kOk);
+    return m;
+  };
+
+  feed(0, PacketBuilder().ipv4("198.51.100.7", "192.0.2.10").tcp(theirs, 80).syn().build());
+  auto out1 = sent(1, 1);
+  ASSERT_EQ(out1.size(), 1u);
+  const PacketMeta syn = meta_of(out1[0]);
+  EXPECT_EQ(IpAddress::from_bytes(Family::kIpv4, out1[0].data() + syn.dst_off).to_string(),
+            "10.0.0.101");
+  const uint16_t snat_port = syn.sport;
+  EXPECT_EQ((snat_port - cfg.snat.port_lo) % kSlots % 2, 1);  // the port names worker 1
+
+  // The backend's SYN-ACK to the SNAT port, at worker 0 again.
+  feed(0, PacketBuilder()
+              .ipv4("10.0.0.101", "10.0.0.21")
+              .tcp(80, snat_port)
+              .flags(kTcpSyn | kTcpAck)
+              .ack_seq(1)
+              .build());
+  out1 = sent(1, 2);
+  ASSERT_EQ(out1.size(), 2u);
+  const PacketMeta synack = meta_of(out1[1]);
+  EXPECT_EQ(IpAddress::from_bytes(Family::kIpv4, out1[1].data() + synack.src_off).to_string(),
+            "192.0.2.10");
+  EXPECT_EQ(synack.sport, 80);
+  EXPECT_EQ(synack.dport, theirs);
+
+  // A flow of worker 0 stays there.
+  feed(0, PacketBuilder().ipv4("198.51.100.7", "192.0.2.10").tcp(ours, 80).syn().build());
+  const auto out0 = sent(0, 1);
+  EXPECT_EQ(out0.size(), 1u);
+
+  std::map<std::string, uint64_t> c0, c1;
+  ASSERT_TRUE(
+      w[0]->export_counters([&](std::string_view n, uint64_t v) { c0[std::string(n)] = v; }));
+  ASSERT_TRUE(
+      w[1]->export_counters([&](std::string_view n, uint64_t v) { c1[std::string(n)] = v; }));
+  EXPECT_EQ(c0["worker.handed_off"], 2u);
+  EXPECT_EQ(c0["steer.kept"], 1u);
+  EXPECT_EQ(c1["worker.handed_in"], 2u);
+  EXPECT_EQ(c1["gateway.conns_live"], 1u);
+  EXPECT_EQ(c0["gateway.conns_live"], 1u);
+  EXPECT_EQ(c0["worker.dropped"], 0u);  // handed off is not dropped
+  for (auto& x : w)
+    x->stop();
+}
+
+// A full ring drops the packet, counted, and the sender goes on.
+TEST(Handoff, AFullRingDropsAndCounts) {
+  HandoffMesh mesh(2, 2);
+  FramePool pool(8);
+  Bytes f = PacketBuilder().ipv4("198.51.100.7", "192.0.2.10").tcp(1, 80).syn().build();
+  Packet p;
+  p.data = f.data();
+  p.len = static_cast<uint32_t>(f.size());
+  EXPECT_TRUE(mesh.ring(0, 1).push(p));
+  EXPECT_TRUE(mesh.ring(0, 1).push(p));
+  EXPECT_FALSE(mesh.ring(0, 1).push(p));
+  EXPECT_TRUE(mesh.pending(1));
+  EXPECT_FALSE(mesh.pending(0));
+  EXPECT_FALSE(mesh.may_sleep(1));  // packets wait: no sleep
+  EXPECT_TRUE(mesh.may_sleep(0));
+  struct Frames {
+    FramePool* pool;
+    bool alloc_frame(Packet* q) { return pool->alloc(q); }
+  } frames{&pool};
+  Packet in[4];
+  ASSERT_EQ(mesh.receive(1, in, 4, frames), 2u);
+  EXPECT_EQ(Bytes(in[0].data, in[0].data + in[0].len), f);
+  EXPECT_FALSE(mesh.pending(1));
+}
+
 TEST(Daemon, RefusesWhatItCannotServeYet) {
-  EXPECT_NO_THROW(Daemon::check_supported(load_config(TRIPOD_CONFIG_DIR "/minimal.yaml")));
+  TripodConfig minimal = load_config(TRIPOD_CONFIG_DIR "/minimal.yaml");
+  EXPECT_NO_THROW(Daemon::check_supported(minimal));
+  // Several queues of one interface: a worker each.
+  minimal.interfaces[0].queues = {0, 1, 2};
+  EXPECT_NO_THROW(Daemon::check_supported(minimal));
+  minimal.workers = 2;  // not one per queue
+  EXPECT_THROW(Daemon::check_supported(minimal), std::runtime_error);
   // Two interfaces (two sockets) and egress SNAT.
   EXPECT_THROW(Daemon::check_supported(load_config(TRIPOD_CONFIG_DIR "/tripod.example.yaml")),
                std::runtime_error);

@@ -5,6 +5,8 @@
 #include <exception>
 #include <string>
 
+#include "daemon/steer_stage.h"
+
 namespace tripod {
 
 struct Worker::Task {
@@ -16,11 +18,18 @@ struct Worker::Task {
 };
 
 Worker::Worker(std::string name, std::unique_ptr<Port> port, std::unique_ptr<GatewayStage> gateway,
-               std::unique_ptr<L2Stage> l2)
+               std::unique_ptr<L2Stage> l2, HandoffMesh* mesh, uint32_t index)
     : name_(std::move(name)), port_(std::move(port)) {
   gateway_ = gateway.get();
   l2_ = l2.get();
   pipeline_.add(std::make_unique<ParseStage>());
+  if (mesh != nullptr && mesh->workers() > 1) {
+    mesh_ = mesh;
+    index_ = index;
+    pipeline_.add(std::make_unique<SteerStage>(*gateway_, index, mesh->workers()));
+    pipeline_.enable_handoff(mesh, index);
+    port_->add_wake_fd(mesh->wake_fd(index));
+  }
   pipeline_.add(std::move(gateway));
   if (l2) pipeline_.add(std::move(l2));
 }
@@ -78,7 +87,9 @@ void Worker::loop() {
       gateway_->advance_to(clock_.now_ns());
       if (l2_ != nullptr) l2_->offline();
       // With a cluster the checkpoint interval is 1 ms: sleep no longer.
-      port_->wait(poll_ ? 1 : 10);
+      // Not at all while other workers' packets wait here.
+      if (mesh_ == nullptr || mesh_->may_sleep(index_)) port_->wait(poll_ ? 1 : 10);
+      if (mesh_ != nullptr) mesh_->awake(index_);
       if (l2_ != nullptr) l2_->online();
     }
   }
@@ -133,6 +144,9 @@ bool Worker::export_counters(const Stage::CounterFn& fn) {
     fn("worker.parked", stats_.parked);
     fn("worker.park_full", stats_.park_full);
     fn("worker.replayed", stats_.replayed);
+    fn("worker.handed_off", stats_.handed_off);
+    fn("worker.handoff_full", stats_.handoff_full);
+    fn("worker.handed_in", stats_.handed_in);
     fn("worker.parking", pipeline_.parked());
     port_->export_counters(
         [&](std::string_view n, uint64_t v) { fn("port." + std::string(n), v); });

@@ -27,9 +27,11 @@ namespace tripod {
 class Worker {
  public:
   // `l2` may be null (tests over memory ports: frames leave as the gateway
-  // left them).
+  // left them). With `mesh` (of more than one worker) this is worker
+  // `index` of it: packets of other workers' flows go to them, theirs come
+  // here (steer_stage.h).
   Worker(std::string name, std::unique_ptr<Port> port, std::unique_ptr<GatewayStage> gateway,
-         std::unique_ptr<L2Stage> l2);
+         std::unique_ptr<L2Stage> l2, HandoffMesh* mesh = nullptr, uint32_t index = 0);
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
@@ -43,7 +45,7 @@ class Worker {
   // may have. Set before start().
   void enable_hold(uint32_t capacity, uint64_t max_wait_ns, int wake_fd) {
     pipeline_.enable_hold(capacity, max_wait_ns);
-    port_->set_wake_fd(wake_fd);
+    port_->add_wake_fd(wake_fd);
   }
 
   // Pulling (GatewayClusterConfig::pull_timeout_ms): packets the gateway
@@ -75,6 +77,8 @@ class Worker {
   std::unique_ptr<Port> port_;
   GatewayStage* gateway_;
   L2Stage* l2_;
+  HandoffMesh* mesh_ = nullptr;
+  uint32_t index_ = 0;
   Pipeline pipeline_;
   MonotonicClock clock_;
   RunStats stats_;

@@ -42,15 +42,20 @@ class Port : public FrameSource {
     (void)timeout_ms;
     return !exhausted();
   }
-  // An eventfd whose readability also ends wait() (which drains it): the
-  // cluster agent's news that held packets may go (output commit). -1: none.
-  void set_wake_fd(int fd) { wake_fd_ = fd; }
+  // Eventfds whose readability also ends wait() (which drains them): the
+  // cluster agent's news that held packets may go (output commit), other
+  // workers' handed packets (handoff.h). At most kMaxWakeFds.
+  static constexpr int kMaxWakeFds = 2;
+  void add_wake_fd(int fd) {
+    if (num_wake_fds_ < kMaxWakeFds) wake_fds_[num_wake_fds_++] = fd;
+  }
   using CounterFn = std::function<void(std::string_view name, uint64_t value)>;
   // The port's own counters (rx, tx, ring drops ...), by name.
   virtual void export_counters(const CounterFn& fn) const { (void)fn; }
 
  protected:
-  int wake_fd_ = -1;
+  int wake_fds_[kMaxWakeFds] = {-1, -1};
+  int num_wake_fds_ = 0;
 };
 
 // Reads frames from a pcap file; writes transmitted frames to another (or

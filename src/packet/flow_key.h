@@ -49,6 +49,12 @@ static_assert(std::has_unique_object_representations_v<FlowKey>);
 FlowKey make_flow_key(Family family, uint8_t proto, const uint8_t* src, const uint8_t* dst,
                       uint16_t sport, uint16_t dport, bool canonical, bool* reversed = nullptr);
 
+// The canonical form of a key (endpoints ordered): the same for both
+// directions of a flow.
+inline FlowKey canonical_key(const FlowKey& k) {
+  return make_flow_key(k.family, k.proto, k.addr_a(), k.addr_b(), k.port_a, k.port_b, true);
+}
+
 // Key of a parsed packet. Packets without ports (ICMP other than echo) get
 // ports 0, and so do all fragments, the first included: every piece of a
 // datagram must map to the same key, and only the first carries the ports.

@@ -16,7 +16,9 @@ namespace tripod {
 // kPark: a stage waits for something before it can decide (a flow's state
 // from a peer); the pipeline keeps the packet and runs it through the stages
 // again later (Pipeline::unpark()). Later stages skip it like a drop.
-enum class Verdict : uint8_t { kForward, kDrop, kPark };
+// kHandOff: another worker of the node owns the packet's flow (hold_tag[i]
+// names it); the pipeline copies the packet to it (handoff.h).
+enum class Verdict : uint8_t { kForward, kDrop, kPark, kHandOff };
 
 // What the L2 (next hop) stage does with a forwarded packet's Ethernet
 // header.
@@ -35,6 +37,9 @@ struct Burst {
   static constexpr uint32_t kCapacity = 2 * kBurstSize;
 
   uint32_t n = 0;
+  // Packets before this one were steered already: parked ones run again,
+  // and packets other workers handed over (a stage that steers skips them).
+  uint32_t first_rx = 0;
   uint64_t now_ns = 0;            // read once per burst from the injected clock
   FrameSource* frames = nullptr;  // for append(); set by the pipeline
   Packet pkts[kCapacity];
@@ -46,7 +51,8 @@ struct Burst {
   L2Action l2[kCapacity];    // reset to kRoute for every received packet
   // Output commit (output_commit.h): a forwarded packet with held[i] waits
   // until batch hold_tag[i] is acknowledged. Reset for every packet. A
-  // parked packet's hold_tag[i] is what it waits for (the stage's tag).
+  // parked packet's hold_tag[i] is what it waits for (the stage's tag); a
+  // packet handed off, the worker it goes to.
   bool held[kCapacity];
   uint16_t hold_tag[kCapacity];
 

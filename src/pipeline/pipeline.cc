@@ -7,7 +7,11 @@ uint32_t Pipeline::run_once(Port& port, const Clock* clock, RunStats* stats) {
   b.frames = &port;
   // Parked packets let go run first (they came first).
   const uint32_t replayed = park_ ? park_->take(b.pkts, kBurstSize) : 0;
-  b.n = replayed + port.rx_burst(b.pkts + replayed, kBurstSize - replayed);
+  // Then what other workers handed over (it came before this burst too).
+  const uint32_t handed_in =
+      mesh_ != nullptr ? mesh_->receive(self_, b.pkts + replayed, kBurstSize - replayed, port) : 0;
+  b.first_rx = replayed + handed_in;
+  b.n = b.first_rx + port.rx_burst(b.pkts + b.first_rx, kBurstSize - b.first_rx);
   if (b.n == 0) return 0;
   const uint32_t received = b.n;
   if (clock != nullptr) {
@@ -25,8 +29,22 @@ uint32_t Pipeline::run_once(Port& port, const Clock* clock, RunStats* stats) {
     s->process(b);
 
   Packet out[Burst::kCapacity], drop[Burst::kCapacity];
-  uint32_t n_out = 0, n_drop = 0;
+  uint32_t n_out = 0, n_drop = 0, n_handed = 0;
+  uint64_t handed_to = 0;  // bit w: packets went to worker w (w < 64)
   for (uint32_t i = 0; i < b.n; ++i) {
+    if (b.verdict[i] == Verdict::kHandOff) {
+      const uint32_t to = b.hold_tag[i];
+      if (mesh_ != nullptr && to < mesh_->workers() && to != self_ &&
+          mesh_->ring(self_, to).push(b.pkts[i])) {
+        stats->handed_off++;
+        ++n_handed;
+        handed_to |= uint64_t{1} << (to % 64);
+        drop[n_drop++] = b.pkts[i];  // copied: the frame is free again
+        continue;
+      }
+      stats->handoff_full++;
+      b.verdict[i] = Verdict::kDrop;
+    }
     if (b.verdict[i] == Verdict::kPark) {
       if (park_ && park_->push(b.pkts[i], b.hold_tag[i])) {
         stats->parked++;
@@ -47,12 +65,15 @@ uint32_t Pipeline::run_once(Port& port, const Clock* clock, RunStats* stats) {
   }
   port.tx_burst(out, n_out);
   port.release(drop, n_drop);
+  for (uint32_t w = 0; handed_to != 0 && w < mesh_->workers(); ++w)
+    if (handed_to >> (w % 64) & 1) mesh_->notify(w);
   stats->bursts++;
-  stats->rx += received - replayed;
+  stats->rx += received - b.first_rx;
   stats->replayed += replayed;
+  stats->handed_in += handed_in;
   stats->created += b.n - received;
   stats->tx += n_out;
-  stats->dropped += n_drop;
+  stats->dropped += n_drop - n_handed;
   stats->last_ts_ns = b.now_ns;
   return received;
 }

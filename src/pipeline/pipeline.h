@@ -10,6 +10,7 @@
 #include "common/clock.h"
 #include "io/port.h"
 #include "pipeline/burst.h"
+#include "pipeline/handoff.h"
 #include "pipeline/output_commit.h"
 
 namespace tripod {
@@ -87,6 +88,9 @@ struct RunStats {
   uint64_t parked = 0;        // packets a stage parked (Verdict::kPark)
   uint64_t park_full = 0;     // dropped: the park queue was full
   uint64_t replayed = 0;      // parked packets run again (not in rx)
+  uint64_t handed_off = 0;    // to the worker that owns their flow (handoff.h)
+  uint64_t handoff_full = 0;  // dropped: that worker's ring was full
+  uint64_t handed_in = 0;     // from other workers (not in rx)
   uint64_t last_ts_ns = 0;
 };
 
@@ -126,6 +130,14 @@ class Pipeline {
   // next bursts. Without parking enabled a parked packet is dropped.
   void enable_park(uint32_t capacity) { park_ = std::make_unique<ParkQueue>(capacity); }
   uint32_t parked() const { return park_ ? park_->size() : 0; }
+
+  // Handing packets between workers: this pipeline is worker `self` of
+  // `mesh`; packets handed to it run first after the parked ones, and
+  // packets a stage hands off (Verdict::kHandOff) are copied out.
+  void enable_handoff(HandoffMesh* mesh, uint32_t self) {
+    mesh_ = mesh;
+    self_ = self;
+  }
   template <typename Fn>
   void unpark(Fn&& ready) {
     if (park_) park_->unpark(ready);
@@ -137,6 +149,8 @@ class Pipeline {
   std::unique_ptr<HoldQueue> hold_;
   uint64_t max_wait_ns_ = 0;
   std::unique_ptr<ParkQueue> park_;
+  HandoffMesh* mesh_ = nullptr;
+  uint32_t self_ = 0;
 };
 
 }  // namespace tripod

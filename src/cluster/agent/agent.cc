@@ -376,8 +376,9 @@ void Agent::on_record(uint16_t from, const wire::Record& r) {
     return;
   }
   s.peer = from;  // a pull is answered to its sender
-  // One worker per node today: every flow's copy goes to it.
-  if (links_.empty() || links_[0]->to_worker().push(&s, 1) != 1) {
+  // To the worker whose flow it is (the one its packets are steered to).
+  const size_t li = links_.size() > 1 ? record_slot(s, cfg_.worker_layout) % links_.size() : 0;
+  if (links_.empty() || links_[li]->to_worker().push(&s, 1) != 1) {
     counters_.inc(AgentCounter::kImportRingFull);
     p->import_lost = true;
     p->synced_inc = 0;  // a synced record counted before no longer holds

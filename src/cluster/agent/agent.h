@@ -197,6 +197,10 @@ struct AgentConfig {
   // once after 8 datagrams, a duplicate or a gap. Output commit: 0.
   uint64_t ack_delay_ns = 200'000;
   SipKey slot_key;  // the gateways' (GatewayClusterConfig::slot_key)
+  // How the node's workers split its flows (GatewayStage::slot_layout()):
+  // a peer's record goes to link record_slot() % links, the worker whose
+  // flow it is. Unused with one link.
+  SlotLayout worker_layout;
   SipKey ring_key;
   uint8_t data_mac[6] = {};  // this node's data-plane interface
 };

@@ -386,9 +386,12 @@ bool XdpPort::wait(int timeout_ms) {
   if (xsk_cons_nb_avail(&r.rx, 1) > 0) return true;
   // poll() also wakes a zero-copy driver that set need_wakeup on the fill
   // ring, and drives pending copy-mode TX.
-  pollfd pfd[2] = {{fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
-  const int rc = poll(pfd, wake_fd_ >= 0 ? 2 : 1, timeout_ms);
-  if (rc > 0 && wake_fd_ >= 0 && (pfd[1].revents & POLLIN)) clear_eventfd(wake_fd_);
+  pollfd pfd[1 + kMaxWakeFds] = {{fd_, POLLIN, 0}};
+  for (int k = 0; k < num_wake_fds_; ++k)
+    pfd[1 + k] = {wake_fds_[k], POLLIN, 0};
+  const int rc = poll(pfd, static_cast<nfds_t>(1 + num_wake_fds_), timeout_ms);
+  for (int k = 0; rc > 0 && k < num_wake_fds_; ++k)
+    if (pfd[1 + k].revents & POLLIN) clear_eventfd(wake_fds_[k]);
   return rc > 0 && (pfd[0].revents & POLLIN) != 0;
 }
 

@@ -26,9 +26,12 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
+#include <vector>
 
 #include "common/counters.h"
 #include "nf/firewall/fw_state.h"
+#include "nf/nat/port_alloc.h"
 #include "nf/synproxy/state.h"
 #include "packet/flow_key.h"
 #include "packet/packet_meta.h"
@@ -54,11 +57,41 @@ struct ClusterView {
   uint8_t prev_holders[kSlots][kViewHolders] = {};  // the previous epoch's
 };
 
-// A flow's slot from its original (client -> VIP, or canonical) key, under
-// the cluster-wide slot key.
-inline uint32_t flow_slot(const FlowKey& original, const SipKey& slot_key) {
-  return static_cast<uint32_t>(hash_flow_key(original, slot_key) % kSlots);
+// A flow's slot from any of its keys (it is the canonical key's hash, so
+// both directions name it), under the cluster-wide slot key.
+inline uint32_t flow_slot_canonical(const FlowKey& canonical, const SipKey& slot_key) {
+  return static_cast<uint32_t>(hash_flow_key(canonical, slot_key) % kSlots);
 }
+inline uint32_t flow_slot(const FlowKey& k, const SipKey& slot_key) {
+  return flow_slot_canonical(canonical_key(k), slot_key);
+}
+
+// How a packet names its flow's slot from its bytes alone: a FullNAT reply
+// by its destination port (the SNAT port came from partition `slot`,
+// port_alloc.h), anything else by its key. The same on every node and
+// every worker: the cluster picks a flow's holders by it, and the workers
+// of a node split the flows by it (slot % workers).
+struct SlotLayout {
+  SipKey slot_key{7, 8};
+  // Every SNAT address whose ports name slots: this node's FullNAT pool
+  // and, in a cluster, every node's.
+  std::vector<SnatAddress> snat;
+  uint16_t port_lo = 1024;
+  uint16_t port_hi = 65535;
+
+  bool is_snat(Family f, const uint8_t* addr) const {
+    const size_t len = f == Family::kIpv6 ? 16 : 4;
+    for (const SnatAddress& a : snat)
+      if (a.family == f && std::memcmp(a.addr, addr, len) == 0) return true;
+    return false;
+  }
+  // The slot of a packet to dst:dport whose flow's canonical key is `canonical`.
+  uint32_t slot(const FlowKey& canonical, Family f, const uint8_t* dst, uint16_t dport) const {
+    if (dport >= port_lo && dport <= port_hi && is_snat(f, dst))
+      return static_cast<uint32_t>(dport - port_lo) % kSlots;
+    return flow_slot_canonical(canonical, slot_key);
+  }
+};
 
 enum class FlowSyncOp : uint8_t {
   kFull = 1,
@@ -163,6 +196,11 @@ inline FlowKey sync_key(const FlowSync& s) {
 }
 inline uint32_t flow_slot(const FlowSync& s, const SipKey& slot_key) {
   return flow_slot(sync_key(s), slot_key);
+}
+// The slot a record's flow is in under a layout: a pull (or its answer) for
+// a FullNAT reply names it as the reply packet did, by the SNAT port.
+inline uint32_t record_slot(const FlowSync& s, const SlotLayout& l) {
+  return l.slot(canonical_key(sync_key(s)), s.family, s.dst_addr, s.dst_port);
 }
 
 // Writes record_size(s.op) bytes to `out`.

@@ -119,13 +119,31 @@ void check_vip(const GatewayVipConfig& v, bool have_snat) {
   }
 }
 
+bool slotted(const GatewayConfig& cfg) {
+  if (cfg.shards == 0 || cfg.shards > kSlots)
+    throw std::invalid_argument("gateway: shards must be in [1, " + std::to_string(kSlots) + "]");
+  return cfg.cluster.node_id != 0 || cfg.shards > 1;
+}
+
 }  // namespace
+
+SlotLayout GatewayStage::slot_layout(const GatewayConfig& cfg) {
+  SlotLayout l;
+  l.slot_key = cfg.cluster.slot_key;
+  l.port_lo = cfg.snat.port_lo;
+  l.port_hi = cfg.snat.port_hi;
+  l.snat = cfg.snat.addresses;
+  for (const SnatAddress& a : cfg.cluster.snat_addresses)
+    if (!l.is_snat(a.family, a.addr)) l.snat.push_back(a);
+  return l;
+}
 
 GatewayStage::GatewayStage(const GatewayConfig& cfg, uint64_t now_ns)
     : fw_(cfg.firewall),
-      // Clustered: a flow's SNAT port comes from its slot's partition.
-      snat_{family_pool(cfg.snat, Family::kIpv4, "snat", cfg.cluster.node_id != 0 ? kSlots : 1),
-            family_pool(cfg.snat, Family::kIpv6, "snat", cfg.cluster.node_id != 0 ? kSlots : 1)},
+      // Clustered or split between workers: a flow's SNAT port comes from
+      // its slot's partition.
+      snat_{family_pool(cfg.snat, Family::kIpv4, "snat", slotted(cfg) ? kSlots : 1),
+            family_pool(cfg.snat, Family::kIpv6, "snat", slotted(cfg) ? kSlots : 1)},
       egress_{family_pool(cfg.egress.snat, Family::kIpv4, "egress.snat"),
               family_pool(cfg.egress.snat, Family::kIpv6, "egress.snat")},
       egress_match_(egress_acl(cfg.egress.sources)),
@@ -139,6 +157,8 @@ GatewayStage::GatewayStage(const GatewayConfig& cfg, uint64_t now_ns)
       hash_key_(cfg.table_hash_key),
       lb_hash_key_(cfg.lb_hash_key),
       cluster_(cfg.cluster),
+      layout_(slot_layout(cfg)),
+      slotted_(slotted(cfg)),
       dirty_(cfg.cluster.node_id != 0 ? 2 * size_t{cfg.max_connections} : 1, cfg.huge_pages, false),
       lazy_(cfg.cluster.node_id != 0 ? size_t{cfg.max_connections} : 1, cfg.huge_pages, false),
       deletes_(cfg.cluster.node_id != 0 ? std::max<uint32_t>(cfg.cluster.delete_queue, 1) : 0),
@@ -775,8 +795,8 @@ bool GatewayStage::create(Burst& b, uint32_t i, const FlowKey& dkey, uint64_t dh
   if (!dsr && has_reused_lease_) {
     r.lease = reused_lease_;  // see process(): a reopened tuple keeps its port
     has_reused_lease_ = false;
-  } else if (!dsr && !pool_of(r).alloc(clustered() ? slot_of(dkey) : 0,
-                                       static_cast<uint32_t>(dhash), &r.lease)) {
+  } else if (!dsr && !pool_of(r).alloc(slotted_ ? slot_of(dkey) : 0, static_cast<uint32_t>(dhash),
+                                       &r.lease)) {
     free_list_[free_top_++] = idx;  // the VIP's family has a pool (checked at construction)
     return drop(GatewayCounter::kDropSnatExhausted);
   }
@@ -1219,6 +1239,23 @@ uint32_t GatewayStage::find_cluster_snat(Family f, const uint8_t* addr) const {
     if (sa.family == f && std::memcmp(sa.addr, addr, len) == 0) return a;
   }
   return UINT32_MAX;
+}
+
+uint32_t GatewayStage::packet_slot(const Burst& b, uint32_t i) const {
+  const PacketMeta& m = b.meta[i];
+  if (m.has(kMetaNotIp)) return kNoSlot;
+  const uint8_t* frame = b.pkts[i].data;
+  if (!m.has(kMetaIcmpError)) {
+    // Fragments have no ports in their key (all pieces alike): none here either.
+    const uint16_t dport = m.has(kMetaHasL4) && !m.has(kMetaFragment) ? m.dport : 0;
+    return layout_.slot(b.key[i], m.family, frame + m.dst_off, dport);
+  }
+  // An error travels against the packet it quotes: it goes where a packet
+  // from the quote's destination to its source goes (on_icmp_error()).
+  bool qrev = false;
+  const FlowKey c = flow_key_of_quote(frame, m, true, &qrev);
+  const FlowKey k = swapped(directional(c, qrev));
+  return layout_.slot(c, k.family, k.addr_b(), k.port_b);
 }
 
 bool GatewayStage::miss_to_holder(Burst& b, uint32_t i, const FlowKey& key, bool* handled) {

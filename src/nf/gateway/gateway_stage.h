@@ -245,6 +245,10 @@ struct GatewayConfig {
   // monotonic clocks differ, mint and check cookies on one (NTP's) time.
   uint64_t cookie_clock_offset_ns = 0;
   GatewayClusterConfig cluster;
+  // Workers that split this node's flows between them by slot (a flow is
+  // worker slot % shards's; flow_sync.h SlotLayout). Above 1, FullNAT ports
+  // are laid out by slot, as in a cluster, so a reply names its worker.
+  uint32_t shards = 1;
 };
 
 class GatewayStage final : public Stage {
@@ -311,7 +315,12 @@ class GatewayStage final : public Stage {
   GatewayCounter import_sync(const FlowSync& s, uint64_t now_ns);
   // The slot of a flow (either direction's packet names it: FullNAT ports
   // come from partition `slot`).
-  uint32_t slot_of(const FlowKey& original) const { return flow_slot(original, cluster_.slot_key); }
+  uint32_t slot_of(const FlowKey& k) const { return flow_slot(k, cluster_.slot_key); }
+  // The slot of packet i's flow from its bytes (after the parse stage), by
+  // which a node's workers split the flows; kNoSlot: no flow (not IP).
+  static constexpr uint32_t kNoSlot = UINT32_MAX;
+  uint32_t packet_slot(const Burst& b, uint32_t i) const;
+  static SlotLayout slot_layout(const GatewayConfig& cfg);
   uint32_t standby_connections() const { return standby_; }
   // A peer is gone (or thought so): its pulls end. Its copies here keep
   // naming it; while it is not live (and no longer a suspect), the first
@@ -554,6 +563,8 @@ class GatewayStage final : public Stage {
   SipKey hash_key_;
   SipKey lb_hash_key_;
   GatewayClusterConfig cluster_;
+  SlotLayout layout_;
+  bool slotted_;  // FullNAT ports come from their flow's slot's partition
   const ClusterView* view_ = nullptr;
   // By cluster SNAT address: its index in this node's pool, or UINT32_MAX.
   std::vector<uint32_t> own_index_;

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "common/clock.h"
+#include "nf/gateway/flow_sync.h"
 #include "nf/gateway/gateway_stage.h"
 #include "packet/builder.h"
 #include "packet/checksum.h"
@@ -386,6 +387,76 @@ TEST(Gateway, ResetShortensTheConnectionsLife) {
   EXPECT_EQ(c["conns_freed"], 1u);
   EXPECT_EQ(h.gw().table().size(), 0u);
   EXPECT_EQ(h.gw().snat()->free_ports(0), 100u);
+}
+
+// Split between workers (shards), the SNAT port comes from the flow's slot,
+// and every packet of the flow names that slot from its bytes: both
+// directions, before and after translation, and ICMP errors about either.
+TEST(Gateway, EveryPacketOfAFlowNamesItsSlot) {
+  EXPECT_EQ(Harness().gw().snat()->partitions(), 1u);  // one worker: no layout
+  GatewayConfig cfg = test_config();
+  cfg.snat.port_hi = 9999;  // at least a port per slot
+  cfg.shards = 2;
+  Harness h(cfg);
+  const Endpoints e = open_conn(h, kCport);
+  const char* dip = e.dst.c_str();
+  const FlowKey orig = make_flow_key(Family::kIpv4, kProtoTcp, IpAddress::parse(kClient).bytes,
+                                     IpAddress::parse(kVip).bytes, kCport, 80, false);
+  const uint32_t slot = h.gw().slot_of(orig);
+  EXPECT_EQ(h.gw().snat()->partitions(), kSlots);
+  EXPECT_EQ(h.gw().snat()->partition_of(e.sport), slot);
+  auto packet_slot = [&](Bytes f) {
+    Burst b;
+    b.n = 1;
+    b.pkts[0].data = f.data();
+    b.pkts[0].len = static_cast<uint32_t>(f.size());
+    ParseStage().process(b);
+    EXPECT_EQ(b.verdict[0], Verdict::kForward);
+    return h.gw().packet_slot(b, 0);
+  };
+  const Seg fwd{kClient, kVip, kCport, 80, kTcpAck, 1001, 5001};
+  const Seg fwd_out{kSnat, dip, e.sport, kBport, kTcpAck, 1001, 5001};
+  const Seg rep{dip, kSnat, kBport, e.sport, kTcpAck, 5001, 1001};
+  const Seg rep_out{kVip, kClient, 80, kCport, kTcpAck, 5001, 1001};
+  // (fwd_out is never received: it leaves towards the backend.)
+  for (const Seg& x : {fwd, rep, rep_out})
+    EXPECT_EQ(packet_slot(seg(x)), slot) << x.src << " -> " << x.dst;
+  // Errors travel against what they quote: from the backend about what we
+  // sent it, from the client side about what we sent the client.
+  EXPECT_EQ(packet_slot(PacketBuilder()
+                            .ipv4(dip, kSnat)
+                            .icmp_error(3, 4, seg_builder(fwd_out).build_l3(), 1400)
+                            .build()),
+            slot);
+  EXPECT_EQ(packet_slot(PacketBuilder()
+                            .ipv4("198.51.100.1", kVip)
+                            .icmp_error(3, 4, seg_builder(rep_out).build_l3(), 1280)
+                            .build()),
+            slot);
+  // A peer's record names it too (the agent routes it to the worker by
+  // it): by the client key, or, for a pull about a reply, by the port.
+  const SlotLayout layout = GatewayStage::slot_layout(cfg);
+  FlowSync rec;
+  rec.family = Family::kIpv4;
+  rec.proto = kProtoTcp;
+  std::memcpy(rec.src_addr, IpAddress::parse(kClient).bytes, 4);
+  std::memcpy(rec.dst_addr, IpAddress::parse(kVip).bytes, 4);
+  rec.src_port = kCport;
+  rec.dst_port = 80;
+  EXPECT_EQ(record_slot(rec, layout), slot);
+  FlowSync pull = rec;
+  pull.op = FlowSyncOp::kPull;
+  std::memcpy(pull.src_addr, IpAddress::parse(dip).bytes, 4);
+  std::memcpy(pull.dst_addr, IpAddress::parse(kSnat).bytes, 4);
+  pull.src_port = kBport;
+  pull.dst_port = e.sport;
+  EXPECT_EQ(record_slot(pull, layout), slot);
+  // Another client's flow: most likely another slot (1 in 256 not).
+  uint32_t differ = 0;
+  for (uint16_t p = 1; p <= 8; ++p)
+    differ +=
+        packet_slot(seg({kClient, kVip, static_cast<uint16_t>(kCport + p), 80, kTcpSyn})) != slot;
+  EXPECT_GE(differ, 6u);
 }
 
 TEST(Gateway, IcmpFragNeededIsTranslatedBothWays) {
