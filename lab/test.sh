@@ -59,8 +59,9 @@ case "$SCENARIO" in
   tripod_health) NAME=tlt6 ;;
   bgp_ecmp) NAME=tlbgp ;;
   tripod_cluster) NAME=tlc ;;
+  tripod_queues) NAME=tlt7 ;;
   *)
-    echo "usage: test.sh kernel|haproxy|teardown|tripod_fullnat|tripod_dsr|tripod_firewall|tripod_synflood|tripod_pool_change|tripod_health|bgp_ecmp|tripod_cluster" >&2
+    echo "usage: test.sh kernel|haproxy|teardown|tripod_fullnat|tripod_dsr|tripod_firewall|tripod_synflood|tripod_pool_change|tripod_health|bgp_ecmp|tripod_cluster|tripod_queues" >&2
     exit 2
     ;;
 esac
@@ -404,6 +405,67 @@ scenario_tripod_fullnat() {
     dfw=$(counter gateway.drop_firewall)
     dok=$(($(counter gateway.fw_drop_rst_out_of_window) + $(counter gateway.fw_drop_stray_rst)))
     check "every firewall drop is a late RST (drop_firewall $dfw = $dok)" test "$dfw" -eq "$dok"
+  fi
+  tripod_down
+}
+
+# A counter of one worker (by its index in the status) of one node.
+worker_counter() {  # gw worker-index name
+  tstatus "$1" --json 2>/dev/null | python3 -c 'import json, sys
+try:
+    print(json.load(sys.stdin)["workers"][int(sys.argv[1])]["counters"].get(sys.argv[2], 0))
+except Exception:
+    print(0)' "$2" "$3" || echo 0
+}
+
+# One node, two queues: two workers splitting the flows by slot. The veth
+# spreads packets over its queues by flow hash (as RSS does), so a flow's
+# two directions, and a SYN-proxied flow's handshake and data, often land on
+# different workers, which hand each other the packets of flows that are
+# not theirs. Everything must work as with one worker, and both must work.
+scenario_tripod_queues() {
+  NGW=1
+  export TRIPOD_QUEUES=2 TRIPOD_SYNPROXY=1
+  if tripod_up --gateways "$NGW" --backends "$NBE"; then
+    curl_many "$REQS" "http://$VIP4/"
+    echo "     IPv4 VIP: $OKS/$REQS answered; backends: $SEEN"
+    check "all $REQS IPv4 requests through the VIP answered" test "$OKS" -eq "$REQS"
+    check_spread "IPv4 VIP"
+    curl_many 12 "http://[$VIP6]/"
+    check "all 12 IPv6 requests through the VIP answered ($OKS)" test "$OKS" -eq 12
+    local size
+    size=$(cx curl -sS -f -m 10 -o /dev/null -w '%{size_download}' "http://$VIP4/big.bin" || echo 0)
+    check "big file through the VIP complete ($size bytes)" test "$size" -eq $((16 * 1024 * 1024))
+
+    local wout
+    wout="$LAB_RUN/$NAME/wrk.out"
+    cx timeout 20 wrk -t2 -c32 -d4s "http://$VIP4/" >"$wout" 2>&1 || true
+    wrk_stats "$wout"
+    echo "     wrk keep-alive: $WRK_REQS requests, $WRK_ERRS socket errors, $WRK_NON2XX non-2xx"
+    check "wrk keep-alive: requests answered ($WRK_REQS), no socket error ($WRK_ERRS), no non-2xx ($WRK_NON2XX)" \
+      test "$WRK_REQS" -gt 0 -a "$WRK_ERRS" -eq 0 -a "$WRK_NON2XX" -eq 0
+    cx timeout 20 wrk -t2 -c16 -d3s -H 'Connection: close' "http://$VIP4/" >"$wout" 2>&1 || true
+    wrk_stats "$wout"
+    echo "     wrk new connection per request: $WRK_REQS requests, $WRK_ERRS socket errors, $WRK_NON2XX non-2xx"
+    check "wrk new connections: requests answered ($WRK_REQS), no socket error ($WRK_ERRS), no non-2xx ($WRK_NON2XX)" \
+      test "$WRK_REQS" -gt 0 -a "$WRK_ERRS" -eq 0 -a "$WRK_NON2XX" -eq 0
+
+    local w rx off in full created handed=0
+    for w in 0 1; do
+      rx=$(worker_counter 1 "$w" worker.rx)
+      off=$(worker_counter 1 "$w" worker.handed_off)
+      in=$(worker_counter 1 "$w" worker.handed_in)
+      full=$(worker_counter 1 "$w" worker.handoff_full)
+      created=$(worker_counter 1 "$w" gateway.conns_created)
+      echo "     worker $w: rx $rx, handed off $off, handed in $in, handoff_full $full, conns_created $created"
+      check "worker $w received packets from its queue ($rx)" test "$rx" -gt 0
+      check "worker $w opened connections of its own slots ($created)" test "$created" -gt 0
+      check "worker $w: no packet lost to a full handoff ring ($full)" test "$full" -eq 0
+      handed=$((handed + off))
+    done
+    check "the workers handed each other packets ($handed)" test "$handed" -gt 0
+    check_drops 'gateway\.drop_firewall|gateway\.fw_drop_rst_out_of_window|gateway\.fw_drop_stray_rst' \
+      "late RSTs after wrk's closes"
   fi
   tripod_down
 }
