@@ -156,10 +156,8 @@ Daemon::Daemon(TripodConfig cfg, std::string config_path)
   // Several queues: the workers split the flows by slot and hand each other
   // the packets of flows that are not theirs (pipeline/handoff.h).
   const uint32_t n_workers = cfg_.sockets();
-  GatewayConfig worker_cfg = cfg_.gateway;
+  GatewayConfig worker_cfg = cfg_.gateway;  // (max_connections is per worker)
   worker_cfg.shards = n_workers;
-  // The node's connection budget, shared out (flows spread evenly by slot).
-  worker_cfg.max_connections = (cfg_.gateway.max_connections + n_workers - 1) / n_workers;
   if (n_workers > 1) handoff_ = std::make_unique<HandoffMesh>(n_workers, kHandoffRing);
   for (const auto& ifc : cfg_.interfaces) {
     XdpSteeringConfig sc;

@@ -5,8 +5,9 @@
 //
 // Layout: each SNAT address's port range [lo, hi] is cut into `partitions`
 // interleaved classes: port p belongs to partition (p - lo) % partitions. A
-// flow owned by shard s (worker today, node + worker with the cluster) takes
-// its port from partition s, so `partition_of(reply_dport)` = s: the reply
+// flow in slot s (the gateway's: 256 slots, a worker owning slots s with
+// s % workers = its index, and holders per slot in a cluster) takes its
+// port from partition s, so `partition_of(reply_dport)` = s: the reply
 // is steered to the owner from its bytes alone, with no lookup and no
 // broadcast. Interleaving (rather than contiguous blocks) keeps every
 // partition's ports spread over the whole range.
@@ -27,8 +28,9 @@
 // and collision-free; per-destination sharing (VPP's NAT44-ED) can come later
 // if port exhaustion bites.
 //
-// Threading: partition s is used only by the owner of shard s; with one
-// allocator per worker holding only its own partitions, no locks are needed.
+// Threading: partition s is used only by the worker that owns slot s; each
+// worker has its own allocator and takes only its own partitions' ports, so
+// no locks are needed.
 #pragma once
 
 #include <cstdint>
