@@ -40,21 +40,28 @@ bool HandoffMesh::pending(uint32_t self) const {
   return false;
 }
 
+// A lost wake-up would leave packets waiting a whole sleep (up to 10 ms).
+// Every operation on `sleeping` and `posted` is seq_cst, so in their single
+// total order either the sender's load of `sleeping` comes after the
+// receiver's store (the sender signals), or the sender's increment of
+// `posted`, before that load, comes before the receiver's load of `posted`
+// (the receiver sees it and does not sleep).
 bool HandoffMesh::may_sleep(uint32_t self) {
-  peers_[self].sleeping.store(true, std::memory_order_relaxed);
-  // Pairs with notify()'s fence: either the sender sees `sleeping`, or
-  // this sees its packet.
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (!pending(self)) return true;
-  peers_[self].sleeping.store(false, std::memory_order_relaxed);
+  PeerState& me = peers_[self];
+  me.sleeping.store(true, std::memory_order_seq_cst);
+  const uint64_t posted = me.posted.load(std::memory_order_seq_cst);
+  if (posted == me.seen && !pending(self)) return true;
+  me.seen = posted;
+  me.sleeping.store(false, std::memory_order_relaxed);
   return false;
 }
 
 void HandoffMesh::notify(uint32_t to) {
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (peers_[to].sleeping.load(std::memory_order_relaxed)) {
-    peers_[to].sleeping.store(false, std::memory_order_relaxed);
-    signal_eventfd(peers_[to].fd);
+  PeerState& peer = peers_[to];
+  peer.posted.fetch_add(1, std::memory_order_seq_cst);
+  if (peer.sleeping.load(std::memory_order_seq_cst)) {
+    peer.sleeping.store(false, std::memory_order_relaxed);
+    signal_eventfd(peer.fd);
   }
 }
 

@@ -144,7 +144,9 @@ class HandoffMesh {
  private:
   struct alignas(kCacheLine) PeerState {
     std::atomic<bool> sleeping{false};
+    std::atomic<uint64_t> posted{0};  // notify() calls: senders' news
     int fd = -1;
+    uint64_t seen = 0;       // the receiver's: `posted` when it last looked
     uint32_t next_from = 0;  // the receiver's own
   };
   uint32_t n_;
