@@ -450,6 +450,9 @@ void read_secrets(const std::optional<V>& v, TripodConfig& cfg) {
   g.table_hash_key = table ? read_key(*table) : random_key();
   g.lb_hash_key = lb ? read_key(*lb) : random_key();
   g.synproxy_master = sp ? read_key(*sp) : random_key();
+  // Which worker owns a flow (by slot): secret, so that no one can aim a
+  // flood at one worker. A cluster derives its own from the cluster key.
+  g.cluster.slot_key = random_key();
   cfg.generated = GeneratedSecrets{!table, !lb, !sp};
 }
 
@@ -984,6 +987,19 @@ TripodConfig parse_document(const YAML::Node& root, const std::string& file) {
       at.fail(std::string("fullnat VIP vips[") + std::to_string(i) + "] " + vip_label(vip.key) +
               " needs an " + family_name(fam) + " address in snat.addresses");
     }
+  }
+  // A VIP port on a SNAT address, inside the SNAT port range, could be a
+  // translated flow's port too, and its packets would name the wrong
+  // worker (and cluster holders) by the port.
+  const SlotLayout layout = GatewayStage::slot_layout(g);
+  for (size_t i = 0; i < g.vips.size(); ++i) {
+    const VipKey& k = g.vips[i].key;
+    if (layout.is_snat(k.addr.family, k.addr.bytes) && k.port >= layout.port_lo &&
+        k.port <= layout.port_hi)
+      vip_nodes[i].fail("vips[" + std::to_string(i) + "] " + vip_label(k) +
+                        " is on a SNAT address inside the SNAT port range (" +
+                        std::to_string(layout.port_lo) + "-" + std::to_string(layout.port_hi) +
+                        "): move the VIP or narrow the range");
   }
   // The compiled firewall checks the whole policy (rules and timeouts) once more.
   try {

@@ -89,6 +89,8 @@ TEST(ConfigTest, RandomSecretsDiffer) {
   const TripodConfig a = load_config(kDir + "/minimal.yaml");
   const TripodConfig b = load_config(kDir + "/minimal.yaml");
   EXPECT_NE(a.gateway.lb_hash_key.k0, b.gateway.lb_hash_key.k0);
+  // Without a cluster, which worker owns a flow is secret too.
+  EXPECT_NE(a.gateway.cluster.slot_key.k0, b.gateway.cluster.slot_key.k0);
 }
 
 TEST(ConfigTest, MissingFileIsAConfigError) {
@@ -211,6 +213,9 @@ std::vector<ErrorCase> error_cases() {
       {"fullnat_needs_snat_family",
        base("vips:\n  - address: 2001:db8::1\n    port: 80\n    backends: []\n"), 2, 7, "snat",
        "needs an IPv6 address in snat.addresses"},
+      {"vip_on_snat_port_range",
+       base("vips:\n  - address: 198.51.100.1\n    port: 8443\n    backends: []\n"), 4, 5,
+       "vips[0]", "on a SNAT address inside the SNAT port range"},
       {"fullnat_without_snat",
        "interfaces: [{name: eth0}]\nvips:\n  - address: 192.0.2.1\n    port: 80\n    backends: "
        "[]\n",
@@ -438,6 +443,8 @@ TEST(ConfigTest, ClusterNodesShareDerivedKeys) {
   EXPECT_EQ(a.gateway.cluster.node_id, 1);
   EXPECT_EQ(b.gateway.cluster.node_id, 2);
   EXPECT_EQ(a.gateway.cluster.snat_addresses.size(), 2u);
+  EXPECT_EQ(a.gateway.cluster.slot_key.k0, b.gateway.cluster.slot_key.k0);  // derived, shared
+  EXPECT_EQ(a.gateway.cluster.slot_key.k1, b.gateway.cluster.slot_key.k1);
   EXPECT_EQ(a.gateway.cluster.pull_timeout_ms, 20u);  // the default: misses pull
   std::string on = node(1, "198.51.100.1");
   on.insert(on.find("  nodes:"), "  pull_timeout: 0\n");

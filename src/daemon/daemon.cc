@@ -158,7 +158,9 @@ Daemon::Daemon(TripodConfig cfg, std::string config_path)
   const uint32_t n_workers = cfg_.sockets();
   GatewayConfig worker_cfg = cfg_.gateway;  // (max_connections is per worker)
   worker_cfg.shards = n_workers;
-  if (n_workers > 1) handoff_ = std::make_unique<HandoffMesh>(n_workers, kHandoffRing);
+  if (n_workers > 1)
+    handoff_ = std::make_unique<HandoffMesh>(
+        n_workers, std::max(kHandoffMinRing, kHandoffPackets / (n_workers - 1)));
   for (const auto& ifc : cfg_.interfaces) {
     XdpSteeringConfig sc;
     sc.interface = ifc.name;

@@ -36,8 +36,11 @@ class Daemon {
   ~Daemon();
   // What a valid configuration may still ask that this daemon cannot do
   // yet (several interfaces, egress SNAT); throws std::runtime_error.
-  static constexpr uint32_t kMaxWorkers = 64;
-  static constexpr uint32_t kHandoffRing = 512;  // packets per pair of workers
+  static constexpr uint32_t kMaxWorkers = 32;
+  // Packets each worker's inbound rings hold in all (about 1.8 KB each):
+  // ring capacity kHandoffPackets / (workers - 1), at least kHandoffMinRing.
+  static constexpr uint32_t kHandoffPackets = 1024;
+  static constexpr uint32_t kHandoffMinRing = 128;
   static void check_supported(const TripodConfig& cfg);
   Daemon(const Daemon&) = delete;
   Daemon& operator=(const Daemon&) = delete;

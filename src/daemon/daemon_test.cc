@@ -95,6 +95,7 @@ TEST(L2Stage, WritesTheNextHopsMacsAsTheKernelWould) {
     b.verdict[i] = Verdict::kForward;
     b.l2[i] = L2Action::kRoute;
     b.hash[i] = 0;
+    b.held[i] = false;
   }
   b.l2[2] = L2Action::kKeepDst;
   parse.process(b);

@@ -7,6 +7,7 @@
 #include <functional>
 #include <memory>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -47,7 +48,8 @@ class Port : public FrameSource {
   // workers' handed packets (handoff.h). At most kMaxWakeFds.
   static constexpr int kMaxWakeFds = 2;
   void add_wake_fd(int fd) {
-    if (num_wake_fds_ < kMaxWakeFds) wake_fds_[num_wake_fds_++] = fd;
+    if (num_wake_fds_ == kMaxWakeFds) throw std::logic_error("port: too many wake-up fds");
+    wake_fds_[num_wake_fds_++] = fd;
   }
   using CounterFn = std::function<void(std::string_view name, uint64_t value)>;
   // The port's own counters (rx, tx, ring drops ...), by name.

@@ -38,18 +38,20 @@ class PacketRing {
     while (cap_ < capacity)
       cap_ <<= 1;
     mask_ = cap_ - 1;
-    slots_ = std::make_unique<Slot[]>(cap_);
+    slots_ = std::make_unique_for_overwrite<Slot[]>(cap_);  // pages committed as used
   }
 
-  // Producer: copies the packet in; false when the ring is full.
+  // Producer: copies the packet in; false when the ring is full (or the
+  // packet longer than a frame holds: never from an RX frame).
   bool push(const Packet& p) {
+    if (p.len > kMaxFrameLen) return false;
     const uint32_t tail = prod_.tail.load(std::memory_order_relaxed);
     if (tail - prod_.cached_head == cap_) {
       prod_.cached_head = cons_.head.load(std::memory_order_acquire);
       if (tail - prod_.cached_head == cap_) return false;
     }
     Slot& s = slots_[tail & mask_];
-    s.len = p.len <= kMaxFrameLen ? p.len : kMaxFrameLen;
+    s.len = p.len;
     s.ts_ns = p.ts_ns;
     std::memcpy(s.data, p.data, s.len);
     prod_.tail.store(tail + 1, std::memory_order_release);

@@ -7,9 +7,13 @@ uint32_t Pipeline::run_once(Port& port, const Clock* clock, RunStats* stats) {
   b.frames = &port;
   // Parked packets let go run first (they came first).
   const uint32_t replayed = park_ ? park_->take(b.pkts, kBurstSize) : 0;
-  // Then what other workers handed over (it came before this burst too).
+  // Then what other workers handed over (it came before this burst too),
+  // at most half a burst: under overload the port's own RX keeps its share
+  // (its ring would drop where no counter of ours sees it).
   const uint32_t handed_in =
-      mesh_ != nullptr ? mesh_->receive(self_, b.pkts + replayed, kBurstSize - replayed, port) : 0;
+      mesh_ != nullptr ? mesh_->receive(self_, b.pkts + replayed,
+                                        std::min(kBurstSize / 2, kBurstSize - replayed), port)
+                       : 0;
   b.first_rx = replayed + handed_in;
   b.n = b.first_rx + port.rx_burst(b.pkts + b.first_rx, kBurstSize - b.first_rx);
   if (b.n == 0) return 0;

@@ -23,7 +23,9 @@
 namespace tripod::cluster::wire {
 
 inline constexpr uint8_t kMagic[4] = {'T', 'P', 'R', '1'};
-inline constexpr uint8_t kVersion = 1;
+// 2: a flow's slot is its canonical key's hash (flow_sync.h): nodes of
+// version 1 put the same flows in other slots, so they must not mix.
+inline constexpr uint8_t kVersion = 2;
 inline constexpr size_t kHeaderSize = 64;
 inline constexpr size_t kMacSize = 16;  // BLAKE2b truncated to 128 bits
 inline constexpr size_t kKeySize = 32;  // crypto_generichash_KEYBYTES

@@ -175,7 +175,7 @@ std::vector<DropCase> drop_cases() {
       {"version", WireDrop::kBadVersion,
        [](const Codec& s) {
          auto d = valid_data(s);
-         d[off::kVersion] = 2;
+         d[off::kVersion] = kVersion + 1;
          s.seal(d.data(), d.size() - kMacSize);
          return d;
        }},

@@ -191,6 +191,11 @@ GatewayStage::GatewayStage(const GatewayConfig& cfg, uint64_t now_ns)
 
 VipId GatewayStage::add_vip(const GatewayVipConfig& v) {
   check_vip(v, snat_[fam(v.key.addr.family)] != nullptr);
+  if (layout_.is_snat(v.key.addr.family, v.key.addr.bytes) && v.key.port >= layout_.port_lo &&
+      v.key.port <= layout_.port_hi)
+    throw std::invalid_argument("gateway: VIP " + v.key.addr.to_string() + ":" +
+                                std::to_string(v.key.port) +
+                                " is on a SNAT address inside the SNAT port range");
   const VipId id = lb_.add_vip(v.key);
   try {
     lb_.commit(id, lb_.prepare(id, v.pool));

@@ -451,6 +451,12 @@ TEST(Gateway, EveryPacketOfAFlowNamesItsSlot) {
   pull.src_port = kBport;
   pull.dst_port = e.sport;
   EXPECT_EQ(record_slot(pull, layout), slot);
+  // A VIP whose port a translated flow could have: refused.
+  GatewayVipConfig on_snat = test_config().vips[0];
+  on_snat.key = vip_key(kSnat, 6000);
+  EXPECT_THROW(h.gw().add_vip(on_snat), std::invalid_argument);
+  on_snat.key = vip_key(kSnat, 443);  // outside the range: fine
+  EXPECT_NO_THROW(h.gw().add_vip(on_snat));
   // Another client's flow: most likely another slot (1 in 256 not).
   uint32_t differ = 0;
   for (uint16_t p = 1; p <= 8; ++p)
