@@ -359,20 +359,26 @@ check_spread() {  # what
   done
 }
 
+# HTTP through the VIP: $REQS IPv4 requests spread over the backends, 12
+# IPv6 ones, and the 16 MiB file.
+check_http_through_vip() {
+  curl_many "$REQS" "http://$VIP4/"
+  echo "     IPv4 VIP: $OKS/$REQS answered; backends: $SEEN"
+  check "all $REQS IPv4 requests through the VIP answered" test "$OKS" -eq "$REQS"
+  check_spread "IPv4 VIP"
+
+  curl_many 12 "http://[$VIP6]/"
+  echo "     IPv6 VIP: $OKS/12 answered; backends: $SEEN"
+  check "all 12 IPv6 requests through the VIP answered" test "$OKS" -eq 12
+
+  local size
+  size=$(cx curl -sS -f -m 10 -o /dev/null -w '%{size_download}' "http://$VIP4/big.bin" || echo 0)
+  check "big file through the VIP complete ($size bytes)" test "$size" -eq $((16 * 1024 * 1024))
+}
+
 scenario_tripod_fullnat() {
   if tripod_up --gateways "$NGW" --backends "$NBE"; then
-    curl_many "$REQS" "http://$VIP4/"
-    echo "     IPv4 VIP: $OKS/$REQS answered; backends: $SEEN"
-    check "all $REQS IPv4 requests through the VIP answered" test "$OKS" -eq "$REQS"
-    check_spread "IPv4 VIP"
-
-    curl_many 12 "http://[$VIP6]/"
-    echo "     IPv6 VIP: $OKS/12 answered; backends: $SEEN"
-    check "all 12 IPv6 requests through the VIP answered" test "$OKS" -eq 12
-
-    local size
-    size=$(cx curl -sS -f -m 10 -o /dev/null -w '%{size_download}' "http://$VIP4/big.bin" || echo 0)
-    check "big file through the VIP complete ($size bytes)" test "$size" -eq $((16 * 1024 * 1024))
+    check_http_through_vip
 
     # tripod hashes the 5-tuple: iperf3's control and data connections meet
     # the same backend only by chance (1 in $NBE), and a run fails otherwise
@@ -427,16 +433,7 @@ scenario_tripod_queues() {
   NGW=1
   export TRIPOD_QUEUES=2 TRIPOD_SYNPROXY=1
   if tripod_up --gateways "$NGW" --backends "$NBE"; then
-    curl_many "$REQS" "http://$VIP4/"
-    echo "     IPv4 VIP: $OKS/$REQS answered; backends: $SEEN"
-    check "all $REQS IPv4 requests through the VIP answered" test "$OKS" -eq "$REQS"
-    check_spread "IPv4 VIP"
-    curl_many 12 "http://[$VIP6]/"
-    check "all 12 IPv6 requests through the VIP answered ($OKS)" test "$OKS" -eq 12
-    local size
-    size=$(cx curl -sS -f -m 10 -o /dev/null -w '%{size_download}' "http://$VIP4/big.bin" || echo 0)
-    check "big file through the VIP complete ($size bytes)" test "$size" -eq $((16 * 1024 * 1024))
-
+    check_http_through_vip
     local wout
     wout="$LAB_RUN/$NAME/wrk.out"
     cx timeout 20 wrk -t2 -c32 -d4s "http://$VIP4/" >"$wout" 2>&1 || true

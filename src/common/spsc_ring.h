@@ -13,6 +13,17 @@
 
 namespace tripod {
 
+// The two ends' indices, each on its own cache line with its cached copy of
+// the other end's (SpscRing; PacketRing in pipeline/handoff.h).
+struct alignas(kCacheLine) SpscProducer {
+  std::atomic<uint32_t> tail{0};
+  uint32_t cached_head = 0;
+};
+struct alignas(kCacheLine) SpscConsumer {
+  std::atomic<uint32_t> head{0};
+  uint32_t cached_tail = 0;
+};
+
 template <typename T>
 class SpscRing {
   static_assert(std::is_trivially_copyable_v<T>);
@@ -63,16 +74,8 @@ class SpscRing {
   }
 
  private:
-  struct alignas(kCacheLine) Producer {
-    std::atomic<uint32_t> tail{0};
-    uint32_t cached_head = 0;
-  };
-  struct alignas(kCacheLine) Consumer {
-    std::atomic<uint32_t> head{0};
-    uint32_t cached_tail = 0;
-  };
-  Producer prod_;
-  Consumer cons_;
+  SpscProducer prod_;
+  SpscConsumer cons_;
   uint32_t cap_;
   uint32_t mask_;
   std::unique_ptr<T[]> items_;

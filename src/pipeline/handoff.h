@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "common/compiler.h"
+#include "common/spsc_ring.h"
 #include "io/packet.h"
 
 namespace tripod {
@@ -92,16 +93,8 @@ class PacketRing {
     uint64_t ts_ns;
     uint8_t data[kMaxFrameLen];
   };
-  struct alignas(kCacheLine) Producer {
-    std::atomic<uint32_t> tail{0};
-    uint32_t cached_head = 0;
-  };
-  struct alignas(kCacheLine) Consumer {
-    std::atomic<uint32_t> head{0};
-    uint32_t cached_tail = 0;
-  };
-  Producer prod_;
-  Consumer cons_;
+  SpscProducer prod_;
+  SpscConsumer cons_;
   uint32_t cap_;
   uint32_t mask_;
   std::unique_ptr<Slot[]> slots_;
