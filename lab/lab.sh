@@ -70,8 +70,12 @@ gw_snat6() { if [ "$ROUTING" = bgp ]; then echo "${RSNAT6_PREFIX}:$((20 + $1))";
 # 10.77.0.3I / fd77::3I, or routed 10.77.200.3I / fd77:200::3I with bgp.
 gw_tsnat4() { if [ "$ROUTING" = bgp ]; then echo "$RSNAT4_PREFIX.$((30 + $1))"; else echo "$SEG4_PREFIX.$((30 + $1))"; fi; }
 gw_tsnat6() { if [ "$ROUTING" = bgp ]; then echo "${RSNAT6_PREFIX}:$((30 + $1))"; else echo "${SEG6_PREFIX}:$((30 + $1))"; fi; }
+# tripod's egress SNAT addresses (TRIPOD_EGRESS): 10.77.0.4I / fd77::4I.
+gw_esnat4() { echo "$SEG4_PREFIX.$((40 + $1))"; }
+gw_esnat6() { echo "${SEG6_PREFIX}:$((40 + $1))"; }
 be_ip6() { echo "${SEG6_PREFIX}:$((100 + $1))"; }   # fd77::101..
 cl_ip4() { echo "10.77.$((10 + $1)).2"; }           # client k: 10.77.(10+k).2/24
+CL4_NET1=10.77.11.0/24 CL6_NET1=fd77:11::/64         # client 1's networks
 cl_rt4() { echo "10.77.$((10 + $1)).1"; }
 cl_ip6() { echo "fd77:$((10 + $1))::2"; }
 cl_rt6() { echo "fd77:$((10 + $1))::1"; }
@@ -281,6 +285,8 @@ build_topology() {
       nsx "gw$i" ip addr add "$(gw_snat6 "$i")/64" dev eth0 nodad preferred_lft 0
       nsx "gw$i" ip addr add "$(gw_tsnat4 "$i")/24" dev eth0
       nsx "gw$i" ip addr add "$(gw_tsnat6 "$i")/64" dev eth0 nodad preferred_lft 0
+      nsx "gw$i" ip addr add "$(gw_esnat4 "$i")/24" dev eth0
+      nsx "gw$i" ip addr add "$(gw_esnat6 "$i")/64" dev eth0 nodad preferred_lft 0
     fi
     nsx "gw$i" ip route add default via "$SEG4_PREFIX.$RT_SEG_HOST"
     nsx "gw$i" ip -6 route add default via "${SEG6_PREFIX}:$RT_SEG_HOST"
@@ -301,6 +307,15 @@ build_topology() {
     done
     nsx rt ip route add "$VIP4_NET" "${nh4[@]}"
     nsx rt ip -6 route add "$VIP6_NET" "${nh6[@]}"
+    if [ -n "${TRIPOD_EGRESS:-}" ]; then
+      # Egress: client 1's network is "internal"; its traffic to be1 (the
+      # "outside" here) goes through gw1, which translates it to its egress
+      # address, as a NAT gateway's clients' default route would.
+      nsx rt ip rule add from "${CL4_NET1}" to "$(be_ip4 1)" lookup 77 pref 1000
+      nsx rt ip route add "$(be_ip4 1)" via "$(gw_ip4 1)" table 77
+      nsx rt ip -6 rule add from "${CL6_NET1}" to "$(be_ip6 1)" lookup 77 pref 1000
+      nsx rt ip -6 route add "$(be_ip6 1)" via "$(gw_ip6 1)" table 77
+    fi
   fi
 
   # Backends: VIP on lo (for DSR) with arp_ignore/arp_announce, default route
@@ -374,6 +389,7 @@ http {
     root $d/www;
     add_header X-Backend be$i;
     location = / { default_type text/plain; try_files /index.html =404; }
+    location = /ip { default_type text/plain; return 200 "\$remote_addr"; }
   }
 }
 EOF
@@ -668,6 +684,9 @@ tripod_start() {  # gateway index
     # same backend and accepts the first node's SYN cookies.
     echo "secrets: {lb_key: 6c61622d6c622d6b65792d3030303031, synproxy_key: 6c61622d73796e2d6b65792d30303031}"
     echo "snat: {addresses: [$(gw_tsnat4 "$i"), \"$(gw_tsnat6 "$i")\"], port_range: 1024-65535}"
+    if [ -n "${TRIPOD_EGRESS:-}" ]; then
+      echo "egress: {sources: [$CL4_NET1, \"$CL6_NET1\"], addresses: [$(gw_esnat4 "$i"), \"$(gw_esnat6 "$i")\"], port_range: 1024-65535}"
+    fi
     if [ -n "${TRIPOD_CLUSTER:-}" ]; then
       # One cluster of every gateway, over the segment (the control network
       # here): heartbeats, flow records, and packets handed between nodes.
@@ -692,6 +711,10 @@ tripod_start() {  # gateway index
     for extra in ${TRIPOD_DENY:-}; do echo "    - deny in from $extra"; done
     echo "    - allow in tcp to $VIP4 port $HTTP_PORT,$IPERF_PORT"
     echo "    - allow in tcp to $VIP6 port $HTTP_PORT"
+    if [ -n "${TRIPOD_EGRESS:-}" ]; then  # internal hosts may go out
+      echo "    - allow out from $CL4_NET1"
+      echo "    - allow out from $CL6_NET1"
+    fi
     echo "    - allow icmp"
     echo "    - allow icmpv6"
     echo "vips:"

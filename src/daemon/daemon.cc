@@ -23,6 +23,7 @@
 
 #include "daemon/logging.h"
 #include "io/xdp/xdp_port.h"
+#include "nf/firewall/acl.h"
 
 namespace tripod {
 namespace {
@@ -129,10 +130,14 @@ int open_status_socket(const std::string& path) {
 
 void Daemon::check_supported(const TripodConfig& cfg) {
   if (cfg.interfaces.empty()) throw std::runtime_error(cfg.file + ": no interfaces to serve");
-  if (!cfg.gateway.egress.sources.empty())
+  if (!cfg.gateway.egress.sources.empty() && cfg.sockets() > 1)
     throw std::runtime_error(cfg.file +
-                             ": egress SNAT is not served by the daemon yet (the XDP program "
-                             "steers by destination; internal hosts' traffic would bypass it)");
+                             ": egress SNAT with several queues is not built yet (its ports are "
+                             "not laid out by slot, so replies would miss their worker)");
+  if (!cfg.gateway.egress.sources.empty() && cfg.cluster.enabled)
+    throw std::runtime_error(cfg.file +
+                             ": egress SNAT in a cluster is not built yet (egress flows are not "
+                             "replicated: a node's death would break them)");
   if (cfg.interfaces.size() != 1)
     throw std::runtime_error(cfg.file +
                              ": one interface per node for now (a worker sends on its own "
@@ -198,6 +203,21 @@ Daemon::Daemon(TripodConfig cfg, std::string config_path)
   for (const auto& a : steered_addresses())
     for (auto& s : steering_)
       s->add_address(a);
+  // Egress: internal hosts' packets to the outside (config.cc checked the
+  // prefixes; "any" is both families' /0).
+  for (const std::string& src : cfg_.gateway.egress.sources) {
+    Family fam = Family::kNone;
+    uint8_t addr[16] = {};
+    int len = 0;
+    if (const char* err = fw_internal::parse_prefix(src, &fam, addr, &len))
+      throw std::runtime_error(cfg_.file + ": egress source " + src + ": " + err);
+    for (auto& s : steering_) {
+      if (fam != Family::kIpv6)
+        s->add_egress_prefix(Family::kIpv4, addr, fam == Family::kNone ? 0 : len);
+      if (fam != Family::kIpv4)
+        s->add_egress_prefix(Family::kIpv6, addr, fam == Family::kNone ? 0 : len);
+    }
+  }
 
   health_ = std::make_unique<HealthChecker>();
   vips_.resize(cfg_.gateway.vips.size());
@@ -674,6 +694,13 @@ std::string Daemon::status_json() {
     cl["counters"] = cc;
     doc["cluster"] = cl;
   }
+  json xdp = json::object();
+  for (const auto& s : steering_) {
+    json c = json::object();
+    s->export_counters([&](std::string_view n, uint64_t v) { c[std::string(n)] = v; });
+    xdp[s->interface()] = c;
+  }
+  doc["xdp"] = xdp;
   json nl = json::object();
   for (size_t i = 0; i < monitor_->counters().size(); ++i)
     nl[std::string(route::kMonitorCounterNames[i])] = monitor_->counters().get(i);

@@ -283,7 +283,15 @@ TEST(Daemon, RefusesWhatItCannotServeYet) {
   EXPECT_NO_THROW(Daemon::check_supported(minimal));
   minimal.workers = 2;  // not one per queue
   EXPECT_THROW(Daemon::check_supported(minimal), std::runtime_error);
-  // Two interfaces (two sockets) and egress SNAT.
+  // Egress SNAT: with one queue and no cluster.
+  minimal.workers = 0;
+  minimal.gateway.egress.sources = {"10.0.0.0/8"};
+  EXPECT_THROW(Daemon::check_supported(minimal), std::runtime_error);  // 3 queues
+  minimal.interfaces[0].queues = {0};
+  EXPECT_NO_THROW(Daemon::check_supported(minimal));
+  minimal.cluster.enabled = true;
+  EXPECT_THROW(Daemon::check_supported(minimal), std::runtime_error);
+  // Two interfaces.
   EXPECT_THROW(Daemon::check_supported(load_config(TRIPOD_CONFIG_DIR "/tripod.example.yaml")),
                std::runtime_error);
 }

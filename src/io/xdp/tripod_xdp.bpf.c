@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /* tripod's XDP steering program: packets for steered addresses (VIPs, SNAT
- * addresses) go to the AF_XDP socket of their RX queue; everything else (ARP,
- * ND, the node's own traffic, BGP, control) goes to the kernel.
+ * addresses), and egress packets (from an internal source prefix to a unicast
+ * destination outside them), go to the AF_XDP socket of their RX queue;
+ * everything else (ARP, ND, the node's own traffic, BGP, control) goes to
+ * the kernel.
  *
  * It is loaded through libxdp, which runs it behind the multi-program
  * dispatcher: XDP_PASS continues to the next program on the interface, so
@@ -34,6 +36,14 @@ struct {
   __type(key, struct steer_key);
   __type(value, __u8);
 } tripod_steer SEC(".maps");
+
+struct {
+  __uint(type, BPF_MAP_TYPE_LPM_TRIE);
+  __uint(max_entries, TRIPOD_XDP_DEFAULT_EGRESS);
+  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __type(key, struct tripod_xdp_prefix);
+  __type(value, __u8);
+} tripod_egress SEC(".maps");
 
 struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -85,16 +95,28 @@ int tripod_xdp(struct xdp_md* ctx) {
   }
 
   struct steer_key key = {};
+  /* Egress: the source (and the destination, which must not be internal)
+   * as LPM keys. Multicast, broadcast and link-local destinations are
+   * never egress. */
+  struct tripod_xdp_prefix src = {.prefixlen = 128};
+  struct tripod_xdp_prefix dst = {.prefixlen = 128};
+  int outside_unicast = 1;
   if (proto == bpf_htons(ETH_P_IP)) {
     struct iphdr* ip = l3;
     if ((void*)(ip + 1) > end) return count(TRIPOD_XDP_STAT_PASSED, XDP_PASS);
     key.addr[10] = 0xff;
     key.addr[11] = 0xff;
     __builtin_memcpy(&key.addr[12], &ip->daddr, 4);
+    src.addr[10] = src.addr[11] = 0xff;
+    __builtin_memcpy(&src.addr[12], &ip->saddr, 4);
+    const __u8* d = (const __u8*)&ip->daddr;
+    outside_unicast = (d[0] & 0xf0) != 0xe0 && ip->daddr != 0xffffffff;
   } else if (proto == bpf_htons(ETH_P_IPV6)) {
     struct ipv6hdr* ip6 = l3;
     if ((void*)(ip6 + 1) > end) return count(TRIPOD_XDP_STAT_PASSED, XDP_PASS);
     __builtin_memcpy(key.addr, &ip6->daddr, 16);
+    __builtin_memcpy(src.addr, &ip6->saddr, 16);
+    outside_unicast = key.addr[0] != 0xff && !(key.addr[0] == 0xfe && (key.addr[1] & 0xc0) == 0x80);
     /* Neighbour discovery (ICMPv6 133-137) stays with the kernel even for a
      * steered address: the kernel owns the addresses' L2 presence, as ARP. */
     if (ip6->nexthdr == 58) {
@@ -106,7 +128,13 @@ int tripod_xdp(struct xdp_md* ctx) {
     return count(TRIPOD_XDP_STAT_PASSED, XDP_PASS); /* ARP, LLDP, ... */
   }
 
-  if (!bpf_map_lookup_elem(&tripod_steer, &key)) return count(TRIPOD_XDP_STAT_PASSED, XDP_PASS);
+  if (!bpf_map_lookup_elem(&tripod_steer, &key)) {
+    __builtin_memcpy(dst.addr, key.addr, TRIPOD_XDP_KEY_LEN);
+    if (!outside_unicast || !bpf_map_lookup_elem(&tripod_egress, &src) ||
+        bpf_map_lookup_elem(&tripod_egress, &dst))
+      return count(TRIPOD_XDP_STAT_PASSED, XDP_PASS);
+    count(TRIPOD_XDP_STAT_EGRESS, 0);
+  }
 
   __u32 queue = ctx->rx_queue_index;
   __u32 cfg_slot = TRIPOD_XDP_CFG_NO_SOCKET_PASS;

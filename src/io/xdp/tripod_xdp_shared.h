@@ -11,16 +11,19 @@
 #define TRIPOD_XDP_STEER_MAP "tripod_steer"
 #define TRIPOD_XDP_STATS_MAP "tripod_stats"
 #define TRIPOD_XDP_CONFIG_MAP "tripod_cfg"
+#define TRIPOD_XDP_EGRESS_MAP "tripod_egress"
 
 /* Default sizes; the loader may resize both before the object is loaded. */
 #define TRIPOD_XDP_DEFAULT_QUEUES 256
 #define TRIPOD_XDP_DEFAULT_ADDRESSES 4096
+#define TRIPOD_XDP_DEFAULT_EGRESS 1024
 
 /* Slots of the per-CPU stats array. */
 #define TRIPOD_XDP_STAT_REDIRECTED 0 /* steered address, handed to the queue's socket */
 #define TRIPOD_XDP_STAT_PASSED 1     /* not steered (ARP, ND, node traffic): kernel */
 #define TRIPOD_XDP_STAT_NO_SOCKET 2  /* steered address but no socket on the RX queue */
-#define TRIPOD_XDP_STAT_COUNT 3
+#define TRIPOD_XDP_STAT_EGRESS 3     /* steered as egress: internal source, outside destination */
+#define TRIPOD_XDP_STAT_COUNT 4
 
 /* Slot 0 of the config array: what to do with a steered packet whose RX
  * queue has no socket. 0 = drop (fail closed: VIP traffic must never bypass
@@ -31,5 +34,12 @@
 /* Steering key: 16 bytes, IPv6 as is, IPv4 as an IPv4-mapped IPv6 address
  * (::ffff:a.b.c.d), so one hash map serves both families. Network order. */
 #define TRIPOD_XDP_KEY_LEN 16
+
+/* Egress prefixes (internal sources): an LPM trie keyed like the steering
+ * map, IPv4 prefixes as IPv4-mapped ones (prefix length + 96). */
+struct tripod_xdp_prefix {
+  unsigned int prefixlen; /* host order, as the LPM trie wants */
+  unsigned char addr[TRIPOD_XDP_KEY_LEN];
+};
 
 #endif /* TRIPOD_IO_XDP_TRIPOD_XDP_SHARED_H_ */

@@ -35,6 +35,7 @@
 #include <cstring>
 #include <map>
 #include <optional>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -507,6 +508,46 @@ TEST_F(XdpNetnsTest, SteeredUdpArrivesAtPort) {
   EXPECT_EQ(steering->stats().redirected, 2u * kN);
   EXPECT_EQ(steering->stats().no_socket, 0u);
   EXPECT_EQ(port->frame_account().application, 0u);
+}
+
+// Egress: the peer's network is internal. Its datagrams to an outside
+// address (routed via the gateway, steered by no destination) reach the
+// port; to the gateway's own address (inside) they reach the kernel.
+TEST_F(XdpNetnsTest, EgressIsSteeredBySource) {
+  auto steering = make_steering();
+  auto port = make_port();
+  steering->register_port(*port);
+  uint8_t net4[16] = {}, net6[16] = {};
+  ASSERT_EQ(inet_pton(AF_INET, kPeer4, net4), 1);
+  ASSERT_EQ(inet_pton(AF_INET6, kPeer6, net6), 1);
+  steering->add_egress_prefix(Family::kIpv4, net4, 24);
+  steering->add_egress_prefix(Family::kIpv6, net6, 64);
+  EXPECT_THROW(steering->add_egress_prefix(Family::kIpv4, net4, 33), std::invalid_argument);
+
+  auto s4 = peer_socket(kPeer4);
+  auto s6 = peer_socket(kPeer6);
+  ASSERT_TRUE(s4->send_to(kVip4b, kVipPort, "out-v4"));
+  ASSERT_TRUE(s6->send_to(kVip6b, kVipPort, "out-v6"));
+  const std::vector<Bytes> frames = collect(*port, 2, 5000);
+  ASSERT_EQ(frames.size(), 2u);
+  std::set<std::string> dsts;
+  for (const Bytes& f : frames) {
+    const auto v = view_udp(f);
+    ASSERT_TRUE(v.has_value());
+    dsts.insert(v->dst);
+  }
+  EXPECT_EQ(dsts, (std::set<std::string>{kVip4b, kVip6b}));
+  EXPECT_EQ(steering->stats().egress, 2u);
+
+  // Inside to inside: the kernel's.
+  for (const auto& [gw_addr, peer_addr] : {std::pair{kGw4, kPeer4}, std::pair{kGw6, kPeer6}}) {
+    UdpSocket server(gw_addr, 7101);
+    auto client = peer_socket(peer_addr);
+    ASSERT_TRUE(client->send_to(gw_addr, 7101, "in"));
+    EXPECT_EQ(server.recv(3000).value_or("<nothing>"), "in") << gw_addr;
+  }
+  EXPECT_EQ(steering->stats().egress, 2u);
+  EXPECT_EQ(steering->stats().redirected, 2u);
 }
 
 // (b) Non-steered traffic and ARP/ND still reach the kernel, which answers.

@@ -155,6 +155,7 @@ XdpSteering::XdpSteering(const XdpSteeringConfig& config) : config_(config) {
     steer_fd_ = map_fd(TRIPOD_XDP_STEER_MAP);
     stats_fd_ = map_fd(TRIPOD_XDP_STATS_MAP);
     cfg_fd_ = map_fd(TRIPOD_XDP_CONFIG_MAP);
+    egress_fd_ = map_fd(TRIPOD_XDP_EGRESS_MAP);
     set_pass_without_socket(config_.pass_without_socket);
 
   } catch (...) {
@@ -196,7 +197,7 @@ void XdpSteering::detach() {
   prog_ = nullptr;
   if (obj_ != nullptr) bpf_object__close(obj_);  // closes the map fds too
   obj_ = nullptr;
-  xsks_fd_ = steer_fd_ = stats_fd_ = cfg_fd_ = -1;
+  xsks_fd_ = steer_fd_ = stats_fd_ = cfg_fd_ = egress_fd_ = -1;
   if (netns_fd_ >= 0) close(netns_fd_);
   netns_fd_ = -1;
 }
@@ -257,6 +258,19 @@ bool XdpSteering::remove_address(std::string_view text) {
   return remove_address(f, addr);
 }
 
+void XdpSteering::add_egress_prefix(Family family, const uint8_t* addr, int len) {
+  const int max = family == Family::kIpv4 ? 32 : 128;
+  if (len < 0 || len > max)
+    throw std::invalid_argument("XDP steering: egress prefix length " + std::to_string(len));
+  tripod_xdp_prefix k{};
+  make_key(family, addr, k.addr);
+  k.prefixlen = static_cast<unsigned>(family == Family::kIpv4 ? 96 + len : len);
+  const uint8_t one = 1;
+  const int err = bpf_map_update_elem(egress_fd_, &k, &one, BPF_ANY);
+  if (err != 0)
+    fail("cannot add egress prefix " + format_addr(family, addr) + "/" + std::to_string(len), -err);
+}
+
 void XdpSteering::set_pass_without_socket(bool pass) {
   const uint32_t slot = TRIPOD_XDP_CFG_NO_SOCKET_PASS;
   const uint32_t value = pass ? 1 : 0;
@@ -279,6 +293,7 @@ XdpSteeringStats XdpSteering::stats() const {
   s.redirected = sums[TRIPOD_XDP_STAT_REDIRECTED];
   s.passed = sums[TRIPOD_XDP_STAT_PASSED];
   s.no_socket = sums[TRIPOD_XDP_STAT_NO_SOCKET];
+  s.egress = sums[TRIPOD_XDP_STAT_EGRESS];
   return s;
 }
 
@@ -287,6 +302,7 @@ void XdpSteering::export_counters(const CounterFn& fn) const {
   fn("redirected", s.redirected);
   fn("passed", s.passed);
   fn("no_socket", s.no_socket);
+  fn("egress", s.egress);
   fn("native_mode", attached_mode_ == XdpAttachMode::kNative ? 1 : 0);
   fn("dispatcher", dispatcher_ ? 1 : 0);
 }

@@ -1,7 +1,9 @@
 // Attaches tripod's XDP program (tripod_xdp.bpf.c, embedded in the library)
-// to one interface and keeps its maps: the AF_XDP socket of each RX queue and
-// the set of steered destination addresses (VIPs, SNAT addresses). Packets to
-// a steered address go to the queue's socket; all others to the kernel.
+// to one interface and keeps its maps: the AF_XDP socket of each RX queue,
+// the set of steered destination addresses (VIPs, SNAT addresses) and the
+// egress source prefixes. Packets to a steered address, or from an egress
+// prefix to a unicast address outside them, go to the queue's socket; all
+// others to the kernel.
 //
 // Loaded through libxdp, so with a bpffs at /sys/fs/bpf the program runs
 // behind libxdp's dispatcher and coexists with other XDP programs (without
@@ -46,6 +48,7 @@ struct XdpSteeringStats {
   uint64_t redirected = 0;  // to an AF_XDP socket
   uint64_t passed = 0;      // not steered: to the kernel
   uint64_t no_socket = 0;   // steered, but no socket on the RX queue
+  uint64_t egress = 0;      // steered as egress (internal source, outside destination)
 };
 
 class XdpSteering {
@@ -74,6 +77,12 @@ class XdpSteering {
   // an unparsable address.
   bool add_address(std::string_view text);
   bool remove_address(std::string_view text);
+
+  // Egress SNAT: packets from these internal prefixes to a unicast
+  // destination outside all of them are steered too. `addr`: the prefix's
+  // 4 or 16 network-order bytes; `len` its length in bits. Throws
+  // std::runtime_error on map errors, std::invalid_argument on a bad length.
+  void add_egress_prefix(Family family, const uint8_t* addr, int len);
 
   void set_pass_without_socket(bool pass);
 
@@ -105,6 +114,7 @@ class XdpSteering {
   int steer_fd_ = -1;
   int stats_fd_ = -1;
   int cfg_fd_ = -1;
+  int egress_fd_ = -1;
 };
 
 }  // namespace tripod
