@@ -472,32 +472,42 @@ scenario_tripod_queues() {
 # router sends its traffic to be1 (the outside here) through gw1. The XDP
 # program steers it by source; tripod translates it to gw1's egress address,
 # which be1's nginx sees, and translates the replies back.
+# Egress through gw1 from client 1 to be1 (TRIPOD_EGRESS): be1 sees gw1's
+# egress addresses; curls and a wrk run with a new connection per request
+# all answered; gw1 counted the connections and its XDP program the packets.
+check_egress() {
+  local seen4 seen6 ok=0 k wout created steered
+  seen4=$(cx curl -sS -m 5 "http://10.77.0.101/ip" 2>&1 || true)
+  seen6=$(cx curl -sS -m 5 "http://[fd77::101]/ip" 2>&1 || true)
+  echo "     be1 sees the client as: IPv4 '$seen4', IPv6 '$seen6'"
+  check "IPv4: be1 sees gw1's egress address 10.77.0.41" test "$seen4" = 10.77.0.41
+  check "IPv6: be1 sees gw1's egress address fd77::41" test "$seen6" = fd77::41
+  for k in $(seq 20); do
+    [ "$(cx curl -sS -m 5 -o /dev/null -w '%{http_code}' "http://10.77.0.101/" 2>/dev/null)" = 200 ] && ok=$((ok + 1))
+  done
+  check "20 requests to the outside through egress answered ($ok)" test "$ok" -eq 20
+  wout="$LAB_RUN/$NAME/wrk-egress.out"
+  cx timeout 20 wrk -t2 -c16 -d3s -H 'Connection: close' "http://10.77.0.101/" >"$wout" 2>&1 || true
+  wrk_stats "$wout"
+  echo "     wrk through egress, a new connection per request: $WRK_REQS requests, $WRK_ERRS socket errors, $WRK_NON2XX non-2xx"
+  check "wrk through egress: requests answered ($WRK_REQS), no socket error ($WRK_ERRS), no non-2xx ($WRK_NON2XX)" \
+    test "$WRK_REQS" -gt 0 -a "$WRK_ERRS" -eq 0 -a "$WRK_NON2XX" -eq 0
+  created=$(counter gateway.conns_created_egress)
+  steered=$(tstatus 1 --json 2>/dev/null | awk '$1 == "\"egress\":" {gsub(/,/, "", $2); s += $2} END {print s + 0}')
+  echo "     gw1: egress connections created $created; packets the XDP program steered as egress $steered"
+  check "gw1 created the egress connections ($created)" test "$created" -ge 22
+  check "the XDP program steered them by source ($steered packets)" test "$steered" -gt 0
+}
+
+# Egress SNAT: client 1's network is internal (egress.sources), and the
+# router sends its traffic to be1 (the outside here) through gw1. The XDP
+# program steers it by source; tripod translates it to gw1's egress address,
+# which be1's nginx sees, and translates the replies back.
 scenario_tripod_egress() {
   NGW=1
   export TRIPOD_EGRESS=1
   if tripod_up --gateways "$NGW" --backends "$NBE"; then
-    local seen4 seen6 ok=0 k wout
-    seen4=$(cx curl -sS -m 5 "http://10.77.0.101/ip" 2>&1 || true)
-    seen6=$(cx curl -sS -m 5 "http://[fd77::101]/ip" 2>&1 || true)
-    echo "     be1 sees the client as: IPv4 '$seen4', IPv6 '$seen6'"
-    check "IPv4: be1 sees gw1's egress address 10.77.0.41" test "$seen4" = 10.77.0.41
-    check "IPv6: be1 sees gw1's egress address fd77::41" test "$seen6" = fd77::41
-    for k in $(seq 20); do
-      [ "$(cx curl -sS -m 5 -o /dev/null -w '%{http_code}' "http://10.77.0.101/" 2>/dev/null)" = 200 ] && ok=$((ok + 1))
-    done
-    check "20 requests to the outside through egress answered ($ok)" test "$ok" -eq 20
-    wout="$LAB_RUN/$NAME/wrk.out"
-    cx timeout 20 wrk -t2 -c16 -d3s -H 'Connection: close' "http://10.77.0.101/" >"$wout" 2>&1 || true
-    wrk_stats "$wout"
-    echo "     wrk through egress, a new connection per request: $WRK_REQS requests, $WRK_ERRS socket errors, $WRK_NON2XX non-2xx"
-    check "wrk through egress: requests answered ($WRK_REQS), no socket error ($WRK_ERRS), no non-2xx ($WRK_NON2XX)" \
-      test "$WRK_REQS" -gt 0 -a "$WRK_ERRS" -eq 0 -a "$WRK_NON2XX" -eq 0
-    local created steered
-    created=$(counter gateway.conns_created_egress)
-    steered=$(tstatus 1 --json 2>/dev/null | awk '$1 == "\"egress\":" {gsub(/,/, "", $2); s += $2} END {print s + 0}')
-    echo "     gw1: egress connections created $created; packets the XDP program steered as egress $steered"
-    check "gw1 created the egress connections ($created)" test "$created" -ge 22
-    check "the XDP program steered them by source ($steered packets)" test "$steered" -gt 0
+    check_egress
     # The VIP still works beside it, from the same internal client.
     curl_many 6 "http://$VIP4/"
     check "the VIP answers beside egress ($OKS/6)" test "$OKS" -eq 6

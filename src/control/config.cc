@@ -994,11 +994,11 @@ TripodConfig parse_document(const YAML::Node& root, const std::string& file) {
   const SlotLayout layout = GatewayStage::slot_layout(g);
   for (size_t i = 0; i < g.vips.size(); ++i) {
     const VipKey& k = g.vips[i].key;
-    if (layout.is_snat(k.addr.family, k.addr.bytes) && k.port >= layout.port_lo &&
-        k.port <= layout.port_hi)
+    if (const SlotLayout::Snat* s = layout.find(k.addr.family, k.addr.bytes);
+        s != nullptr && k.port >= s->lo && k.port <= s->hi)
       vip_nodes[i].fail("vips[" + std::to_string(i) + "] " + vip_label(k) +
                         " is on a SNAT address inside the SNAT port range (" +
-                        std::to_string(layout.port_lo) + "-" + std::to_string(layout.port_hi) +
+                        std::to_string(s->lo) + "-" + std::to_string(s->hi) +
                         "): move the VIP or narrow the range");
   }
   // The compiled firewall checks the whole policy (rules and timeouts) once more.

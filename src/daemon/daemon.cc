@@ -130,10 +130,6 @@ int open_status_socket(const std::string& path) {
 
 void Daemon::check_supported(const TripodConfig& cfg) {
   if (cfg.interfaces.empty()) throw std::runtime_error(cfg.file + ": no interfaces to serve");
-  if (!cfg.gateway.egress.sources.empty() && cfg.sockets() > 1)
-    throw std::runtime_error(cfg.file +
-                             ": egress SNAT with several queues is not built yet (its ports are "
-                             "not laid out by slot, so replies would miss their worker)");
   if (!cfg.gateway.egress.sources.empty() && cfg.cluster.enabled)
     throw std::runtime_error(cfg.file +
                              ": egress SNAT in a cluster is not built yet (egress flows are not "

@@ -73,22 +73,31 @@ inline uint32_t flow_slot(const FlowKey& k, const SipKey& slot_key) {
 // of a node split the flows by it (slot % workers).
 struct SlotLayout {
   SipKey slot_key{7, 8};
-  // Every SNAT address whose ports name slots: this node's FullNAT pool
-  // and, in a cluster, every node's.
-  std::vector<SnatAddress> snat;
-  uint16_t port_lo = 1024;
-  uint16_t port_hi = 65535;
+  // Every SNAT address whose ports name slots, with its pool's port range:
+  // this node's FullNAT and egress pools and, in a cluster, every node's
+  // FullNAT addresses.
+  struct Snat {
+    SnatAddress addr;
+    uint16_t lo = 1024;
+    uint16_t hi = 65535;
+  };
+  std::vector<Snat> snat;
 
-  bool is_snat(Family f, const uint8_t* addr) const {
+  const Snat* find(Family f, const uint8_t* addr) const {
     const size_t len = f == Family::kIpv6 ? 16 : 4;
-    for (const SnatAddress& a : snat)
-      if (a.family == f && std::memcmp(a.addr, addr, len) == 0) return true;
-    return false;
+    for (const Snat& s : snat)
+      if (s.addr.family == f && std::memcmp(s.addr.addr, addr, len) == 0) return &s;
+    return nullptr;
+  }
+  // Whether dst:dport could be a translated flow's SNAT port.
+  bool is_snat_port(Family f, const uint8_t* dst, uint16_t dport) const {
+    const Snat* s = find(f, dst);
+    return s != nullptr && dport >= s->lo && dport <= s->hi;
   }
   // The slot of a packet to dst:dport whose flow's canonical key is `canonical`.
   uint32_t slot(const FlowKey& canonical, Family f, const uint8_t* dst, uint16_t dport) const {
-    if (dport >= port_lo && dport <= port_hi && is_snat(f, dst))
-      return static_cast<uint32_t>(dport - port_lo) % kSlots;
+    if (const Snat* s = find(f, dst); s != nullptr && dport >= s->lo && dport <= s->hi)
+      return static_cast<uint32_t>(dport - s->lo) % kSlots;
     return flow_slot_canonical(canonical, slot_key);
   }
 };

@@ -130,11 +130,16 @@ bool slotted(const GatewayConfig& cfg) {
 SlotLayout GatewayStage::slot_layout(const GatewayConfig& cfg) {
   SlotLayout l;
   l.slot_key = cfg.cluster.slot_key;
-  l.port_lo = cfg.snat.port_lo;
-  l.port_hi = cfg.snat.port_hi;
-  l.snat = cfg.snat.addresses;
+  auto add = [&](const SnatAddress& a, const SnatPoolConfig& pool) {
+    if (l.find(a.family, a.addr) == nullptr) l.snat.push_back({a, pool.port_lo, pool.port_hi});
+  };
+  for (const SnatAddress& a : cfg.snat.addresses)
+    add(a, cfg.snat);
+  // Every node's FullNAT pool has this node's range (config.cc).
   for (const SnatAddress& a : cfg.cluster.snat_addresses)
-    if (!l.is_snat(a.family, a.addr)) l.snat.push_back(a);
+    add(a, cfg.snat);
+  for (const SnatAddress& a : cfg.egress.snat.addresses)
+    add(a, cfg.egress.snat);
   return l;
 }
 
@@ -144,8 +149,9 @@ GatewayStage::GatewayStage(const GatewayConfig& cfg, uint64_t now_ns)
       // its slot's partition.
       snat_{family_pool(cfg.snat, Family::kIpv4, "snat", slotted(cfg) ? kSlots : 1),
             family_pool(cfg.snat, Family::kIpv6, "snat", slotted(cfg) ? kSlots : 1)},
-      egress_{family_pool(cfg.egress.snat, Family::kIpv4, "egress.snat"),
-              family_pool(cfg.egress.snat, Family::kIpv6, "egress.snat")},
+      egress_{
+          family_pool(cfg.egress.snat, Family::kIpv4, "egress.snat", slotted(cfg) ? kSlots : 1),
+          family_pool(cfg.egress.snat, Family::kIpv6, "egress.snat", slotted(cfg) ? kSlots : 1)},
       egress_match_(egress_acl(cfg.egress.sources)),
       proxy_(cfg.synproxy_master, cfg.cookies, now_ns + cfg.cookie_clock_offset_ns),
       cookie_offset_(cfg.cookie_clock_offset_ns),
@@ -191,8 +197,7 @@ GatewayStage::GatewayStage(const GatewayConfig& cfg, uint64_t now_ns)
 
 VipId GatewayStage::add_vip(const GatewayVipConfig& v) {
   check_vip(v, snat_[fam(v.key.addr.family)] != nullptr);
-  if (layout_.is_snat(v.key.addr.family, v.key.addr.bytes) && v.key.port >= layout_.port_lo &&
-      v.key.port <= layout_.port_hi)
+  if (layout_.is_snat_port(v.key.addr.family, v.key.addr.bytes, v.key.port))
     throw std::invalid_argument("gateway: VIP " + v.key.addr.to_string() + ":" +
                                 std::to_string(v.key.port) +
                                 " is on a SNAT address inside the SNAT port range");
@@ -877,7 +882,7 @@ bool GatewayStage::create_egress(Burst& b, uint32_t i, const FlowKey& dkey, uint
   r.family = m.family;
   r.flags = kRecEgress;  // pool_of() below
   SnatPortAllocator& pool = pool_of(r);
-  if (!pool.alloc(0, static_cast<uint32_t>(dhash), &r.lease)) {
+  if (!pool.alloc(slotted_ ? slot_of(dkey) : 0, static_cast<uint32_t>(dhash), &r.lease)) {
     r.flags = 0;
     free_list_[free_top_++] = idx;
     return drop(GatewayCounter::kDropSnatExhausted);
@@ -1980,7 +1985,10 @@ void GatewayStage::export_counters(const CounterFn& fn) const {
       fn(std::string("snat_bad_frees_") + kFam[f], snat_[f]->bad_frees());
     }
     if (egress_[f]) {
-      fn(std::string("egress_snat_free_ports_") + kFam[f], egress_[f]->free_ports(0));
+      uint64_t free = 0;
+      for (uint32_t p = 0; p < egress_[f]->partitions(); ++p)
+        free += egress_[f]->free_ports(p);
+      fn(std::string("egress_snat_free_ports_") + kFam[f], free);
       fn(std::string("egress_snat_bad_frees_") + kFam[f], egress_[f]->bad_frees());
     }
   }

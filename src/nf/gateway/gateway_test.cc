@@ -749,6 +749,41 @@ TEST(Gateway, EgressSnatTranslatesPingIds) {
   EXPECT_EQ(h.one(rep), PacketBuilder().ipv4(kOutside, kInside).icmp_echo(false, 77, 1).build());
 }
 
+// Split between workers, an egress flow's port comes from its slot too:
+// the outside's replies (TCP, and a ping's reply by its translated id)
+// name the slot of the inside host's packets.
+TEST(Gateway, EgressRepliesNameTheirFlowsSlot) {
+  GatewayConfig cfg = egress_config();
+  cfg.snat.port_hi = 9999;  // at least a port per slot, both pools
+  cfg.egress.snat.port_hi = 29999;
+  cfg.shards = 2;
+  Harness h(cfg);
+  auto packet_slot = [&](Bytes f) {
+    Burst b;
+    b.n = 1;
+    b.pkts[0].data = f.data();
+    b.pkts[0].len = static_cast<uint32_t>(f.size());
+    ParseStage().process(b);
+    return h.gw().packet_slot(b, 0);
+  };
+  auto translated_port = [](const Bytes& f) {
+    PacketMeta m;
+    EXPECT_EQ(parse_packet(f.data(), static_cast<uint32_t>(f.size()), &m), ParseError::kOk);
+    return m.sport;
+  };
+  for (uint16_t sport = 33000; sport < 33008; ++sport) {
+    const Bytes syn = seg({kInside, kOutside, sport, 443, kTcpSyn, 100});
+    const uint16_t p = translated_port(h.one(syn));
+    EXPECT_EQ(packet_slot(seg({kOutside, kPublic, 443, p, kTcpSyn | kTcpAck, 900, 101})),
+              packet_slot(syn))
+        << sport;
+  }
+  const Bytes req = PacketBuilder().ipv4(kInside, kOutside).icmp_echo(true, 77, 1).build();
+  const uint16_t id = translated_port(h.one(req));
+  EXPECT_EQ(packet_slot(PacketBuilder().ipv4(kOutside, kPublic).icmp_echo(false, id, 1).build()),
+            packet_slot(req));
+}
+
 TEST(Gateway, EgressConfigurationIsChecked) {
   GatewayConfig c = egress_config();
   c.egress.sources = {"10.9.0.0/33"};
