@@ -468,10 +468,6 @@ scenario_tripod_queues() {
   tripod_down
 }
 
-# Egress SNAT: client 1's network is internal (egress.sources), and the
-# router sends its traffic to be1 (the outside here) through gw1. The XDP
-# program steers it by source; tripod translates it to gw1's egress address,
-# which be1's nginx sees, and translates the replies back.
 # Egress through gw1 from client 1 to be1 (TRIPOD_EGRESS): be1 sees gw1's
 # egress addresses; curls and a wrk run with a new connection per request
 # all answered; gw1 counted the connections and its XDP program the packets.

@@ -588,6 +588,19 @@ void read_egress(const V& v, EgressConfig& eg) {
       int len = 0;
       if (const char* err = fw_internal::parse_prefix(text, &fam, addr, &len))
         item.fail(std::string(err) + ": " + shown(text));
+      // Every destination inside the sources stays untranslated: "any"
+      // would leave nothing to translate.
+      if (fam == Family::kNone)
+        item.fail("\"any\" would make every destination internal: list the internal prefixes");
+      // The XDP program keys IPv4 as IPv4-mapped IPv6 (::ffff:0:0/96): an
+      // IPv6 prefix covering that would cover every IPv4 address too.
+      static const uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+      if (fam == Family::kIpv6 && len <= 96) {
+        bool covers = true;
+        for (int bit = 0; bit < len && covers; ++bit)
+          covers = ((addr[bit / 8] ^ kMapped[bit / 8]) >> (7 - bit % 8) & 1) == 0;
+        if (covers) item.fail("covers the IPv4-mapped range ::ffff:0:0/96: " + shown(text));
+      }
       eg.sources.push_back(text);
       sources.emplace_back(item, fam);
     }
@@ -988,6 +1001,13 @@ TripodConfig parse_document(const YAML::Node& root, const std::string& file) {
               " needs an " + family_name(fam) + " address in snat.addresses");
     }
   }
+  // One address in both pools: two allocators would hand out its ports.
+  for (const SnatAddress& a : g.egress.snat.addresses)
+    for (const SnatAddress& b : g.snat.addresses)
+      if (a.family == b.family && std::memcmp(a.addr, b.addr, 16) == 0)
+        throw ConfigError(file, 0, 0, "egress.addresses",
+                          IpAddress::from_bytes(a.family, a.addr).to_string() +
+                              " is in snat.addresses too: give egress its own addresses");
   // A VIP port on a SNAT address, inside the SNAT port range, could be a
   // translated flow's port too, and its packets would name the wrong
   // worker (and cluster holders) by the port.

@@ -1,6 +1,7 @@
 #include "daemon/daemon.h"
 
 #include <arpa/inet.h>
+#include <ifaddrs.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -200,19 +201,36 @@ Daemon::Daemon(TripodConfig cfg, std::string config_path)
     for (auto& s : steering_)
       s->add_address(a);
   // Egress: internal hosts' packets to the outside (config.cc checked the
-  // prefixes; "any" is both families' /0).
+  // prefixes). Never those to the node's own addresses, wherever they are
+  // (the ones it has at start: see README).
+  if (!cfg_.gateway.egress.sources.empty()) {
+    ifaddrs* ifs = nullptr;
+    if (getifaddrs(&ifs) != 0) throw std::runtime_error(errno_text("getifaddrs"));
+    for (const ifaddrs* i = ifs; i != nullptr; i = i->ifa_next) {
+      if (i->ifa_addr == nullptr) continue;
+      for (auto& s : steering_) {
+        if (i->ifa_addr->sa_family == AF_INET)
+          s->add_local_address(Family::kIpv4,
+                               reinterpret_cast<const uint8_t*>(
+                                   &reinterpret_cast<const sockaddr_in*>(i->ifa_addr)->sin_addr));
+        else if (i->ifa_addr->sa_family == AF_INET6)
+          s->add_local_address(Family::kIpv6,
+                               reinterpret_cast<const uint8_t*>(
+                                   &reinterpret_cast<const sockaddr_in6*>(i->ifa_addr)->sin6_addr));
+      }
+    }
+    freeifaddrs(ifs);
+  }
   for (const std::string& src : cfg_.gateway.egress.sources) {
     Family fam = Family::kNone;
     uint8_t addr[16] = {};
     int len = 0;
     if (const char* err = fw_internal::parse_prefix(src, &fam, addr, &len))
       throw std::runtime_error(cfg_.file + ": egress source " + src + ": " + err);
-    for (auto& s : steering_) {
-      if (fam != Family::kIpv6)
-        s->add_egress_prefix(Family::kIpv4, addr, fam == Family::kNone ? 0 : len);
-      if (fam != Family::kIpv4)
-        s->add_egress_prefix(Family::kIpv6, addr, fam == Family::kNone ? 0 : len);
-    }
+    if (fam == Family::kNone)  // "any": refused by config.cc
+      throw std::runtime_error(cfg_.file + ": egress source " + src + ": not a prefix");
+    for (auto& s : steering_)
+      s->add_egress_prefix(fam, addr, len);
   }
 
   health_ = std::make_unique<HealthChecker>();

@@ -45,6 +45,14 @@ struct {
   __type(value, __u8);
 } tripod_egress SEC(".maps");
 
+/* The node's own addresses: never an egress destination, wherever they are. */
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, TRIPOD_XDP_DEFAULT_ADDRESSES);
+  __type(key, struct steer_key);
+  __type(value, __u8);
+} tripod_local SEC(".maps");
+
 struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
   __uint(max_entries, TRIPOD_XDP_STAT_COUNT);
@@ -110,7 +118,8 @@ int tripod_xdp(struct xdp_md* ctx) {
     src.addr[10] = src.addr[11] = 0xff;
     __builtin_memcpy(&src.addr[12], &ip->saddr, 4);
     const __u8* d = (const __u8*)&ip->daddr;
-    outside_unicast = (d[0] & 0xf0) != 0xe0 && ip->daddr != 0xffffffff;
+    outside_unicast =
+        (d[0] & 0xf0) != 0xe0 && ip->daddr != 0xffffffff && !(d[0] == 169 && d[1] == 254);
   } else if (proto == bpf_htons(ETH_P_IPV6)) {
     struct ipv6hdr* ip6 = l3;
     if ((void*)(ip6 + 1) > end) return count(TRIPOD_XDP_STAT_PASSED, XDP_PASS);
@@ -131,7 +140,7 @@ int tripod_xdp(struct xdp_md* ctx) {
   if (!bpf_map_lookup_elem(&tripod_steer, &key)) {
     __builtin_memcpy(dst.addr, key.addr, TRIPOD_XDP_KEY_LEN);
     if (!outside_unicast || !bpf_map_lookup_elem(&tripod_egress, &src) ||
-        bpf_map_lookup_elem(&tripod_egress, &dst))
+        bpf_map_lookup_elem(&tripod_egress, &dst) || bpf_map_lookup_elem(&tripod_local, &key))
       return count(TRIPOD_XDP_STAT_PASSED, XDP_PASS);
     count(TRIPOD_XDP_STAT_EGRESS, 0);
   }

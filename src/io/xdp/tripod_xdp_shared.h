@@ -12,6 +12,7 @@
 #define TRIPOD_XDP_STATS_MAP "tripod_stats"
 #define TRIPOD_XDP_CONFIG_MAP "tripod_cfg"
 #define TRIPOD_XDP_EGRESS_MAP "tripod_egress"
+#define TRIPOD_XDP_LOCAL_MAP "tripod_local"
 
 /* Default sizes; the loader may resize both before the object is loaded. */
 #define TRIPOD_XDP_DEFAULT_QUEUES 256

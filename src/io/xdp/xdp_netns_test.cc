@@ -512,7 +512,8 @@ TEST_F(XdpNetnsTest, SteeredUdpArrivesAtPort) {
 
 // Egress: the peer's network is internal. Its datagrams to an outside
 // address (routed via the gateway, steered by no destination) reach the
-// port; to the gateway's own address (inside) they reach the kernel.
+// port; to the gateway's own address (inside) they reach the kernel. So do
+// those to a node address outside the prefixes, once it is known as local.
 TEST_F(XdpNetnsTest, EgressIsSteeredBySource) {
   auto steering = make_steering();
   auto port = make_port();
@@ -548,6 +549,21 @@ TEST_F(XdpNetnsTest, EgressIsSteeredBySource) {
   }
   EXPECT_EQ(steering->stats().egress, 2u);
   EXPECT_EQ(steering->stats().redirected, 2u);
+
+  // The gateway's address outside the prefixes: steered as egress until it
+  // is known as the node's own.
+  steering.reset();  // one program at a time (no dispatcher without a bpffs)
+  auto only_peer = make_steering();
+  only_peer->register_port(*port);
+  only_peer->add_egress_prefix(Family::kIpv4, net4, 32);
+  uint8_t gw4[16] = {};
+  ASSERT_EQ(inet_pton(AF_INET, kGw4, gw4), 1);
+  only_peer->add_local_address(Family::kIpv4, gw4);
+  UdpSocket server(kGw4, 7102);
+  auto client = peer_socket(kPeer4);
+  ASSERT_TRUE(client->send_to(kGw4, 7102, "local"));
+  EXPECT_EQ(server.recv(3000).value_or("<nothing>"), "local");
+  EXPECT_EQ(only_peer->stats().egress, 0u);
 }
 
 // (b) Non-steered traffic and ARP/ND still reach the kernel, which answers.

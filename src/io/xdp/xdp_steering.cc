@@ -156,6 +156,7 @@ XdpSteering::XdpSteering(const XdpSteeringConfig& config) : config_(config) {
     stats_fd_ = map_fd(TRIPOD_XDP_STATS_MAP);
     cfg_fd_ = map_fd(TRIPOD_XDP_CONFIG_MAP);
     egress_fd_ = map_fd(TRIPOD_XDP_EGRESS_MAP);
+    local_fd_ = map_fd(TRIPOD_XDP_LOCAL_MAP);
     set_pass_without_socket(config_.pass_without_socket);
 
   } catch (...) {
@@ -197,7 +198,7 @@ void XdpSteering::detach() {
   prog_ = nullptr;
   if (obj_ != nullptr) bpf_object__close(obj_);  // closes the map fds too
   obj_ = nullptr;
-  xsks_fd_ = steer_fd_ = stats_fd_ = cfg_fd_ = egress_fd_ = -1;
+  xsks_fd_ = steer_fd_ = stats_fd_ = cfg_fd_ = egress_fd_ = local_fd_ = -1;
   if (netns_fd_ >= 0) close(netns_fd_);
   netns_fd_ = -1;
 }
@@ -269,6 +270,14 @@ void XdpSteering::add_egress_prefix(Family family, const uint8_t* addr, int len)
   const int err = bpf_map_update_elem(egress_fd_, &k, &one, BPF_ANY);
   if (err != 0)
     fail("cannot add egress prefix " + format_addr(family, addr) + "/" + std::to_string(len), -err);
+}
+
+void XdpSteering::add_local_address(Family family, const uint8_t* addr) {
+  uint8_t key[TRIPOD_XDP_KEY_LEN];
+  make_key(family, addr, key);
+  const uint8_t one = 1;
+  const int err = bpf_map_update_elem(local_fd_, key, &one, BPF_ANY);
+  if (err != 0) fail("cannot add local address " + format_addr(family, addr), -err);
 }
 
 void XdpSteering::set_pass_without_socket(bool pass) {

@@ -83,6 +83,9 @@ class XdpSteering {
   // 4 or 16 network-order bytes; `len` its length in bits. Throws
   // std::runtime_error on map errors, std::invalid_argument on a bad length.
   void add_egress_prefix(Family family, const uint8_t* addr, int len);
+  // The node's own address: packets to it are never egress (the kernel's),
+  // whether or not it lies inside the egress prefixes.
+  void add_local_address(Family family, const uint8_t* addr);
 
   void set_pass_without_socket(bool pass);
 
@@ -115,6 +118,7 @@ class XdpSteering {
   int stats_fd_ = -1;
   int cfg_fd_ = -1;
   int egress_fd_ = -1;
+  int local_fd_ = -1;
 };
 
 }  // namespace tripod

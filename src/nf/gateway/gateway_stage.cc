@@ -861,15 +861,17 @@ uint64_t GatewayStage::lb_hash(const FlowKey& dkey, VipId vip) const {
   return hash_flow_key(k, lb_hash_key_);
 }
 
-bool GatewayStage::is_egress(const uint8_t* frame, const PacketMeta& m) const {
-  if (egress_match_ == nullptr || !egress_[fam(m.family)] || !m.has(kMetaHasL4) ||
-      m.has(kMetaFragment))
-    return false;
+bool GatewayStage::is_outward(const uint8_t* frame, const PacketMeta& m) const {
+  return egress_match_ != nullptr && egress_[fam(m.family)] &&
+         egress_match_->match(acl_packet_of(frame, m, TrafficDir::kOut)).action == FwAction::kAllow;
+}
+
+bool GatewayStage::egress_translatable(const PacketMeta& m) {
+  if (!m.has(kMetaHasL4) || m.has(kMetaFragment)) return false;
   // Ports (or the echo id) are what NAT multiplexes on.
   const bool echo = (m.proto == kProtoIcmp && m.icmp_type == 8) ||
                     (m.proto == kProtoIcmpv6 && m.icmp_type == 128);
-  if (m.proto != kProtoTcp && m.proto != kProtoUdp && !echo) return false;
-  return egress_match_->match(acl_packet_of(frame, m, TrafficDir::kOut)).action == FwAction::kAllow;
+  return m.proto == kProtoTcp || m.proto == kProtoUdp || echo;
 }
 
 bool GatewayStage::create_egress(Burst& b, uint32_t i, const FlowKey& dkey, uint64_t dhash,
@@ -942,7 +944,10 @@ bool GatewayStage::on_miss(Burst& b, uint32_t i, const FlowKey& dkey, uint64_t d
   if (vip == kNoVip) {
     const FlowKey& ckey = b.key[i];
     if (cref.found()) return on_hit(b, i, cref, now);  // another node's copy: as before
-    const bool egress = is_egress(frame, m);
+    // From inside to outside: translated, or dropped when it cannot be (it
+    // would leave with its internal source).
+    const bool egress = is_outward(frame, m);
+    if (egress && !egress_translatable(m)) return drop(GatewayCounter::kDropEgressUntranslatable);
     FwConnState st{};
     const FwVerdict v =
         fw_.new_connection(&st, frame, m, non_vip_dir_, egress ? false : b.reversed[i]);

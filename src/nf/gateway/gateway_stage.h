@@ -130,6 +130,8 @@ static_assert(sizeof(ConnLink) == 8);
   X(kClientSynAgain, "client_syn_again") /* ... and the client's SYN sent from there */            \
   X(kDropBackendTupleBusy, "drop_backend_tuple_busy") /* its bare ACK to our SYN */                \
   X(kDropSnatExhausted, "drop_snat_exhausted")                                                     \
+  X(kDropEgressUntranslatable,                                                                     \
+    "drop_egress_untranslatable") /* outward, no ports/id, or a fragment */                        \
   X(kDropRecordPoolFull, "drop_record_pool_full")                                                  \
   X(kDropTableFull, "drop_table_full")                                                             \
   X(kDropKeyCollision, "drop_key_collision")     /* reply key already taken */                     \
@@ -437,7 +439,10 @@ class GatewayStage final : public Stage {
   uint64_t lb_hash(const FlowKey& dkey, VipId vip) const;
   bool create_egress(Burst& b, uint32_t i, const FlowKey& dkey, uint64_t dhash, Tick now,
                      const FwConnState& st, uint32_t timeout_s);
-  bool is_egress(const uint8_t* frame, const PacketMeta& m) const;
+  // From an egress source to a destination outside them.
+  bool is_outward(const uint8_t* frame, const PacketMeta& m) const;
+  // Whether egress SNAT can translate it (TCP, UDP, ICMP echo; no fragment).
+  static bool egress_translatable(const PacketMeta& m);
   bool insert_keys(const FlowKey& dkey, uint64_t dhash, uint32_t idx, ConnRecord& r);
   bool nat_forward(uint8_t* frame, PacketMeta& m, const ConnRecord& r, uint8_t dir);
   bool dsr_forward(Burst& b, uint32_t i, const ConnRecord& r);

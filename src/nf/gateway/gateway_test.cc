@@ -723,7 +723,12 @@ TEST(Gateway, EgressSnatTranslatesTheInsideHostOnly) {
   EXPECT_EQ(h.one(seg({kInside, "10.9.1.1", 33001, 22, kTcpSyn, 1})),
             seg({kInside, "10.9.1.1", 33001, 22, kTcpSyn, 1}));
   EXPECT_TRUE(h.one(seg({kOutside, kPublic, 443, 20050, kTcpSyn | kTcpAck, 5, 6})).empty());
+  // Outward but untranslatable (GRE: no ports): dropped, never sent out
+  // with the internal source.
+  EXPECT_TRUE(
+      h.one(PacketBuilder().ipv4(kInside, kOutside).ip_proto(47).payload("gre").build()).empty());
   auto c = h.counters();
+  EXPECT_EQ(c["drop_egress_untranslatable"], 1u);
   EXPECT_EQ(c["conns_created_egress"], 1u);
   EXPECT_EQ(c["egress_snat_free_ports_ipv4"], 99u);
   EXPECT_EQ(c["lb_connections_live"], 0u);
