@@ -151,21 +151,7 @@ scenario_gateway() {
   check "lab up ($mode, $NGW gateways, $NBE backends)" lab up --mode "$mode" --gateways "$NGW" --backends "$NBE"
   [ "$fails" -eq 0 ] || return 0
 
-  curl_many "$REQS" "http://$VIP4/"
-  echo "     IPv4 VIP: $OKS/$REQS answered; backends: $SEEN"
-  check "all $REQS IPv4 requests through the VIP answered" test "$OKS" -eq "$REQS"
-  local b
-  for b in $(seq "$NBE"); do
-    check "be$b answered through the VIP (spread)" grep -q "be$b:" <<<"$SEEN"
-  done
-
-  curl_many 12 "http://[$VIP6]/"
-  echo "     IPv6 VIP: $OKS/12 answered; backends: $SEEN"
-  check "all 12 IPv6 requests through the VIP answered" test "$OKS" -eq 12
-
-  local size
-  size=$(cx curl -sS -f -m 10 -o /dev/null -w '%{size_download}' "http://$VIP4/big.bin" || echo 0)
-  check "big file through the VIP complete ($size bytes)" test "$size" -eq $((16 * 1024 * 1024))
+  check_http_through_vip
 
   local iperf gbps
   iperf=$(cx timeout 15 iperf3 -c "$VIP4" -t 1 -f g --connect-timeout 3000 2>&1 || true)

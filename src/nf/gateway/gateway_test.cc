@@ -389,6 +389,17 @@ TEST(Gateway, ResetShortensTheConnectionsLife) {
   EXPECT_EQ(h.gw().snat()->free_ports(0), 100u);
 }
 
+// The slot a frame names (GatewayStage::packet_slot() after parsing).
+uint32_t packet_slot_of(const GatewayStage& gw, Bytes f) {
+  Burst b;
+  b.n = 1;
+  b.pkts[0].data = f.data();
+  b.pkts[0].len = static_cast<uint32_t>(f.size());
+  ParseStage().process(b);
+  EXPECT_EQ(b.verdict[0], Verdict::kForward);
+  return gw.packet_slot(b, 0);
+}
+
 // Split between workers (shards), the SNAT port comes from the flow's slot,
 // and every packet of the flow names that slot from its bytes: both
 // directions, before and after translation, and ICMP errors about either.
@@ -405,15 +416,7 @@ TEST(Gateway, EveryPacketOfAFlowNamesItsSlot) {
   const uint32_t slot = h.gw().slot_of(orig);
   EXPECT_EQ(h.gw().snat()->partitions(), kSlots);
   EXPECT_EQ(h.gw().snat()->partition_of(e.sport), slot);
-  auto packet_slot = [&](Bytes f) {
-    Burst b;
-    b.n = 1;
-    b.pkts[0].data = f.data();
-    b.pkts[0].len = static_cast<uint32_t>(f.size());
-    ParseStage().process(b);
-    EXPECT_EQ(b.verdict[0], Verdict::kForward);
-    return h.gw().packet_slot(b, 0);
-  };
+  auto packet_slot = [&](Bytes f) { return packet_slot_of(h.gw(), f); };
   const Seg fwd{kClient, kVip, kCport, 80, kTcpAck, 1001, 5001};
   const Seg fwd_out{kSnat, dip, e.sport, kBport, kTcpAck, 1001, 5001};
   const Seg rep{dip, kSnat, kBport, e.sport, kTcpAck, 5001, 1001};
@@ -763,14 +766,7 @@ TEST(Gateway, EgressRepliesNameTheirFlowsSlot) {
   cfg.egress.snat.port_hi = 29999;
   cfg.shards = 2;
   Harness h(cfg);
-  auto packet_slot = [&](Bytes f) {
-    Burst b;
-    b.n = 1;
-    b.pkts[0].data = f.data();
-    b.pkts[0].len = static_cast<uint32_t>(f.size());
-    ParseStage().process(b);
-    return h.gw().packet_slot(b, 0);
-  };
+  auto packet_slot = [&](Bytes f) { return packet_slot_of(h.gw(), f); };
   auto translated_port = [](const Bytes& f) {
     PacketMeta m;
     EXPECT_EQ(parse_packet(f.data(), static_cast<uint32_t>(f.size()), &m), ParseError::kOk);
