@@ -13,6 +13,14 @@
 
 namespace tripod {
 
+// A ring's capacity: `capacity` rounded up to a power of two (index & mask).
+inline uint32_t spsc_capacity(uint32_t capacity) {
+  uint32_t cap = 1;
+  while (cap < capacity)
+    cap <<= 1;
+  return cap;
+}
+
 // The two ends' indices, each on its own cache line with its cached copy of
 // the other end's (SpscRing; PacketRing in pipeline/handoff.h).
 struct alignas(kCacheLine) SpscProducer {
@@ -31,9 +39,7 @@ class SpscRing {
  public:
   // Capacity is rounded up to a power of two.
   explicit SpscRing(uint32_t capacity) {
-    cap_ = 1;
-    while (cap_ < capacity)
-      cap_ <<= 1;
+    cap_ = spsc_capacity(capacity);
     mask_ = cap_ - 1;
     items_ = std::make_unique<T[]>(cap_);
   }

@@ -35,9 +35,7 @@ class PacketRing {
  public:
   // Capacity is rounded up to a power of two.
   explicit PacketRing(uint32_t capacity) {
-    cap_ = 1;
-    while (cap_ < capacity)
-      cap_ <<= 1;
+    cap_ = spsc_capacity(capacity);
     mask_ = cap_ - 1;
     slots_ = std::make_unique_for_overwrite<Slot[]>(cap_);  // pages committed as used
   }
