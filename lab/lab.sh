@@ -38,6 +38,9 @@ LAB_BFD_MULTIPLIER=${LAB_BFD_MULTIPLIER:-5}
 VIP4=10.77.100.1
 VIP6=fd77:100::1
 VIP4_NET=10.77.100.0/24
+# Cluster labs only: the web VIP again with replication off, the baseline
+# that replication's cost is measured against on the same nodes.
+VIP4_LOCAL=10.77.100.2
 VIP6_NET=fd77:100::/64
 SEG4_PREFIX=10.77.0       # the L2 segment: 10.77.0.0/24, fd77::/64
 SEG6_PREFIX=fd77:         # fd77::<host>
@@ -70,9 +73,11 @@ gw_snat6() { if [ "$ROUTING" = bgp ]; then echo "${RSNAT6_PREFIX}:$((20 + $1))";
 # 10.77.0.3I / fd77::3I, or routed 10.77.200.3I / fd77:200::3I with bgp.
 gw_tsnat4() { if [ "$ROUTING" = bgp ]; then echo "$RSNAT4_PREFIX.$((30 + $1))"; else echo "$SEG4_PREFIX.$((30 + $1))"; fi; }
 gw_tsnat6() { if [ "$ROUTING" = bgp ]; then echo "${RSNAT6_PREFIX}:$((30 + $1))"; else echo "${SEG6_PREFIX}:$((30 + $1))"; fi; }
-# tripod's egress SNAT addresses (TRIPOD_EGRESS): 10.77.0.4I / fd77::4I.
-gw_esnat4() { echo "$SEG4_PREFIX.$((40 + $1))"; }
-gw_esnat6() { echo "${SEG6_PREFIX}:$((40 + $1))"; }
+# tripod's egress SNAT addresses (TRIPOD_EGRESS): 10.77.0.4I / fd77::4I, or
+# routed 10.77.200.4I / fd77:200::4I with bgp.
+gw_esnat4() { if [ "$ROUTING" = bgp ]; then echo "$RSNAT4_PREFIX.$((40 + $1))"; else echo "$SEG4_PREFIX.$((40 + $1))"; fi; }
+gw_esnat6() { if [ "$ROUTING" = bgp ]; then echo "${RSNAT6_PREFIX}:$((40 + $1))"; else echo "${SEG6_PREFIX}:$((40 + $1))"; fi; }
+EGRESS_COMMUNITY="($GW_AS, 77)"  # on the nodes' routes for the inside hosts' outside traffic
 be_ip6() { echo "${SEG6_PREFIX}:$((100 + $1))"; }   # fd77::101..
 cl_ip4() { echo "10.77.$((10 + $1)).2"; }           # client k: 10.77.(10+k).2/24
 CL4_NET1=10.77.11.0/24 CL6_NET1=fd77:11::/64         # client 1's networks
@@ -298,6 +303,12 @@ build_topology() {
     bgp_configs
     bird_start rt
     for i in $(seq "$NGW"); do bird_start "gw$i"; done
+    if [ -n "${TRIPOD_EGRESS:-}" ]; then
+      # Egress: client 1's traffic to be1 takes table 77, where the router's
+      # BIRD puts the nodes' announcements of be1 (ECMP over the live ones).
+      nsx rt ip rule add from "${CL4_NET1}" to "$(be_ip4 1)" lookup 77 pref 1000
+      nsx rt ip -6 rule add from "${CL6_NET1}" to "$(be_ip6 1)" lookup 77 pref 1000
+    fi
   else
     # ECMP on the router: the VIP prefixes via every gateway node.
     local nh4=() nh6=()
@@ -429,9 +440,11 @@ bgp_configs() {
   local i j d snat4="" snat6=""
   [[ $LAB_BFD_INTERVAL_MS =~ ^[1-9][0-9]{0,4}$ ]] || die "LAB_BFD_INTERVAL_MS: 1..99999 (ms)"
   [[ $LAB_BFD_MULTIPLIER =~ ^[1-9][0-9]?$ ]] || die "LAB_BFD_MULTIPLIER: 1..99"
+  local own4 own6 egress=${TRIPOD_EGRESS:-}
   for j in $(seq "$NGW"); do
     snat4+="$(gw_snat4 "$j") $(gw_tsnat4 "$j") "
     snat6+="$(gw_snat6 "$j") $(gw_tsnat6 "$j") "
+    [ -z "$egress" ] || snat4+="$(gw_esnat4 "$j") " snat6+="$(gw_esnat6 "$j") "
   done
   d="$(state)/rt"
   mkdir -p "$d"
@@ -441,11 +454,21 @@ bgp_configs() {
     echo "debug protocols { states };"
     echo "router id $SEG4_PREFIX.$RT_SEG_HOST;"
     echo "protocol device { scan time 10; }"
-    echo "protocol kernel kernel4 { ipv4 { import none; export all; }; merge paths on; }"
-    echo "protocol kernel kernel6 { ipv6 { import none; export all; }; merge paths on; }"
+    # The inside hosts' routes (egress) go to kernel table 77 only: through
+    # their own BIRD tables (pipes), as one BIRD table feeds one kernel table.
+    echo "ipv4 table egress4;"
+    echo "ipv6 table egress6;"
+    echo "protocol kernel kernel4 { ipv4 { import none; export where !($EGRESS_COMMUNITY ~ bgp_community); }; merge paths on; }"
+    echo "protocol kernel kernel6 { ipv6 { import none; export where !($EGRESS_COMMUNITY ~ bgp_community); }; merge paths on; }"
+    echo "protocol pipe egress4p { table master4; peer table egress4; import none; export where $EGRESS_COMMUNITY ~ bgp_community; }"
+    echo "protocol pipe egress6p { table master6; peer table egress6; import none; export where $EGRESS_COMMUNITY ~ bgp_community; }"
+    echo "protocol kernel kernel4e { kernel table 77; ipv4 { table egress4; import none; export all; }; merge paths on; }"
+    echo "protocol kernel kernel6e { kernel table 77; ipv6 { table egress6; import none; export all; }; merge paths on; }"
     bfd_block seg
-    echo "filter from_node4 { if net ~ [ $VIP4_NET, $RSNAT4_NET{32,32} ] then accept; reject; }"
-    echo "filter from_node6 { if net ~ [ $VIP6_NET, $RSNAT6_NET{128,128} ] then accept; reject; }"
+    echo "filter from_node4 { if net ~ [ $VIP4_NET, $RSNAT4_NET{32,32} ] then accept;"
+    echo "  if net = $(be_ip4 1)/32 && $EGRESS_COMMUNITY ~ bgp_community then accept; reject; }"
+    echo "filter from_node6 { if net ~ [ $VIP6_NET, $RSNAT6_NET{128,128} ] then accept;"
+    echo "  if net = $(be_ip6 1)/128 && $EGRESS_COMMUNITY ~ bgp_community then accept; reject; }"
     echo "template bgp node { local as $RT_AS; direct; bfd on; $BGP_TIMERS }"
     for i in $(seq "$NGW"); do
       echo "protocol bgp gw${i}v4 from node { neighbor $(gw_ip4 "$i") as $GW_AS; source address $SEG4_PREFIX.$RT_SEG_HOST;"
@@ -457,6 +480,8 @@ bgp_configs() {
   for i in $(seq "$NGW"); do
     d="$(state)/gw$i"
     mkdir -p "$d"
+    own4="$(gw_snat4 "$i")/32, $(gw_tsnat4 "$i")/32" own6="$(gw_snat6 "$i")/128, $(gw_tsnat6 "$i")/128"
+    [ -z "$egress" ] || own4+=", $(gw_esnat4 "$i")/32" own6+=", $(gw_esnat6 "$i")/128"
     {
       echo "# generated by lab.sh: $(ns "gw$i") (--routing bgp)"
       echo "log \"$d/bird.log\" $BIRD_LOG;"
@@ -466,21 +491,26 @@ bgp_configs() {
       echo "protocol static static4 { ipv4;"
       echo "  route $VIP4_NET blackhole;"
       for j in $snat4; do echo "  route $j/32 blackhole;"; done
+      # Egress: this node is a way out for client 1's traffic to be1.
+      [ -z "$egress" ] || echo "  route $(be_ip4 1)/32 blackhole;"
       echo "}"
       echo "protocol static static6 { ipv6;"
       echo "  route $VIP6_NET blackhole;"
       for j in $snat6; do echo "  route $j/128 blackhole;"; done
+      [ -z "$egress" ] || echo "  route $(be_ip6 1)/128 blackhole;"
       echo "}"
       bfd_block eth0
       echo "filter to_router4 {"
       echo "  if net = $VIP4_NET then accept;"
-      echo "  if net ~ [ $(gw_snat4 "$i")/32, $(gw_tsnat4 "$i")/32 ] then accept;"
+      echo "  if net ~ [ $own4 ] then accept;"
+      echo "  if net = $(be_ip4 1)/32 then { bgp_community.add($EGRESS_COMMUNITY); accept; }"
       echo "  if net ~ [ $RSNAT4_NET{32,32} ] then { bgp_path.prepend($GW_AS); bgp_path.prepend($GW_AS); accept; }"
       echo "  reject;"
       echo "}"
       echo "filter to_router6 {"
       echo "  if net = $VIP6_NET then accept;"
-      echo "  if net ~ [ $(gw_snat6 "$i")/128, $(gw_tsnat6 "$i")/128 ] then accept;"
+      echo "  if net ~ [ $own6 ] then accept;"
+      echo "  if net = $(be_ip6 1)/128 then { bgp_community.add($EGRESS_COMMUNITY); accept; }"
       echo "  if net ~ [ $RSNAT6_NET{128,128} ] then { bgp_path.prepend($GW_AS); bgp_path.prepend($GW_AS); accept; }"
       echo "  reject;"
       echo "}"
@@ -701,7 +731,9 @@ tripod_start() {  # gateway index
       [ -z "${TRIPOD_PULL_TIMEOUT:-}" ] || echo "  pull_timeout: $TRIPOD_PULL_TIMEOUT"
       echo "  nodes:"
       for j in $(seq "$NGW"); do
-        echo "    - {id: $j, address: \"$(gw_ip4 "$j"):7946\", snat: [$(gw_tsnat4 "$j"), \"$(gw_tsnat6 "$j")\"]}"
+        local eg=""
+        [ -z "${TRIPOD_EGRESS:-}" ] || eg=", egress: [$(gw_esnat4 "$j"), \"$(gw_esnat6 "$j")\"]"
+        echo "    - {id: $j, address: \"$(gw_ip4 "$j"):7946\", snat: [$(gw_tsnat4 "$j"), \"$(gw_tsnat6 "$j")\"]$eg}"
       done
     fi
     echo "firewall:"
@@ -711,6 +743,7 @@ tripod_start() {  # gateway index
     for extra in ${TRIPOD_DENY:-}; do echo "    - deny in from $extra"; done
     echo "    - allow in tcp to $VIP4 port $HTTP_PORT,$IPERF_PORT"
     echo "    - allow in tcp to $VIP6 port $HTTP_PORT"
+    [ -z "${TRIPOD_CLUSTER:-}" ] || echo "    - allow in tcp to $VIP4_LOCAL port $HTTP_PORT"
     if [ -n "${TRIPOD_EGRESS:-}" ]; then  # internal hosts may go out
       echo "    - allow out from $CL4_NET1"
       echo "    - allow out from $CL6_NET1"
@@ -718,8 +751,10 @@ tripod_start() {  # gateway index
     echo "    - allow icmp"
     echo "    - allow icmpv6"
     echo "vips:"
-    local vip port name check
-    for spec in "web $VIP4 $HTTP_PORT $check_web" "iperf $VIP4 $IPERF_PORT tcp" "web6 $VIP6 $HTTP_PORT $check_web"; do
+    local vip port name check specs
+    specs=("web $VIP4 $HTTP_PORT $check_web" "iperf $VIP4 $IPERF_PORT tcp" "web6 $VIP6 $HTTP_PORT $check_web")
+    [ -z "${TRIPOD_CLUSTER:-}" ] || specs+=("web-local $VIP4_LOCAL $HTTP_PORT $check_web")
+    for spec in "${specs[@]}"; do
       read -r name vip port check <<<"$spec"
       echo "  - name: $name"
       echo "    address: \"$vip\""
@@ -727,7 +762,8 @@ tripod_start() {  # gateway index
       echo "    mode: $fwd"
       # iperf3's control and data connections must meet on one backend.
       [ "$name" = iperf ] && echo "    scheduler: source"
-      [ "$fwd" = fullnat ] && [ "$name" = web ] && [ -n "${TRIPOD_SYNPROXY:-}" ] && echo "    synproxy: true"
+      [ "$fwd" = fullnat ] && [ "${name%-local}" = web ] && [ -n "${TRIPOD_SYNPROXY:-}" ] && echo "    synproxy: true"
+      [ "$name" = web-local ] && echo "    replication: off"
       # iperf3's server fails a test when a connection (a health check)
       # comes while its streams connect: iperf's checks are rarer.
       local every=500ms rise=2

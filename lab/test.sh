@@ -24,6 +24,7 @@ LAB_RUN=${LAB_RUN:-/run/tripod-lab}
 SCENARIO=${1:-}
 VIP4=10.77.100.1
 VIP4_NET=10.77.100.0/24
+VIP4_LOCAL=10.77.100.2  # cluster labs: the web VIP with replication off (lab.sh)
 VIP6=fd77:100::1
 NBE=3
 NGW=2
@@ -949,43 +950,79 @@ probe_field() {  # json field default
 }
 percent() { python3 -c 'import sys; a, b = int(sys.argv[1]), int(sys.argv[2]); print(f"{100.0 * a / b:.3f}" if b > 0 else "-1")' "$1" "$2"; }
 
-# Replication's cost, no kill: a new connection per request, where every
-# connection is created, changes state and closes (the most records per
-# byte of workload). Sets OVH_RPS and OVH_P99 (ms).
-cluster_overhead() {  # on|sync|off
-  local out="$LAB_RUN/$NAME/wrk-$1-overhead.out" b0
-  b0=$(agents_bytes 1 2 3)
-  cx timeout 60 wrk -t2 -c"${CLUSTER_OVH_CONNS:-64}" -d"${CLUSTER_OVH_SECS:-5}s" --timeout 5s \
-    --latency -H "Connection: close" "http://$VIP4/" >"$out" 2>&1 || true
-  wrk_stats "$out"
-  OVH_RPS=$(awk '/^Requests\/sec/ {print $2 + 0}' "$out")
-  OVH_RPS=${OVH_RPS:-0}
-  OVH_P99=$(lat_ms "$(awk '$1 == "99%" {print $2}' "$out")")
-  echo "     no kill, new connection per request (replication $1): $WRK_REQS requests, $OVH_RPS req/s, p99 $OVH_P99 ms, socket errors $WRK_ERRS"
+# One wrk run of the overhead measurement; sets W_RPS and W_P99 (ms), 0 and
+# -1 if it failed (no figure rather than a misleading one).
+overhead_wrk() {  # url close|keepalive out label
+  local hdr=()
+  [ "$2" = close ] && hdr=(-H "Connection: close")
+  cx timeout 60 wrk -t2 -c"${CLUSTER_OVH_CONNS:-64}" -d"${CLUSTER_OVH_SECS:-3}s" --timeout 5s \
+    --latency "${hdr[@]}" "$1" >"$3" 2>&1 || true
+  wrk_stats "$3"
+  W_RPS=$(awk '/^Requests\/sec/ {print $2 + 0}' "$3")
+  W_RPS=${W_RPS:-0}
+  W_P99=$(lat_ms "$(awk '$1 == "99%" {print $2}' "$3")")
+  echo "     $4: $WRK_REQS requests, $W_RPS req/s, p99 $W_P99 ms, socket errors $WRK_ERRS"
+  check "$4: wrk ran ($WRK_REQS requests), every response 2xx ($WRK_NON2XX non-2xx)" \
+    test "$WRK_REQS" -gt 0 -a "$WRK_NON2XX" -eq 0
+  [ "$WRK_NON2XX" -eq 0 ] || W_RPS=0 W_P99=-1
+}
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print NR ? v[int((NR + 1) / 2)] : -1}'; }
+
+# Replication's cost, no kill. On a cluster the same wrk loads take turns
+# on the web VIP (replication $1) and on web-local ($VIP4_LOCAL: the same
+# VIP, SYN proxy and backends, replication off), CLUSTER_OVH_ROUNDS times
+# (default 3, the order swapped every round), and each figure is the
+# median: the rest of the machine's load, which drifts over minutes, hits
+# both alike. Loads: a new connection per request (every connection is
+# created, changes state and closes: the most records per byte of
+# workload), and keep-alive connections (state changes are rare: the cost
+# of replication being on at all). Without a cluster (off) the web VIP
+# alone. Sets OVH_{RPS,P99,KA_RPS,KA_P99} (the web VIP), the same with
+# _LOCAL (web-local), and OVH_SHARE (replication bytes against the
+# new-connection load's).
+cluster_overhead() {  # async|sync|off
+  local r load tag url first second rb=0 wb=0 b0 e0 w out lx=0 lreqs=0
+  local -A rps p99
+  for r in $(seq "${CLUSTER_OVH_ROUNDS:-3}"); do
+    first=repl second=local
+    [ $((r % 2)) -eq 0 ] && first=local second=repl
+    [ "$1" = off ] && first=repl second=""
+    for load in close keepalive; do
+      for tag in $first $second; do
+        url="http://$VIP4/"
+        [ "$tag" = local ] && url="http://$VIP4_LOCAL/"
+        out="$LAB_RUN/$NAME/wrk-$1-overhead-$tag-$load-$r.out"
+        b0=$(agents_bytes 1 2 3) e0=$(counter gateway.sync_exported)
+        overhead_wrk "$url" "$load" "$out" "no kill, $load, round $r, $([ "$tag" = local ] && echo "web-local, replication off" || echo "web, replication $1")"
+        rps[$tag.$load]+=" $W_RPS" p99[$tag.$load]+=" $W_P99"
+        if [ "$1" != off ] && [ "$tag" = repl ] && [ "$load" = close ]; then
+          rb=$((rb + $(agents_bytes 1 2 3) - b0))
+          w=$(wrk_read_bytes "$out")
+          wb=$((wb + ${w:-0}))
+        fi
+        if [ "$tag" = local ] && [ "$load" = close ]; then
+          lx=$((lx + $(counter gateway.sync_exported) - e0)) lreqs=$((lreqs + WRK_REQS))
+        fi
+      done
+    done
+  done
+  # shellcheck disable=SC2086  # the lists split into arguments
+  {
+    OVH_RPS=$(median ${rps[repl.close]}) OVH_P99=$(median ${p99[repl.close]})
+    OVH_KA_RPS=$(median ${rps[repl.keepalive]}) OVH_KA_P99=$(median ${p99[repl.keepalive]})
+    OVH_RPS_LOCAL=$(median ${rps[local.close]:-}) OVH_P99_LOCAL=$(median ${p99[local.close]:-})
+    OVH_KA_RPS_LOCAL=$(median ${rps[local.keepalive]:-}) OVH_KA_P99_LOCAL=$(median ${p99[local.keepalive]:-})
+  }
+  echo "     medians (replication $1): new connection per request $OVH_RPS req/s, p99 $OVH_P99 ms; keep-alive $OVH_KA_RPS req/s, p99 $OVH_KA_P99 ms"
   if [ "$1" != off ]; then
-    local rb wb
-    rb=$(($(agents_bytes 1 2 3) - b0))
-    wb=$(wrk_read_bytes "$out")
-    OVH_SHARE=$(percent "$rb" "${wb:-0}")
-    echo "     replication bytes $rb (all nodes) vs workload bytes ${wb:-0} (HTTP read by wrk): $OVH_SHARE %"
+    echo "     medians (web-local, replication off): new connection per request $OVH_RPS_LOCAL req/s, p99 $OVH_P99_LOCAL ms; keep-alive $OVH_KA_RPS_LOCAL req/s, p99 $OVH_KA_P99_LOCAL ms"
+    OVH_SHARE=$(percent "$rb" "$wb")
+    echo "     replication bytes $rb (all nodes, during the replicated new-connection runs) vs workload bytes $wb (HTTP read by wrk): $OVH_SHARE %"
+    # Each replicated connection exports at least its record; the few
+    # exports during web-local's runs are the web VIP's closes coming due.
+    check "web-local (replication off): $lx records exported during its $lreqs connections" \
+      test "$lreqs" -gt 0 -a $((lx * 20)) -lt "$lreqs"
   fi
-  check "no kill, replication $1: wrk ran ($WRK_REQS requests), every response 2xx ($WRK_NON2XX non-2xx)" \
-    test "$WRK_REQS" -gt 0 -a "$WRK_NON2XX" -eq 0
-  # A failed run gives no figure (-1), not a misleading one.
-  [ "$WRK_NON2XX" -eq 0 ] || OVH_RPS=0 OVH_P99=-1
-  # The same on keep-alive connections (the kill's load): state changes are
-  # rare there, so this is the cost of replication being on at all.
-  out="$LAB_RUN/$NAME/wrk-$1-overhead-ka.out"
-  cx timeout 60 wrk -t2 -c"${CLUSTER_OVH_CONNS:-64}" -d"${CLUSTER_OVH_SECS:-5}s" --timeout 5s \
-    --latency "http://$VIP4/" >"$out" 2>&1 || true
-  wrk_stats "$out"
-  OVH_KA_RPS=$(awk '/^Requests\/sec/ {print $2 + 0}' "$out")
-  OVH_KA_RPS=${OVH_KA_RPS:-0}
-  OVH_KA_P99=$(lat_ms "$(awk '$1 == "99%" {print $2}' "$out")")
-  echo "     no kill, keep-alive (replication $1): $WRK_REQS requests, $OVH_KA_RPS req/s, p99 $OVH_KA_P99 ms, socket errors $WRK_ERRS"
-  check "no kill, keep-alive, replication $1: wrk ran ($WRK_REQS requests), every response 2xx ($WRK_NON2XX non-2xx)" \
-    test "$WRK_REQS" -gt 0 -a "$WRK_NON2XX" -eq 0
-  [ "$WRK_NON2XX" -eq 0 ] || OVH_KA_RPS=0 OVH_KA_P99=-1
 }
 
 # After a revive: the router's VIP route has all three nodes again (the
@@ -1081,7 +1118,7 @@ cluster_run() {  # on|sync|off victim
   if [ "$repl" != off ]; then
     check "every node sees the cluster [1,2,3]" wait_live "[1,2,3]" 10 1 2 3
   fi
-  cluster_overhead "$repl"
+  cluster_overhead "${repl/#on/async}"
   local g drops0=() sn0 bytes0=()
   for g in 1 2 3; do drops0[g]=$(link_drops "$g"); done
   for g in 1 2 3; do bytes0[g]=$(agent_bytes "$g"); done
@@ -1258,17 +1295,17 @@ scenario_tripod_cluster() {
   NGW=3
   local victim=${CLUSTER_VICTIM:-2} lost_on resume_on lost_off v
   TURN_GAPS=""
-  local rps_on p99_on share_nc ka_rps_on ka_p99_on
-  local resume_rto_on resume_rto_sync
-  local lost_sync resume_sync rps_sync p99_sync ka_rps_sync ka_p99_sync
+  local share_nc resume_rto_on resume_rto_sync lost_sync resume_sync
+  local on=() sync=() nc=()  # rps p99 ka_rps ka_p99, then the same for web-local
   cluster_run on "$victim"
-  lost_on=$LOST resume_on=$RESUME_MS resume_rto_on=$RESUME_RTO_MS SHARE_ON=${SHARE:--1} rps_on=$OVH_RPS p99_on=$OVH_P99 share_nc=${OVH_SHARE:--1}
-  ka_rps_on=$OVH_KA_RPS ka_p99_on=$OVH_KA_P99
+  lost_on=$LOST resume_on=$RESUME_MS resume_rto_on=$RESUME_RTO_MS SHARE_ON=${SHARE:--1} share_nc=${OVH_SHARE:--1}
+  on=("$OVH_RPS" "$OVH_P99" "$OVH_KA_RPS" "$OVH_KA_P99" "$OVH_RPS_LOCAL" "$OVH_P99_LOCAL" "$OVH_KA_RPS_LOCAL" "$OVH_KA_P99_LOCAL")
   # The same kill and loads with output commit (mode: sync).
   LOST=-1 RESUME_MS=-1 RESUME_RTO_MS=-1 OVH_RPS=0 OVH_P99=-1 OVH_KA_RPS=0 OVH_KA_P99=-1
+  OVH_RPS_LOCAL=0 OVH_P99_LOCAL=-1 OVH_KA_RPS_LOCAL=0 OVH_KA_P99_LOCAL=-1
   cluster_run sync "$victim"
-  lost_sync=$LOST resume_sync=$RESUME_MS resume_rto_sync=$RESUME_RTO_MS rps_sync=$OVH_RPS p99_sync=$OVH_P99
-  ka_rps_sync=$OVH_KA_RPS ka_p99_sync=$OVH_KA_P99
+  lost_sync=$LOST resume_sync=$RESUME_MS resume_rto_sync=$RESUME_RTO_MS
+  sync=("$OVH_RPS" "$OVH_P99" "$OVH_KA_RPS" "$OVH_KA_P99" "$OVH_RPS_LOCAL" "$OVH_P99_LOCAL" "$OVH_KA_RPS_LOCAL" "$OVH_KA_P99_LOCAL")
   if [ "$CLUSTER_TURNS" = fresh ]; then
     for v in 1 2 3; do
       [ "$v" = "$victim" ] && continue
@@ -1276,25 +1313,31 @@ scenario_tripod_cluster() {
       TURN_GAPS+=" gw$v:${TURN_GAP:--1}"
     done
   fi
+  OVH_RPS=0 OVH_P99=-1 OVH_KA_RPS=0 OVH_KA_P99=-1
   cluster_run off "$victim"
   lost_off=$LOST
+  nc=("$OVH_RPS" "$OVH_P99" "$OVH_KA_RPS" "$OVH_KA_P99")
   echo "figure failover.lost $lost_on conns vs no_replication $lost_off conns"
   echo "figure failover.resume $resume_on ms"
   echo "figure failover.resume.rto_min_10ms $resume_rto_on ms"
   echo "     (the other nodes killed in turn ($CLUSTER_TURNS cluster), longest probe wait in ms:$TURN_GAPS)"
   echo "figure replication.bytes_share $SHARE_ON %"
   echo "figure replication.bytes_share.new_conn $share_nc %"
-  echo "figure replication.rps.new_conn $rps_on req/s vs no_replication $OVH_RPS req/s"
-  echo "figure replication.p99.new_conn $p99_on ms vs no_replication $OVH_P99 ms"
-  echo "figure replication.rps.keepalive $ka_rps_on req/s vs no_replication $OVH_KA_RPS req/s"
-  echo "figure replication.p99.keepalive $ka_p99_on ms vs no_replication $OVH_KA_P99 ms"
+  # Replication on against off: the same cluster, the loads taking turns on
+  # two VIPs (cluster_overhead). no_cluster: the nodes without a cluster
+  # section, another lab minutes later (the cost of membership as well;
+  # noisier, as the machine's load drifts in between).
+  echo "figure replication.rps.new_conn ${on[0]} req/s vs replication_off ${on[4]} req/s vs no_cluster ${nc[0]} req/s"
+  echo "figure replication.p99.new_conn ${on[1]} ms vs replication_off ${on[5]} ms vs no_cluster ${nc[1]} ms"
+  echo "figure replication.rps.keepalive ${on[2]} req/s vs replication_off ${on[6]} req/s vs no_cluster ${nc[2]} req/s"
+  echo "figure replication.p99.keepalive ${on[3]} ms vs replication_off ${on[7]} ms vs no_cluster ${nc[3]} ms"
   echo "figure failover.lost.sync $lost_sync conns vs no_replication $lost_off conns"
   echo "figure failover.resume.sync $resume_sync ms"
   echo "figure failover.resume.sync.rto_min_10ms $resume_rto_sync ms"
-  echo "figure replication.sync.rps.new_conn $rps_sync req/s vs async $rps_on req/s vs no_replication $OVH_RPS req/s"
-  echo "figure replication.sync.p99.new_conn $p99_sync ms vs async $p99_on ms vs no_replication $OVH_P99 ms"
-  echo "figure replication.sync.rps.keepalive $ka_rps_sync req/s vs async $ka_rps_on req/s vs no_replication $OVH_KA_RPS req/s"
-  echo "figure replication.sync.p99.keepalive $ka_p99_sync ms vs async $ka_p99_on ms vs no_replication $OVH_KA_P99 ms"
+  echo "figure replication.sync.rps.new_conn ${sync[0]} req/s vs replication_off ${sync[4]} req/s"
+  echo "figure replication.sync.p99.new_conn ${sync[1]} ms vs replication_off ${sync[5]} ms"
+  echo "figure replication.sync.rps.keepalive ${sync[2]} req/s vs replication_off ${sync[6]} req/s"
+  echo "figure replication.sync.p99.keepalive ${sync[3]} ms vs replication_off ${sync[7]} ms"
   # Both loads: the new-connection one (the worst case) names the figure.
   python3 -c 'import sys
 def figs(suffix, on, off, p_on, p_off):
@@ -1304,9 +1347,11 @@ v = list(map(float, sys.argv[1:]))
 figs("", *v[0:4])
 figs(".keepalive", *v[4:8])
 figs(".sync", *v[8:12])
-figs(".sync.keepalive", *v[12:16])' \
-    "$rps_on" "$OVH_RPS" "$p99_on" "$OVH_P99" "$ka_rps_on" "$OVH_KA_RPS" "$ka_p99_on" "$OVH_KA_P99" \
-    "$rps_sync" "$OVH_RPS" "$p99_sync" "$OVH_P99" "$ka_rps_sync" "$OVH_KA_RPS" "$ka_p99_sync" "$OVH_KA_P99"
+figs(".sync.keepalive", *v[12:16])
+figs(".no_cluster", *v[16:20])' \
+    "${on[0]}" "${on[4]}" "${on[1]}" "${on[5]}" "${on[2]}" "${on[6]}" "${on[3]}" "${on[7]}" \
+    "${sync[0]}" "${sync[4]}" "${sync[1]}" "${sync[5]}" "${sync[2]}" "${sync[6]}" "${sync[3]}" "${sync[7]}" \
+    "${on[0]}" "${nc[0]}" "${on[1]}" "${nc[1]}"
   check "without replication the kill breaks connections ($lost_off), so the test can tell" test "$lost_off" -gt 0
 }
 

@@ -765,7 +765,7 @@ void read_vip(const V& v, TripodConfig& cfg, const std::vector<V>& all) {
   }
   if (auto hc = f.get("health_check")) read_health_check(*hc, dv.health_check);
   if (auto r = f.get("replication"))
-    dv.replication = static_cast<ReplicationMode>(r->choice({"async", "sync"}));
+    dv.replication = static_cast<ReplicationMode>(r->choice({"async", "sync", "off"}));
 
   const V backends = f.need("backends");
   const auto items = backends.items();
@@ -863,7 +863,8 @@ void read_cluster(const V& v, TripodConfig& cfg, const std::optional<V>& secrets
   if (auto pt = f.get("pull_timeout"))
     c.pull_timeout_ms = static_cast<uint32_t>(pt->duration_ms(0, 1000));
   if (auto jt = f.get("join_timeout")) c.join_timeout_ns = jt->duration_ms(1, 600'000) * 1'000'000;
-  if (auto m = f.get("mode")) c.mode = static_cast<ReplicationMode>(m->choice({"async", "sync"}));
+  if (auto m = f.get("mode"))
+    c.mode = static_cast<ReplicationMode>(m->choice({"async", "sync", "off"}));
   const V nodes = f.need("nodes");
   for (const V& nv : nodes.items()) {
     Fields nf(nv);
@@ -873,15 +874,19 @@ void read_cluster(const V& v, TripodConfig& cfg, const std::optional<V>& secrets
     for (const auto& o : c.nodes)
       if (o.id == n.id) nid.fail("node id " + std::to_string(n.id) + " listed twice");
     std::tie(n.address, n.port) = read_endpoint(nf.need("address"));
-    if (auto sv = nf.get("snat")) {
-      for (const V& item : sv->items()) {
-        const IpAddress ip = item.address();
-        SnatAddress sa;
-        sa.family = ip.family;
-        std::memcpy(sa.addr, ip.bytes, sizeof sa.addr);
-        n.snat.push_back(sa);
+    auto read_addresses = [&](const char* key, std::vector<SnatAddress>* out) {
+      if (auto sv = nf.get(key)) {
+        for (const V& item : sv->items()) {
+          const IpAddress ip = item.address();
+          SnatAddress sa;
+          sa.family = ip.family;
+          std::memcpy(sa.addr, ip.bytes, sizeof sa.addr);
+          out->push_back(sa);
+        }
       }
-    }
+    };
+    read_addresses("snat", &n.snat);
+    read_addresses("egress", &n.egress);
     nf.done();
     c.nodes.push_back(std::move(n));
   }
@@ -889,17 +894,31 @@ void read_cluster(const V& v, TripodConfig& cfg, const std::optional<V>& secrets
   const ClusterNodeConfig* self = c.self();
   if (self == nullptr)
     nodes.fail("node_id " + std::to_string(c.node_id) + " is not in the list of nodes");
-  // This node's SNAT addresses are its FullNAT pool's: the same set.
-  const SnatPoolConfig& pool = cfg.gateway.snat;
-  bool same = self->snat.size() == pool.addresses.size();
-  for (const SnatAddress& a : self->snat) {
-    bool found = false;
-    for (const SnatAddress& b : pool.addresses)
-      found |= a.family == b.family && std::memcmp(a.addr, b.addr, 16) == 0;
-    same &= found;
-  }
-  if (!same)
+  // This node's SNAT addresses are its FullNAT pool's, its egress ones its
+  // egress pool's: the same sets.
+  auto same_set = [](const std::vector<SnatAddress>& x, const std::vector<SnatAddress>& y) {
+    bool same = x.size() == y.size();
+    for (const SnatAddress& a : x) {
+      bool found = false;
+      for (const SnatAddress& b : y)
+        found |= a.family == b.family && std::memcmp(a.addr, b.addr, 16) == 0;
+      same &= found;
+    }
+    return same;
+  };
+  if (!same_set(self->snat, cfg.gateway.snat.addresses))
     nodes.fail("node " + std::to_string(c.node_id) + "'s snat must list exactly snat.addresses");
+  if (!same_set(self->egress, cfg.gateway.egress.snat.addresses))
+    nodes.fail("node " + std::to_string(c.node_id) +
+               "'s egress must list exactly egress.addresses");
+  // A peer's egress flow moves here when it dies: this node must be able to
+  // translate it (its egress pool, the same sources and port range).
+  const bool own_egress = !cfg.gateway.egress.sources.empty();
+  for (const auto& n : c.nodes)
+    if (!n.egress.empty() && !own_egress)
+      nodes.fail("node " + std::to_string(n.id) +
+                 " has egress addresses and this node has no egress section: every node of a "
+                 "cluster serves egress alike");
 
   GatewayClusterConfig& g = cfg.gateway.cluster;
   g.node_id = c.node_id;
@@ -907,14 +926,21 @@ void read_cluster(const V& v, TripodConfig& cfg, const std::optional<V>& secrets
   g.slot_key = derive_key(c.key, "tripod slot");
   c.ring_key = derive_key(c.key, "tripod ring");
   g.snat_addresses.clear();
-  for (const auto& n : c.nodes)
-    for (const SnatAddress& a : n.snat) {
-      for (const SnatAddress& b : g.snat_addresses)
+  g.egress_addresses.clear();
+  auto add_unique = [&](const SnatAddress& a, std::vector<SnatAddress>* to) {
+    for (const auto* list : {&g.snat_addresses, &g.egress_addresses})
+      for (const SnatAddress& b : *list)
         if (a.family == b.family && std::memcmp(a.addr, b.addr, 16) == 0)
           nodes.fail("SNAT address " + IpAddress::from_bytes(a.family, a.addr).to_string() +
-                     " belongs to two nodes");
-      g.snat_addresses.push_back(a);
-    }
+                     " is listed twice (each node's snat and egress addresses are its own)");
+    to->push_back(a);
+  };
+  for (const auto& n : c.nodes) {
+    for (const SnatAddress& a : n.snat)
+      add_unique(a, &g.snat_addresses);
+    for (const SnatAddress& a : n.egress)
+      add_unique(a, &g.egress_addresses);
+  }
   // Keys every node must share: from the cluster key unless the file sets them.
   bool has_lb = false, has_sp = false;
   if (secrets && secrets->is_map()) {
@@ -986,8 +1012,9 @@ TripodConfig parse_document(const YAML::Node& root, const std::string& file) {
       Fields(vip_nodes[i])
           .need("replication")
           .fail("needs a cluster section (it replicates flow state)");
-    g.vips[i].output_commit =
-        cfg.cluster.enabled && own.value_or(cfg.cluster.mode) == ReplicationMode::kSync;
+    const ReplicationMode mode = own.value_or(cfg.cluster.mode);
+    g.vips[i].output_commit = cfg.cluster.enabled && mode == ReplicationMode::kSync;
+    g.vips[i].replicated = mode != ReplicationMode::kOff;
   }
 
   // FullNAT needs a source address of the backends' family.

@@ -79,14 +79,16 @@ struct HealthCheckConfig {
 // Daemon-side options of gateway.vips[i] (same index).
 // Flow-state replication in a cluster: `sync` holds a flow's packets until
 // its latest state is acknowledged by its holders (output commit); `async`
-// sends them at once and the state follows within a checkpoint.
-enum class ReplicationMode : uint8_t { kAsync, kSync };
+// sends them at once and the state follows within a checkpoint; `off`
+// keeps the flows on their node (they break when it dies: traffic not worth
+// the replication bytes, or a baseline to measure replication's cost).
+enum class ReplicationMode : uint8_t { kAsync, kSync, kOff };
 
 struct VipDaemonConfig {
   std::string name;  // for logs and status; default "address:port/proto"
   HealthCheckConfig health_check;
   // The VIP's own replication mode; unset: the cluster's `mode`. The result
-  // is GatewayVipConfig::output_commit.
+  // is GatewayVipConfig::output_commit and ::replicated.
   std::optional<ReplicationMode> replication;
   std::string where;  // "file:line:col" of the VIP, for reload messages
 };
@@ -105,7 +107,8 @@ struct ClusterNodeConfig {
   uint16_t id = 0;    // 1..64
   IpAddress address;  // control network (UDP): heartbeats, replication
   uint16_t port = 0;
-  std::vector<SnatAddress> snat;  // its FullNAT SNAT addresses
+  std::vector<SnatAddress> snat;    // its FullNAT SNAT addresses
+  std::vector<SnatAddress> egress;  // its egress SNAT addresses
 };
 struct ClusterConfig {
   bool enabled = false;

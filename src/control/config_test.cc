@@ -333,7 +333,26 @@ std::vector<ErrorCase> error_cases() {
             "\"abababababababababababababababababababababababababababababababab\"\n  nodes:\n"
             "    - {id: 1, address: 10.9.0.1:7946, snat: [198.51.100.1]}\n"
             "    - {id: 2, address: 10.9.0.2:7946, snat: [198.51.100.1]}\n"),
-       7, 5, "cluster.nodes", "belongs to two nodes"},
+       7, 5, "cluster.nodes", "is listed twice"},
+      {"cluster_egress_mismatch",
+       base("egress: {sources: [10.0.0.0/8], addresses: [203.0.113.1]}\n"
+            "cluster:\n  node_id: 1\n  key: "
+            "\"abababababababababababababababababababababababababababababababab\"\n  nodes:\n"
+            "    - {id: 1, address: 10.9.0.1:7946, snat: [198.51.100.1]}\n"),
+       8, 5, "cluster.nodes", "must list exactly egress.addresses"},
+      {"cluster_egress_elsewhere_only",
+       base("cluster:\n  node_id: 1\n  key: "
+            "\"abababababababababababababababababababababababababababababababab\"\n  nodes:\n"
+            "    - {id: 1, address: 10.9.0.1:7946, snat: [198.51.100.1]}\n"
+            "    - {id: 2, address: 10.9.0.2:7946, egress: [203.0.113.2]}\n"),
+       7, 5, "cluster.nodes", "every node of a cluster serves egress alike"},
+      {"cluster_egress_is_anothers_snat",
+       base("egress: {sources: [10.0.0.0/8], addresses: [203.0.113.1]}\n"
+            "cluster:\n  node_id: 1\n  key: "
+            "\"abababababababababababababababababababababababababababababababab\"\n  nodes:\n"
+            "    - {id: 1, address: 10.9.0.1:7946, snat: [198.51.100.1], egress: [203.0.113.1]}\n"
+            "    - {id: 2, address: 10.9.0.2:7946, snat: [203.0.113.1]}\n"),
+       8, 5, "cluster.nodes", "is listed twice"},
       {"cluster_pull_timeout",
        base("cluster:\n  node_id: 1\n  key: "
             "\"abababababababababababababababababababababababababababababababab\"\n  pull_timeout: "
@@ -424,6 +443,17 @@ TEST(ConfigTest, ReplicationModeSetsOutputCommitPerVip) {
   const TripodConfig d = load_config_string(async);
   EXPECT_FALSE(d.gateway.vips[0].output_commit);
   EXPECT_TRUE(d.gateway.vips[1].output_commit);
+  EXPECT_TRUE(d.gateway.vips[0].replicated);
+  EXPECT_TRUE(d.gateway.vips[1].replicated);
+  std::string off = async;
+  off.replace(off.find("replication: sync"), 17, "replication: off");
+  const TripodConfig e = load_config_string(off);
+  EXPECT_FALSE(e.gateway.vips[1].output_commit);
+  EXPECT_FALSE(e.gateway.vips[1].replicated);
+  EXPECT_TRUE(e.gateway.vips[0].replicated);
+  off.replace(off.find("mode: async"), 11, "mode: off");
+  const TripodConfig f = load_config_string(off);
+  EXPECT_FALSE(f.gateway.vips[0].replicated);
 }
 
 TEST(ConfigTest, ClusterNodesShareDerivedKeys) {
@@ -451,6 +481,20 @@ TEST(ConfigTest, ClusterNodesShareDerivedKeys) {
   EXPECT_EQ(a.gateway.cluster.node_id, 1);
   EXPECT_EQ(b.gateway.cluster.node_id, 2);
   EXPECT_EQ(a.gateway.cluster.snat_addresses.size(), 2u);
+  EXPECT_TRUE(a.gateway.cluster.egress_addresses.empty());
+  // Egress: every node's addresses reach the data plane, apart from the SNAT ones.
+  std::string eg = node(1, "198.51.100.1");
+  eg.insert(eg.find("cluster:"), "egress: {sources: [10.0.0.0/8], addresses: [203.0.113.1]}\n");
+  eg.replace(eg.find("snat: [198.51.100.1]}"), 21, "snat: [198.51.100.1], egress: [203.0.113.1]}");
+  eg.replace(eg.find("snat: [198.51.100.2]}"), 21,
+             "snat: [198.51.100.2], egress: [\"2001:db8::2\", 203.0.113.2]}");
+  const TripodConfig e = load_config_string(eg);
+  ASSERT_EQ(e.gateway.cluster.egress_addresses.size(), 3u);
+  EXPECT_EQ(e.gateway.cluster.snat_addresses.size(), 2u);
+  EXPECT_EQ(IpAddress::from_bytes(e.gateway.cluster.egress_addresses[1].family,
+                                  e.gateway.cluster.egress_addresses[1].addr)
+                .to_string(),
+            "2001:db8::2");
   EXPECT_EQ(a.gateway.cluster.slot_key.k0, b.gateway.cluster.slot_key.k0);  // derived, shared
   EXPECT_EQ(a.gateway.cluster.slot_key.k1, b.gateway.cluster.slot_key.k1);
   EXPECT_EQ(a.gateway.cluster.pull_timeout_ms, 20u);  // the default: misses pull

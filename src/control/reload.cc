@@ -69,12 +69,15 @@ bool same_cluster(const ClusterConfig& a, const ClusterConfig& b) {
   for (size_t i = 0; i < a.nodes.size(); ++i) {
     const ClusterNodeConfig& x = a.nodes[i];
     const ClusterNodeConfig& y = b.nodes[i];
-    if (x.id != y.id || !(x.address == y.address) || x.port != y.port ||
-        x.snat.size() != y.snat.size())
+    auto same = [](const std::vector<SnatAddress>& u, const std::vector<SnatAddress>& v) {
+      if (u.size() != v.size()) return false;
+      for (size_t j = 0; j < u.size(); ++j)
+        if (u[j].family != v[j].family || std::memcmp(u[j].addr, v[j].addr, 16) != 0) return false;
+      return true;
+    };
+    if (x.id != y.id || !(x.address == y.address) || x.port != y.port || !same(x.snat, y.snat) ||
+        !same(x.egress, y.egress))
       return false;
-    for (size_t j = 0; j < x.snat.size(); ++j)
-      if (x.snat[j].family != y.snat[j].family || std::memcmp(x.snat[j].addr, y.snat[j].addr, 16))
-        return false;
   }
   return true;
 }
@@ -159,11 +162,14 @@ ReloadPlan plan_reload(const TripodConfig& running, const TripodConfig& next) {
                   " (or remove the VIP in one reload and add it back in the next)");
       continue;
     }
-    if (a.output_commit != b.output_commit) {
-      // The agent's ack timing and the workers' hold queues are set at start.
+    if (a.output_commit != b.output_commit || a.replicated != b.replicated) {
+      // The agent's ack timing and the workers' hold queues are set at start;
+      // live flows were created replicated or not.
+      auto name = [](const GatewayVipConfig& v) {
+        return !v.replicated ? "off" : v.output_commit ? "sync" : "async";
+      };
       restart("vips[" + std::to_string(j) + "] " + vip_label(b.key) + " replication",
-              std::string(a.output_commit ? "sync" : "async") + " -> " +
-                  (b.output_commit ? "sync" : "async"));
+              std::string(name(a)) + " -> " + name(b));
       continue;
     }
     if (!same_pool(a.pool, b.pool)) p.pools_changed.push_back({i, j});

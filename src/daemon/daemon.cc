@@ -131,10 +131,6 @@ int open_status_socket(const std::string& path) {
 
 void Daemon::check_supported(const TripodConfig& cfg) {
   if (cfg.interfaces.empty()) throw std::runtime_error(cfg.file + ": no interfaces to serve");
-  if (!cfg.gateway.egress.sources.empty() && cfg.cluster.enabled)
-    throw std::runtime_error(cfg.file +
-                             ": egress SNAT in a cluster is not built yet (egress flows are not "
-                             "replicated: a node's death would break them)");
   if (cfg.interfaces.size() != 1)
     throw std::runtime_error(cfg.file +
                              ": one interface per node for now (a worker sends on its own "
@@ -279,9 +275,11 @@ std::vector<std::string> Daemon::steered_addresses() const {
     add(addr_text(a.family, a.addr));
   for (const auto& a : cfg_.gateway.egress.snat.addresses)
     add(addr_text(a.family, a.addr));
-  // Every node's SNAT addresses: replies of flows taken over from a node,
-  // and packets a peer hands over, arrive here too.
+  // Every node's SNAT and egress addresses: replies of flows taken over
+  // from a node, and packets a peer hands over, arrive here too.
   for (const auto& a : cfg_.gateway.cluster.snat_addresses)
+    add(addr_text(a.family, a.addr));
+  for (const auto& a : cfg_.gateway.cluster.egress_addresses)
     add(addr_text(a.family, a.addr));
   return out;
 }

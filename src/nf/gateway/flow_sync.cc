@@ -142,7 +142,8 @@ FlowSyncError decode_flow_sync(uint8_t type, const uint8_t* in, size_t len, Flow
   s.proto = in[2];
   s.kind = in[3];
   if ((s.kind & ~kSyncKinds) != 0 || ((s.kind & kSyncNat) && (s.kind & kSyncDsr)) ||
-      ((s.kind & kSyncSynProxy) && !(s.kind & kSyncNat)))
+      ((s.kind & kSyncSynProxy) && !(s.kind & kSyncNat)) ||
+      ((s.kind & kSyncEgress) && s.kind != (kSyncNat | kSyncEgress)))
     return FlowSyncError::kBadKind;
   s.processor = load_be<uint16_t>(in + 4);
   s.seen = in[6];

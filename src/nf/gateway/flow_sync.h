@@ -75,7 +75,7 @@ struct SlotLayout {
   SipKey slot_key{7, 8};
   // Every SNAT address whose ports name slots, with its pool's port range:
   // this node's FullNAT and egress pools and, in a cluster, every node's
-  // FullNAT addresses.
+  // FullNAT and egress addresses.
   struct Snat {
     SnatAddress addr;
     uint16_t lo = 1024;
@@ -115,7 +115,10 @@ enum class FlowSyncOp : uint8_t {
 inline constexpr uint8_t kSyncNat = 1u << 0;       // FullNAT to a VIP
 inline constexpr uint8_t kSyncDsr = 1u << 1;       // DSR to a VIP
 inline constexpr uint8_t kSyncSynProxy = 1u << 2;  // with kSyncNat
-inline constexpr uint8_t kSyncKinds = kSyncNat | kSyncDsr | kSyncSynProxy;
+// With kSyncNat alone: egress SNAT. dst is the outside host (no VIP), dip
+// the same host (an echo's translated id as its port), snat an egress address.
+inline constexpr uint8_t kSyncEgress = 1u << 3;
+inline constexpr uint8_t kSyncKinds = kSyncNat | kSyncDsr | kSyncSynProxy | kSyncEgress;
 
 struct FlowSync {
   FlowSyncOp op = FlowSyncOp::kFull;
@@ -125,8 +128,8 @@ struct FlowSync {
   // The node that processes the flow; pull, grant and refer: the sender.
   uint16_t processor = 0;
   uint8_t seen = 0;  // DSR: kSeenFin | kSeenRst (gateway_stage.h)
-  // Identity. NAT / DSR: the client -> VIP direction. Firewall-only: the
-  // canonical key's a -> b.
+  // Identity. NAT / DSR: the client -> VIP direction; egress: the inside
+  // host -> the outside host. Firewall-only: the canonical key's a -> b.
   uint8_t src_addr[16] = {};
   uint8_t dst_addr[16] = {};
   uint16_t src_port = 0;

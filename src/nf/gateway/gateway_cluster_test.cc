@@ -162,6 +162,33 @@ uint32_t cookie_from(Node& n, uint16_t cport) {
   return m.tcp_seq;
 }
 
+// Egress SNAT on every node: inside hosts 10.2/16, each node its own
+// egress address, and every node knows the others'.
+constexpr const char* kInside = "10.2.0.5";
+constexpr const char* kOutside = "192.0.2.99";
+constexpr const char* kEgress[4] = {"", "203.0.113.1", "203.0.113.2", "203.0.113.3"};
+GatewayConfig egress_config(uint16_t node) {
+  GatewayConfig c = node_config(node);
+  c.egress.sources = {"10.2.0.0/16"};
+  c.egress.snat.addresses = {snat(kEgress[node])};
+  c.egress.snat.port_lo = 20000;
+  c.egress.snat.port_hi = 29999;
+  c.cluster.egress_addresses = {snat(kEgress[1]), snat(kEgress[2]), snat(kEgress[3])};
+  return c;
+}
+// An egress TCP connection opened through `n`: returns its egress port.
+uint16_t open_egress(Node& n, uint16_t node_id, uint16_t cport) {
+  const Bytes syn_out = n.one(seg({kInside, kOutside, cport, 443, kTcpSyn, 1000}));
+  EXPECT_FALSE(syn_out.empty());
+  EXPECT_EQ(IpAddress::from_bytes(Family::kIpv4, syn_out.data() + 26).to_string(),
+            kEgress[node_id]);
+  const uint16_t port = ends_of(syn_out).sport;
+  EXPECT_FALSE(
+      n.one(seg({kOutside, kEgress[node_id], 443, port, kTcpSyn | kTcpAck, 7000, 1001})).empty());
+  EXPECT_FALSE(n.one(seg({kInside, kOutside, cport, 443, kTcpAck, 1001, 7001})).empty());
+  return port;
+}
+
 class Cluster : public ::testing::Test {
  protected:
   ManualClock clock_{1000 * kSec};
@@ -352,6 +379,119 @@ TEST_F(Cluster, AShortCloseSendsOnlyTheDelete) {
   clock_.advance_ns(2 * kSec);
   EXPECT_TRUE(a_.export_wire().empty());
   EXPECT_EQ(a_.counter("sync_lazy_due"), 0u);
+}
+
+// A VIP with replication off: its flows never travel (not when opened, not
+// in a resync, not when closed); another VIP's on the same node do.
+TEST_F(Cluster, AVipWithReplicationOffKeepsItsFlowsHome) {
+  GatewayConfig cfg = node_config(1);
+  cfg.vips[0].replicated = false;
+  Node a(cfg, &clock_);
+  const uint16_t port = open_conn(a, 1, 40010);
+  EXPECT_TRUE(a.export_wire().empty());
+  a.gw().resync();
+  EXPECT_TRUE(a.export_wire().empty());
+  EXPECT_TRUE(a.one(seg({kDip, kSnat[1], kBport, port, kTcpAck | kTcpFin, 5001, 1001})).size());
+  EXPECT_TRUE(a.one(seg({kClient, kVip, 40010, 80, kTcpAck | kTcpFin, 1001, 5002})).size());
+  EXPECT_TRUE(a.one(seg({kDip, kSnat[1], kBport, port, kTcpAck, 5002, 1002})).size());
+  clock_.advance_ns(2 * kSec);
+  EXPECT_TRUE(a.export_wire().empty());
+  // The SYN-proxied VIP (replicated) on the same node: its flow goes.
+  const uint32_t cookie = cookie_from(a, 40011);
+  EXPECT_FALSE(a.one(seg({kClient, kProxyVip, 40011, 443, kTcpAck, 1001, cookie + 1})).empty());
+  const auto recs = a.export_wire();
+  ASSERT_EQ(recs.size(), 1u);
+  EXPECT_EQ(recs[0].first, kRecordFlowFull);
+}
+
+// An egress flow (an inside host to the outside, its source translated to
+// the node's egress address) travels like a FullNAT one: the holder takes
+// it over byte for byte, replies to the first node's egress address
+// included, and a restarted first node keeps the flow's port out of its pool.
+TEST_F(Cluster, EgressFlowContinuesOnTheHolder) {
+  Node a(egress_config(1), &clock_);
+  Node b(egress_config(2), &clock_);
+  const uint16_t port = open_egress(a, 1, 40020);
+  const FlowKey orig = make_flow_key(Family::kIpv4, kProtoTcp, IpAddress::parse(kInside).bytes,
+                                     IpAddress::parse(kOutside).bytes, 40020, 443, false);
+  // Node 2's layout names the flow's slot from a reply to node 1's egress
+  // port (the reply's own key hashes elsewhere).
+  const FlowKey rkey = make_flow_key(Family::kIpv4, kProtoTcp, IpAddress::parse(kOutside).bytes,
+                                     IpAddress::parse(kEgress[1]).bytes, 443, port, false);
+  EXPECT_EQ(GatewayStage::slot_layout(egress_config(2))
+                .slot(canonical_key(rkey), Family::kIpv4, IpAddress::parse(kEgress[1]).bytes, port),
+            b.gw().slot_of(orig));
+  const auto recs = a.export_wire();
+  ASSERT_EQ(recs.size(), 1u);
+  EXPECT_EQ(recs[0].first, kRecordFlowFull);
+  FlowSync s;
+  ASSERT_EQ(decode_flow_sync(recs[0].first, recs[0].second.data(), recs[0].second.size(), &s),
+            FlowSyncError::kOk);
+  EXPECT_EQ(s.kind, kSyncNat | kSyncEgress);
+  b.import_wire(recs);
+  EXPECT_EQ(b.counter("sync_imported"), 1u);
+  EXPECT_EQ(b.gw().standby_connections(), 1u);
+
+  // No view: node 1 is not known to be alive, so node 2 takes the flow.
+  const Bytes reply = seg({kOutside, kEgress[1], 443, port, kTcpAck | kTcpPsh, 7001, 1001, "hi"});
+  const Bytes data = seg({kInside, kOutside, 40020, 443, kTcpAck | kTcpPsh, 1001, 7003, "yo"});
+  const Bytes back_b = b.one(reply);
+  ASSERT_FALSE(back_b.empty());
+  EXPECT_EQ(back_b, a.one(reply));
+  EXPECT_EQ(ends_of(back_b).dst, kInside);
+  EXPECT_EQ(b.counter("sync_promoted"), 1u);
+  const Bytes out_b = b.one(data);
+  ASSERT_FALSE(out_b.empty());
+  EXPECT_EQ(out_b, a.one(data));
+  EXPECT_EQ(IpAddress::from_bytes(Family::kIpv4, out_b.data() + 26).to_string(), kEgress[1]);
+  EXPECT_EQ(b.counter("drop_firewall"), 0u);
+
+  // Node 2 processes it now; node 1, restarted, holds its copy and keeps
+  // its own address's port out of its pool while the flow lives.
+  const auto again = b.export_wire();
+  ASSERT_EQ(again.size(), 1u);
+  Node a2(egress_config(1), &clock_);
+  const SnatLease lease{0, port};
+  EXPECT_FALSE(a2.gw().egress_pool()->in_use(lease));
+  a2.import_wire(again);
+  EXPECT_EQ(a2.counter("sync_imported"), 1u);
+  EXPECT_TRUE(a2.gw().egress_pool()->in_use(lease));
+  // The close travels as a delete: the copy goes, and the port is free again.
+  EXPECT_FALSE(b.one(seg({kInside, kOutside, 40020, 443, kTcpAck | kTcpRst, 1003, 0})).empty());
+  a2.import_wire(b.export_wire());
+  EXPECT_EQ(a2.counter("sync_deleted"), 1u);
+  EXPECT_FALSE(a2.gw().egress_pool()->in_use(lease));
+  EXPECT_EQ(a2.counter("egress_snat_bad_frees_ipv4"), 0u);
+}
+
+// A reply to another node's egress address that this node has no flow for
+// goes to the holder of the slot its port names (not of its key's hash).
+TEST_F(Cluster, EgressReplyToAPeersAddressGoesToItsSlotsHolder) {
+  Node c(egress_config(3), &clock_);
+  const uint16_t port = 20000 + 5;  // partition 5 of node 1's egress pool
+  ClusterView view;
+  view.live = 0b111;
+  for (int n = 1; n <= 3; ++n)
+    std::memcpy(view.mac[n], kMac[n], 6);
+  for (uint32_t s = 0; s < kSlots; ++s)
+    view.holders[s][0] = s == 5 ? 1 : 2;
+  c.gw().set_cluster_view(&view);
+  const Bytes reply = seg({kOutside, kEgress[1], 443, port, kTcpAck, 7001, 1001});
+  const Bytes out = c.one(reply);
+  ASSERT_FALSE(out.empty());
+  EXPECT_EQ(0, std::memcmp(out.data(), kMac[1], 6));
+  EXPECT_EQ(c.counter("sync_miss_redirected"), 1u);
+  // A copy for an address no node has as its egress address: refused.
+  Node a(egress_config(1), &clock_);
+  open_egress(a, 1, 40021);
+  auto recs = a.export_wire();
+  ASSERT_EQ(recs.size(), 1u);
+  GatewayConfig other = egress_config(2);
+  other.cluster.egress_addresses = {snat(kEgress[2])};
+  Node d(other, &clock_);
+  d.import_wire(recs);
+  EXPECT_EQ(d.counter("sync_unknown_snat"), 1u);
+  EXPECT_EQ(d.gw().standby_connections(), 0u);
 }
 
 // A standby copy that hears nothing expires on its own, grace included.
@@ -1239,6 +1379,8 @@ TEST(FlowSyncCodec, RejectsEveryBadField) {
   bad([](uint8_t* b) { b[3] = kSyncNat | kSyncDsr; }, FlowSyncError::kBadKind);
   bad([](uint8_t* b) { b[3] = kSyncSynProxy; }, FlowSyncError::kBadKind);
   bad([](uint8_t* b) { b[3] = 0x80; }, FlowSyncError::kBadKind);
+  bad([](uint8_t* b) { b[3] = kSyncEgress; }, FlowSyncError::kBadKind);
+  bad([](uint8_t* b) { b[3] = kSyncNat | kSyncEgress | kSyncSynProxy; }, FlowSyncError::kBadKind);
   bad([](uint8_t* b) { b[48 + 6] = 9; }, FlowSyncError::kBadFwState);   // fw kind
   bad([](uint8_t* b) { b[48 + 7] = 77; }, FlowSyncError::kBadFwState);  // TCP state
   bad([](uint8_t* b) { b[48 + 8] = 15; }, FlowSyncError::kBadFwState);  // scale

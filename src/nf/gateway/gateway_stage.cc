@@ -140,6 +140,9 @@ SlotLayout GatewayStage::slot_layout(const GatewayConfig& cfg) {
     add(a, cfg.snat);
   for (const SnatAddress& a : cfg.egress.snat.addresses)
     add(a, cfg.egress.snat);
+  // Every node's egress pool has this node's range too.
+  for (const SnatAddress& a : cfg.cluster.egress_addresses)
+    add(a, cfg.egress.snat);
   return l;
 }
 
@@ -182,9 +185,14 @@ GatewayStage::GatewayStage(const GatewayConfig& cfg, uint64_t now_ns)
     check_vip(v, snat_[fam(v.key.addr.family)] != nullptr);
   for (const auto& v : cfg.vips)
     add_vip(v);
+  // One list for the lease index of a copy's SNAT address (kRecForeign).
+  cluster_egress_from_ = static_cast<uint32_t>(cluster_.snat_addresses.size());
+  cluster_.snat_addresses.insert(cluster_.snat_addresses.end(), cluster_.egress_addresses.begin(),
+                                 cluster_.egress_addresses.end());
   for (const SnatAddress& a : cluster_.snat_addresses) {
     uint32_t own = UINT32_MAX;
-    if (const SnatPortAllocator* p = snat_[fam(a.family)].get()) {
+    const bool eg = own_index_.size() >= cluster_egress_from_;
+    if (const SnatPortAllocator* p = (eg ? egress_ : snat_)[fam(a.family)].get()) {
       for (uint32_t j = 0; j < p->num_addresses(); ++j)
         if (std::memcmp(p->address(j).addr, a.addr, 16) == 0) own = j;
     }
@@ -820,6 +828,7 @@ bool GatewayStage::create(Burst& b, uint32_t i, const FlowKey& dkey, uint64_t dh
   r.dip_port = !dsr && sel.backend->port != 0 ? sel.backend->port : m.dport;
   r.proto = m.proto;
   r.flags = kRecLive | (dsr ? kRecDsr : kRecNat) | (sp != nullptr ? kRecSynProxy : 0);
+  if (!vip_cfg_[vip].replicated) r.seen |= kSyncLocal;
   r.deadline = now + timeout_ticks(v.timeout_s);
   bool inserted;
   if (dsr) {
@@ -898,6 +907,7 @@ bool GatewayStage::create_egress(Burst& b, uint32_t i, const FlowKey& dkey, uint
   r.dip_port = m.proto == kProtoTcp || m.proto == kProtoUdp ? m.dport : r.lease.port;
   r.proto = m.proto;
   r.flags = kRecLive | kRecNat | kRecEgress;
+  r.lb.spare = cluster_.node_id;
   r.deadline = now + timeout_ticks(timeout_s);
   if (!insert_keys(dkey, dhash, idx, r)) {
     pool.free(r.lease);
@@ -906,6 +916,7 @@ bool GatewayStage::create_egress(Burst& b, uint32_t i, const FlowKey& dkey, uint
     return false;
   }
   ++live_;
+  mark_dirty(idx);
   counters_.inc(GatewayCounter::kConnsCreated);
   counters_.inc(GatewayCounter::kConnsCreatedEgress);
   return nat_forward(frame, m, r, kLinkOriginal);
@@ -1277,7 +1288,8 @@ bool GatewayStage::miss_to_holder(Burst& b, uint32_t i, const FlowKey& key, bool
   const PacketMeta& m = b.meta[i];
   if (!m.has(kMetaHasL4) || m.has(kMetaFragment)) return false;
   const uint32_t a = find_cluster_snat(m.family, b.pkts[i].data + m.dst_off);
-  const SnatPortAllocator* pool = snat_[fam(m.family)].get();
+  const SnatPortAllocator* pool =
+      (a != UINT32_MAX && cluster_egress(a) ? egress_ : snat_)[fam(m.family)].get();
   // A reply to a cluster SNAT address (another node's, or this node's from
   // before a restart) names its slot by its port. Such a packet never opens
   // a flow: a holder has it, or no one.
@@ -1659,7 +1671,7 @@ void GatewayStage::resync() {
     ConnRecord& r = records_[i];
     r.seen &= static_cast<uint8_t>(~(kSyncQueued | kSyncInQueue | kSyncLazy));
     take_orphan(i);
-    if ((r.flags & kRecLive) && !(r.flags & (kRecStandby | kRecEgress))) {
+    if ((r.flags & kRecLive) && !(r.flags & kRecStandby)) {
       // A closed flow's copy still out there gets its delete; an open one
       // goes in full (the holders may have changed).
       if (sync_closed(r)) {
@@ -1731,7 +1743,7 @@ uint32_t GatewayStage::export_sync(FlowSync* out, uint32_t max, uint64_t now_ns)
     // already out (urgent).
     if (!(r.flags & kRecLive) || !(r.seen & kSyncQueued)) return;
     r.seen &= static_cast<uint8_t>(~(kSyncQueued | kSyncLazy));  // a lazy change goes too
-    if (r.flags & (kRecStandby | kRecEgress)) return;
+    if (r.flags & kRecStandby) return;
     if (sync_closed(r)) {  // (its packets wait for no delete: hold_for_commit())
       // Over: nothing a holder could continue. Its copy goes now rather
       // than at expiry, so that churn does not fill the holders' tables.
@@ -1777,7 +1789,8 @@ uint8_t GatewayStage::sync_kind(const ConnRecord& r) {
   // (A reused tuple's old record is freed as DSR-like, end_connection(): its
   // delete must still decode, so the SYN-proxy bit goes with NAT only.)
   return static_cast<uint8_t>((nat ? kSyncNat : 0) | ((r.flags & kRecDsr) ? kSyncDsr : 0) |
-                              (nat && (r.flags & kRecSynProxy) ? kSyncSynProxy : 0));
+                              (nat && (r.flags & kRecSynProxy) ? kSyncSynProxy : 0) |
+                              (nat && (r.flags & kRecEgress) ? kSyncEgress : 0));
 }
 
 bool GatewayStage::same_write_once(const ConnRecord& r, const FlowSync& s) const {
@@ -1907,7 +1920,7 @@ GatewayCounter GatewayStage::import_copy(const FlowSync& s, uint64_t now_ns, uin
   ConnRecord& r = records_[idx];
   auto fail = [&](GatewayCounter c) {
     if (r.flags & kRecReserved)
-      snat_[fam(r.family)]->free(SnatLease{own_index_[r.lease.address], r.lease.port});
+      pool_of(r).free(SnatLease{own_index_[r.lease.address], r.lease.port});
     r.flags = 0;
     free_list_[free_top_++] = idx;
     return count(c);
@@ -1934,6 +1947,18 @@ GatewayCounter GatewayStage::import_copy(const FlowSync& s, uint64_t now_ns, uin
     const auto ins = table_.insert(k, h, deadline);
     if (ins.status != InsertStatus::kInserted) return fail(GatewayCounter::kDropTableFull);
     table_.value(ins.ref.idx) = ConnLink{idx, kLinkCanonical, {}};
+  } else if (s.kind & kSyncEgress) {
+    // Egress SNAT (an internal host to the outside): no VIP, no backend.
+    const uint32_t a = find_cluster_snat(s.family, s.snat_addr);
+    if (a == UINT32_MAX || !cluster_egress(a) || !egress_[fam(s.family)])
+      return fail(GatewayCounter::kSyncUnknownSnat);
+    std::memcpy(r.dip_addr, s.dip_addr, alen);
+    r.dip_port = s.dip_port;
+    r.lease = SnatLease{a, s.snat_port};
+    r.flags |= kRecNat | kRecEgress | kRecForeign;
+    if (own_index_[a] != UINT32_MAX && pool_of(r).reserve(SnatLease{own_index_[a], s.snat_port}))
+      r.flags |= kRecReserved;
+    if (!insert_keys(k, h, idx, r)) return fail(GatewayCounter::kDropTableFull);
   } else {
     VipKey vk;
     vk.addr = IpAddress::from_bytes(s.family, s.dst_addr);
@@ -1952,7 +1977,7 @@ GatewayCounter GatewayStage::import_copy(const FlowSync& s, uint64_t now_ns, uin
     r.dip_port = s.dip_port;
     if (s.kind & kSyncNat) {
       const uint32_t a = find_cluster_snat(s.family, s.snat_addr);
-      if (a == UINT32_MAX) return fail(GatewayCounter::kSyncUnknownSnat);
+      if (a == UINT32_MAX || cluster_egress(a)) return fail(GatewayCounter::kSyncUnknownSnat);
       r.lease = SnatLease{a, s.snat_port};
       r.flags |= kRecNat | kRecForeign | ((s.kind & kSyncSynProxy) ? kRecSynProxy : 0);
       // This node's own address (its flow before a restart): the port must

@@ -67,6 +67,8 @@ inline constexpr uint8_t kSyncInQueue = 1u << 5;
 // queue: most connections are over (TIME_WAIT: a delete, or nothing if
 // never sent) before it is due, and then it never travels.
 inline constexpr uint8_t kSyncLazy = 1u << 6;
+// Never exported: its VIP's replication is off (GatewayVipConfig::replicated).
+inline constexpr uint8_t kSyncLocal = 1u << 7;
 
 // Two cache lines, aligned: the per-packet path touches exactly two lines of
 // state besides the table. The VIP is not stored: it is the VIP's key
@@ -202,6 +204,9 @@ struct GatewayVipConfig {
   // Cluster, `sync` replication (output commit): a flow's packets wait until
   // the holders have acknowledged its latest state (pipeline/output_commit.h).
   bool output_commit = false;
+  // Cluster: its flows are checkpointed to their holders (replication `off`:
+  // they stay on their node and break with it).
+  bool replicated = true;
 };
 
 // Egress SNAT: connections that internal hosts open to the outside (not to a
@@ -220,6 +225,9 @@ struct GatewayClusterConfig {
   // Every node's FullNAT SNAT addresses, this node's included: the reply
   // key of a flow taken over from another node names one of them.
   std::vector<SnatAddress> snat_addresses;
+  // Every node's egress SNAT addresses, this node's included (the same
+  // port range as this node's egress pool).
+  std::vector<SnatAddress> egress_addresses;
   uint32_t delete_queue = 4096;   // closed flows awaiting export
   uint32_t standby_grace_s = 10;  // a copy outlives its processor's deadline by this
   // A packet of a flow this node does not have (the router moved it here)
@@ -296,6 +304,9 @@ class GatewayStage final : public Stage {
   const Firewall& firewall() const { return fw_; }
   // The allocator of a family's FullNAT / egress addresses (nullptr: none).
   const SnatPortAllocator* snat(Family f = Family::kIpv4) const { return snat_[fam(f)].get(); }
+  const SnatPortAllocator* egress_pool(Family f = Family::kIpv4) const {
+    return egress_[fam(f)].get();
+  }
   const SnatPortAllocator* egress_snat(Family f = Family::kIpv4) const {
     return egress_[fam(f)].get();
   }
@@ -458,7 +469,7 @@ class GatewayStage final : public Stage {
   }
   void mark_dirty(uint32_t idx) {
     ConnRecord& r = records_[idx];
-    if (!clustered() || (r.seen & kSyncQueued) || (r.flags & (kRecStandby | kRecEgress))) return;
+    if (!clustered() || (r.seen & (kSyncQueued | kSyncLocal)) || (r.flags & kRecStandby)) return;
     if (r.seen & kSyncInQueue) {  // its entry is still ahead
       r.seen |= kSyncQueued;
       return;
@@ -487,8 +498,8 @@ class GatewayStage final : public Stage {
   // Exported after kLazyTicks unless exported (or closed) before.
   void mark_lazy(uint32_t idx, Tick now) {
     ConnRecord& r = records_[idx];
-    if (!clustered() || (r.seen & (kSyncQueued | kSyncLazy)) ||
-        (r.flags & (kRecStandby | kRecEgress)))
+    if (!clustered() || (r.seen & (kSyncQueued | kSyncLazy | kSyncLocal)) ||
+        (r.flags & kRecStandby))
       return;
     if (!(r.seen & kSyncSent)) {
       mark_dirty(idx);  // nothing sent to skip: as any change
@@ -573,6 +584,10 @@ class GatewayStage final : public Stage {
   const ClusterView* view_ = nullptr;
   // By cluster SNAT address: its index in this node's pool, or UINT32_MAX.
   std::vector<uint32_t> own_index_;
+  // cluster_.snat_addresses holds the FullNAT addresses first, then (from
+  // this index) the egress ones; own_index_ indexes the matching pool.
+  uint32_t cluster_egress_from_ = 0;
+  bool cluster_egress(uint32_t a) const { return a >= cluster_egress_from_; }
   internal::HugeArray<uint32_t> dirty_;  // ring of record indices; each queued at most once
   uint64_t dirty_head_ = 0;
   uint64_t dirty_tail_ = 0;

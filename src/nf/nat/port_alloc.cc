@@ -105,6 +105,12 @@ bool SnatPortAllocator::reserve(const SnatLease& lease) {
   return true;
 }
 
+bool SnatPortAllocator::in_use(const SnatLease& lease) const {
+  if (lease.address >= num_addresses() || !in_range(lease.port)) return false;
+  const size_t bit = size_t{lease.address} * range_ + (lease.port - cfg_.port_lo);
+  return (in_use_[bit / 64] >> (bit % 64) & 1) != 0;
+}
+
 uint32_t SnatPortAllocator::free_ports(uint32_t partition) const {
   uint32_t n = 0;
   for (uint32_t a = 0; a < num_addresses(); ++a)

@@ -80,6 +80,8 @@ class SnatPortAllocator {
   // lives on elsewhere. alloc() steps over it until free() releases it.
   // False if the port is out of range or already in use.
   bool reserve(const SnatLease& lease);
+  // Whether the port is allocated or reserved.
+  bool in_use(const SnatLease& lease) const;
 
   uint32_t partition_of(uint16_t port) const {
     return static_cast<uint32_t>(port - cfg_.port_lo) % cfg_.partitions;
