@@ -62,6 +62,7 @@ case "$SCENARIO" in
   tripod_cluster) NAME=tlc ;;
   tripod_queues) NAME=tlt7 ;;
   tripod_egress) NAME=tlt8 ;;
+  tripod_cluster_egress) NAME=tlce ;;
   *)
     echo "usage: test.sh kernel|haproxy|teardown|tripod_fullnat|tripod_dsr|tripod_firewall|tripod_synflood|tripod_pool_change|tripod_health|bgp_ecmp|tripod_cluster|tripod_queues|tripod_egress" >&2
     exit 2
@@ -491,6 +492,112 @@ check_egress() {
   check "the XDP program steered them by source ($steered packets)" test "$steered" -gt 0
 }
 
+# Egress SNAT in a cluster: client 1's traffic to be1 (the outside here)
+# leaves through all three nodes (the router's table 77: ECMP over the
+# nodes' announcements of be1), each translating it to its own egress
+# address. One node is killed under load: its egress flows go on from the
+# survivors (the router moves the forward packets, and the replies to its
+# egress address, which the survivors announce with a worse path; they
+# pull the flows' copies), then it is revived.
+egress_vias_ok() {  # "IPv4 vias" "IPv6 vias": the router's table 77 routes to be1
+  [ "$(rt_vias 10.77.0.101/32 77)" = "$1" ] && [ "$(rt_vias fd77::101/128 77)" = "$2" ]
+}
+# Kill one node while wrk and the probe go through egress to be1; sets
+# E_LOST (wrk's socket errors, stuck connections and failed probe
+# connections), E_GAP (the probe's longest wait) and E_PROMOTED.
+egress_kill() {  # victim label
+  local pout wout ppid wpid stalled pfail g survivors=()
+  pout="$LAB_RUN/$NAME/probe-egress-$2.json" wout="$LAB_RUN/$NAME/wrk-egress-$2.out"
+  cx timeout 40 python3 "$LAB_DIR/probe.py" 10.77.0.101 10 24 >"$pout" 2>&1 &
+  ppid=$!
+  cx timeout 40 wrk -t2 -c64 -d10s --timeout 5s "http://10.77.0.101/" >"$wout" 2>&1 &
+  wpid=$!
+  BG_PIDS+=" $ppid $wpid"
+  sleep 3
+  check "lab kill gw$1 (under egress load, $2)" lab kill "gw$1"
+  for g in 1 2 3; do [ "$g" = "$1" ] || survivors+=("$g"); done
+  sleep 6
+  stalled=$(stalled_conns)
+  wait "$wpid" || true
+  wait "$ppid" || true
+  BG_PIDS=""
+  sed 's/^/     | /' "$wout"
+  wrk_stats "$wout"
+  pfail=$(probe_field "$(cat "$pout" 2>/dev/null)" failed 24)
+  E_GAP=$(probe_field "$(cat "$pout" 2>/dev/null)" max_gap_ms -1)
+  echo "     probe through egress ($2): $(cat "$pout" 2>/dev/null)"
+  E_PROMOTED=$(counter gateway.sync_promoted "${survivors[@]}")
+  for g in "${survivors[@]}"; do
+    echo "     gw$g: egress connections $(counter gateway.conns_created_egress "$g"), imported $(counter gateway.sync_imported "$g"), promoted $(counter gateway.sync_promoted "$g"), pulls sent $(counter gateway.sync_pull_sent "$g") granted $(counter gateway.sync_pull_granted "$g"), no state $(counter gateway.drop_sync_no_state "$g"), firewall drops $(counter gateway.drop_firewall "$g")"
+  done
+  echo "     egress, gw$1 killed ($2): wrk $WRK_REQS requests, socket errors $WRK_ERRS, non-2xx $WRK_NON2XX, stuck connections $stalled, probe failed $pfail"
+  E_LOST=$((WRK_ERRS + stalled + pfail))
+}
+
+scenario_tripod_cluster_egress() {
+  NGW=3
+  export TRIPOD_CLUSTER=1 TRIPOD_EGRESS=1 TRIPOD_REPLICATION=async TRIPOD_SYNPROXY=1
+  local victim=${CLUSTER_VICTIM:-2} seen n distinct s6 ok lost_on gap_on
+  local all4="10.77.0.11 10.77.0.12 10.77.0.13" all6="fd77::11 fd77::12 fd77::13"
+  if ! LAB_KEEP_ON_FAIL=1 lab up --routing bgp --mode tripod --gateways "$NGW" --backends "$NBE"; then
+    fail "lab up (3 tripod nodes, BGP + BFD, egress)"
+    tripod_diag
+    tripod_down
+    return
+  fi
+  pass "lab up (3 tripod nodes, BGP + BFD, egress SNAT and a cluster)"
+  check "every node sees the cluster [1,2,3]" wait_live "[1,2,3]" 10 1 2 3
+  for _ in $(seq 100); do egress_vias_ok "$all4" "$all6" && break; sleep 0.1; done
+  check "the router's egress table (77) sends client 1's traffic to be1 via all three nodes" \
+    egress_vias_ok "$all4" "$all6"
+  seen=""
+  for _ in $(seq 24); do seen+="$(cx curl -sS -m 3 "http://10.77.0.101/ip" 2>/dev/null) "; done
+  n=$(tr ' ' '\n' <<<"$seen" | grep -c '^10\.77\.200\.4[123]$' || true)
+  distinct=$(tr ' ' '\n' <<<"$seen" | grep '^10\.77\.200\.4[123]$' | sort -u | tr '\n' ' ' || true)
+  echo "     be1 saw client 1 as: $(tr ' ' '\n' <<<"$seen" | grep . | sort | uniq -c | awk '{printf "%s x%s ", $2, $1}')"
+  check "24 requests to be1 answered from the nodes' egress addresses ($n), by more than one node ($distinct)" \
+    test "$n" -eq 24 -a "$(wc -w <<<"$distinct")" -ge 2
+  s6=0
+  for _ in $(seq 6); do
+    [[ $(cx curl -sS -m 3 "http://[fd77::101]/ip" 2>/dev/null) =~ ^fd77:200::4[123]$ ]] && s6=$((s6 + 1))
+  done
+  check "IPv6: 6 requests to be1 answered from the nodes' egress addresses ($s6)" test "$s6" -eq 6
+
+  egress_kill "$victim" replication
+  lost_on=$E_LOST gap_on=$E_GAP
+  check "gw$victim killed under egress load: nothing lost ($E_LOST), every response 2xx ($WRK_NON2XX non-2xx)" \
+    test "$WRK_REQS" -gt 0 -a "$E_LOST" -eq 0 -a "$WRK_NON2XX" -eq 0 -a "$E_GAP" -ge 0
+  check "the survivors took over gw$victim's egress flows (promoted $E_PROMOTED)" test "$E_PROMOTED" -gt 0
+
+  check "lab revive gw$victim" lab revive "gw$victim"
+  check "every node sees the cluster [1,2,3] again" wait_live "[1,2,3]" 10 1 2 3
+  for _ in $(seq 300); do egress_vias_ok "$all4" "$all6" && break; sleep 0.1; done
+  check "the egress table routes via all three nodes again" egress_vias_ok "$all4" "$all6"
+  ok=0
+  for _ in $(seq 12); do
+    [[ $(cx curl -sS -m 3 "http://10.77.0.101/ip" 2>/dev/null) =~ ^10\.77\.200\.4[123]$ ]] && ok=$((ok + 1))
+  done
+  check "after the revive, 12 requests to be1 answered through egress ($ok)" test "$ok" -eq 12
+  tripod_down
+
+  # The same kill without a cluster: what replication saves.
+  unset TRIPOD_CLUSTER TRIPOD_REPLICATION
+  if ! LAB_KEEP_ON_FAIL=1 lab up --routing bgp --mode tripod --gateways "$NGW" --backends "$NBE"; then
+    fail "lab up (3 tripod nodes, BGP + BFD, egress, no cluster)"
+    tripod_diag
+    tripod_down
+    return
+  fi
+  for _ in $(seq 100); do egress_vias_ok "$all4" "$all6" && break; sleep 0.1; done
+  check "no cluster: the egress table routes via all three nodes" egress_vias_ok "$all4" "$all6"
+  egress_kill "$victim" no_replication
+  check "without replication the kill breaks egress connections ($E_LOST), so the test can tell" \
+    test "$E_LOST" -gt 0
+  echo "figure failover.egress.lost $lost_on conns vs no_replication $E_LOST conns"
+  echo "figure failover.egress.resume $gap_on ms"
+  tripod_down
+}
+
 # Egress SNAT: client 1's network is internal (egress.sources), and the
 # router sends its traffic to be1 (the outside here) through gw1. The XDP
 # program steers it by source; tripod translates it to gw1's egress address,
@@ -709,10 +816,10 @@ scenario_tripod_health() {
 # BGP + BFD routing
 # ---------------------------------------------------------------------------
 # The router's next hops for a prefix, sorted, space-separated.
-rt_vias() {  # prefix
+rt_vias() {  # prefix [table]
   local fam=-4
   [[ $1 == *:* ]] && fam=-6
-  ip -n "$NAME-rt" "$fam" route show exact "$1" 2>/dev/null |
+  ip -n "$NAME-rt" "$fam" route show table "${2:-main}" exact "$1" 2>/dev/null |
     awk '{for (i = 1; i < NF; i++) if ($i == "via") print $(i + 1)}' | sort | tr '\n' ' ' | sed 's/ $//'
 }
 
