@@ -197,26 +197,8 @@ Daemon::Daemon(TripodConfig cfg, std::string config_path)
     for (auto& s : steering_)
       s->add_address(a);
   // Egress: internal hosts' packets to the outside (config.cc checked the
-  // prefixes). Never those to the node's own addresses, wherever they are
-  // (the ones it has at start: see README).
-  if (!cfg_.gateway.egress.sources.empty()) {
-    ifaddrs* ifs = nullptr;
-    if (getifaddrs(&ifs) != 0) throw std::runtime_error(errno_text("getifaddrs"));
-    for (const ifaddrs* i = ifs; i != nullptr; i = i->ifa_next) {
-      if (i->ifa_addr == nullptr) continue;
-      for (auto& s : steering_) {
-        if (i->ifa_addr->sa_family == AF_INET)
-          s->add_local_address(Family::kIpv4,
-                               reinterpret_cast<const uint8_t*>(
-                                   &reinterpret_cast<const sockaddr_in*>(i->ifa_addr)->sin_addr));
-        else if (i->ifa_addr->sa_family == AF_INET6)
-          s->add_local_address(Family::kIpv6,
-                               reinterpret_cast<const uint8_t*>(
-                                   &reinterpret_cast<const sockaddr_in6*>(i->ifa_addr)->sin6_addr));
-      }
-    }
-    freeifaddrs(ifs);
-  }
+  // prefixes). Never those to the node's own addresses, wherever they are.
+  sync_local_addresses();
   for (const std::string& src : cfg_.gateway.egress.sources) {
     Family fam = Family::kNone;
     uint8_t addr[16] = {};
@@ -262,6 +244,44 @@ Daemon::~Daemon() {
     ::unlink(cfg_.status_socket.c_str());
   }
   if (signal_fd_ >= 0) ::close(signal_fd_);
+}
+
+void Daemon::sync_local_addresses() {
+  if (cfg_.gateway.egress.sources.empty()) return;
+  using Key = std::pair<Family, std::array<uint8_t, 16>>;
+  std::set<Key> now;
+  ifaddrs* ifs = nullptr;
+  if (getifaddrs(&ifs) != 0) throw std::runtime_error(errno_text("getifaddrs"));
+  for (const ifaddrs* i = ifs; i != nullptr; i = i->ifa_next) {
+    if (i->ifa_addr == nullptr) continue;
+    Key k{Family::kNone, {}};
+    if (i->ifa_addr->sa_family == AF_INET) {
+      k.first = Family::kIpv4;
+      std::memcpy(k.second.data(), &reinterpret_cast<const sockaddr_in*>(i->ifa_addr)->sin_addr, 4);
+    } else if (i->ifa_addr->sa_family == AF_INET6) {
+      k.first = Family::kIpv6;
+      std::memcpy(k.second.data(), &reinterpret_cast<const sockaddr_in6*>(i->ifa_addr)->sin6_addr,
+                  16);
+    } else {
+      continue;
+    }
+    now.insert(k);
+  }
+  freeifaddrs(ifs);
+  const bool first = local_addresses_.empty();  // at start: no log line per address
+  for (const Key& k : now) {
+    if (local_addresses_.count(k) != 0) continue;
+    for (auto& s : steering_)
+      s->add_local_address(k.first, k.second.data());
+    if (!first) spdlog::info("egress: {} is the node's now", addr_text(k.first, k.second.data()));
+  }
+  for (const Key& k : local_addresses_) {
+    if (now.count(k) != 0) continue;
+    for (auto& s : steering_)
+      s->remove_local_address(k.first, k.second.data());
+    spdlog::info("egress: {} is no longer the node's", addr_text(k.first, k.second.data()));
+  }
+  local_addresses_ = std::move(now);
 }
 
 std::vector<std::string> Daemon::steered_addresses() const {
@@ -782,7 +802,16 @@ int Daemon::run() {
         }
       }
     }
-    if (fds[1].revents & POLLIN) guarded("netlink", [&] { monitor_->process_events(); });
+    if (fds[1].revents & POLLIN) {
+      guarded("netlink", [&] { monitor_->process_events(); });
+      const auto& c = monitor_->counters();
+      const uint64_t seen =
+          c.get(route::MonitorCounter::kAddressEvents) + c.get(route::MonitorCounter::kOverruns);
+      if (seen != address_events_seen_) {
+        address_events_seen_ = seen;
+        guarded("local addresses", [&] { sync_local_addresses(); });
+      }
+    }
     if (fds[2].revents & POLLIN) guarded("health events", [&] { on_health_events(); });
     if (fds[3].revents & POLLIN) guarded("status", [&] { serve_status(); });
     guarded("drain", [&] { drain_removed(); });

@@ -13,9 +13,12 @@
 // their backend.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
+#include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cluster/agent/agent.h"
@@ -75,6 +78,9 @@ class Daemon {
   // Stops steering removed VIPs' addresses once their connections are gone.
   void drain_removed();
   std::vector<std::string> steered_addresses() const;
+  // Egress: the XDP programs' map of the node's own addresses follows the
+  // kernel's (at start, and on every address event or netlink overrun).
+  void sync_local_addresses();
   void start_cluster();
   void on_view(const cluster::ViewChange& change);
 
@@ -84,6 +90,8 @@ class Daemon {
   std::unique_ptr<route::NetlinkMonitor> monitor_;
   std::vector<std::unique_ptr<route::KernelSlowPath>> slow_paths_;
   std::vector<std::unique_ptr<XdpSteering>> steering_;
+  std::set<std::pair<Family, std::array<uint8_t, 16>>> local_addresses_;  // in the XDP maps
+  uint64_t address_events_seen_ = 0;  // the monitor's address events and overruns
   // The rings between the workers (several queues), before them: they
   // hold its pointer.
   std::unique_ptr<HandoffMesh> handoff_;

@@ -227,6 +227,8 @@ size_t NetlinkMonitor::process_events() {
                                              counters_.inc(MonitorCounter::kDecodeErrors);
                                              return;
                                            }
+                                           if (m.kind == MsgKind::kAddr)
+                                             counters_.inc(MonitorCounter::kAddressEvents);
                                            acc.merge(model_.apply(m, false));
                                          });
     if (!framed) counters_.inc(MonitorCounter::kDecodeErrors);

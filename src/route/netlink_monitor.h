@@ -32,6 +32,7 @@ namespace tripod::route {
 
 #define TRIPOD_NL_MONITOR_COUNTERS(X)            \
   X(kMessages, "messages")                       \
+  X(kAddressEvents, "address_events")            \
   X(kDecodeErrors, "decode_errors")              \
   X(kOverruns, "overrun_resyncs")                \
   X(kDumps, "dumps")                             \

@@ -564,6 +564,15 @@ TEST_F(XdpNetnsTest, EgressIsSteeredBySource) {
   ASSERT_TRUE(client->send_to(kGw4, 7102, "local"));
   EXPECT_EQ(server.recv(3000).value_or("<nothing>"), "local");
   EXPECT_EQ(only_peer->stats().egress, 0u);
+  // No longer the node's (the daemon follows the kernel's address events):
+  // steered as egress again.
+  EXPECT_TRUE(only_peer->remove_local_address(Family::kIpv4, gw4));
+  EXPECT_FALSE(only_peer->remove_local_address(Family::kIpv4, gw4));
+  ASSERT_TRUE(client->send_to(kGw4, 7102, "egress"));
+  const std::vector<Bytes> again = collect(*port, 1, 5000);
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_EQ(view_udp(again[0]).value().dst, kGw4);
+  EXPECT_EQ(only_peer->stats().egress, 1u);
 }
 
 // (b) Non-steered traffic and ARP/ND still reach the kernel, which answers.

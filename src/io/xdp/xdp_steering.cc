@@ -280,6 +280,15 @@ void XdpSteering::add_local_address(Family family, const uint8_t* addr) {
   if (err != 0) fail("cannot add local address " + format_addr(family, addr), -err);
 }
 
+bool XdpSteering::remove_local_address(Family family, const uint8_t* addr) {
+  uint8_t key[TRIPOD_XDP_KEY_LEN];
+  make_key(family, addr, key);
+  const int err = bpf_map_delete_elem(local_fd_, key);
+  if (err == -ENOENT) return false;
+  if (err != 0) fail("cannot remove local address " + format_addr(family, addr), -err);
+  return true;
+}
+
 void XdpSteering::set_pass_without_socket(bool pass) {
   const uint32_t slot = TRIPOD_XDP_CFG_NO_SOCKET_PASS;
   const uint32_t value = pass ? 1 : 0;

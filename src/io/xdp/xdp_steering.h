@@ -86,6 +86,8 @@ class XdpSteering {
   // The node's own address: packets to it are never egress (the kernel's),
   // whether or not it lies inside the egress prefixes.
   void add_local_address(Family family, const uint8_t* addr);
+  // The address is no longer the node's (false if it was not in the map).
+  bool remove_local_address(Family family, const uint8_t* addr);
 
   void set_pass_without_socket(bool pass);
 
