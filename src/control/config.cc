@@ -911,14 +911,23 @@ void read_cluster(const V& v, TripodConfig& cfg, const std::optional<V>& secrets
   if (!same_set(self->egress, cfg.gateway.egress.snat.addresses))
     nodes.fail("node " + std::to_string(c.node_id) +
                "'s egress must list exactly egress.addresses");
-  // A peer's egress flow moves here when it dies: this node must be able to
-  // translate it (its egress pool, the same sources and port range).
+  // A peer's egress flow moves here when it dies, and this node's to the
+  // peers: every node translates every node's egress flows (its egress pool
+  // in the same families, the same sources and port range).
   const bool own_egress = !cfg.gateway.egress.sources.empty();
-  for (const auto& n : c.nodes)
-    if (!n.egress.empty() && !own_egress)
+  for (const auto& n : c.nodes) {
+    if (n.egress.empty() == own_egress)
       nodes.fail("node " + std::to_string(n.id) +
-                 " has egress addresses and this node has no egress section: every node of a "
-                 "cluster serves egress alike");
+                 (own_egress ? " has no egress addresses and this node has an egress section"
+                             : " has egress addresses and this node has no egress section") +
+                 ": every node of a cluster serves egress alike");
+    for (const SnatAddress& a : n.egress)
+      if (!pool_has_family(cfg.gateway.egress.snat, a.family))
+        nodes.fail("node " + std::to_string(n.id) + "'s egress address " +
+                   IpAddress::from_bytes(a.family, a.addr).to_string() +
+                   " is of a family this node's egress.addresses lack: every node "
+                   "translates every node's egress flows");
+  }
 
   GatewayClusterConfig& g = cfg.gateway.cluster;
   g.node_id = c.node_id;

@@ -80,8 +80,9 @@ struct HealthCheckConfig {
 // Flow-state replication in a cluster: `sync` holds a flow's packets until
 // its latest state is acknowledged by its holders (output commit); `async`
 // sends them at once and the state follows within a checkpoint; `off`
-// keeps the flows on their node (they break when it dies: traffic not worth
-// the replication bytes, or a baseline to measure replication's cost).
+// keeps the flows on their node (they break when it dies or the router
+// moves them: traffic not worth the replication bytes, or a baseline to
+// measure replication's cost).
 enum class ReplicationMode : uint8_t { kAsync, kSync, kOff };
 
 struct VipDaemonConfig {

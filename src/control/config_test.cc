@@ -351,11 +351,26 @@ std::vector<ErrorCase> error_cases() {
             "cluster:\n  node_id: 1\n  key: "
             "\"abababababababababababababababababababababababababababababababab\"\n  nodes:\n"
             "    - {id: 1, address: 10.9.0.1:7946, snat: [198.51.100.1], egress: [203.0.113.1]}\n"
-            "    - {id: 2, address: 10.9.0.2:7946, snat: [203.0.113.1]}\n"),
+            "    - {id: 2, address: 10.9.0.2:7946, snat: [203.0.113.1], egress: [203.0.113.9]}\n"),
        8, 5, "cluster.nodes", "is listed twice"},
+      {"cluster_egress_here_only",
+       base("egress: {sources: [10.0.0.0/8], addresses: [203.0.113.1]}\n"
+            "cluster:\n  node_id: 1\n  key: "
+            "\"abababababababababababababababababababababababababababababababab\"\n  nodes:\n"
+            "    - {id: 1, address: 10.9.0.1:7946, snat: [198.51.100.1], egress: [203.0.113.1]}\n"
+            "    - {id: 2, address: 10.9.0.2:7946, snat: [198.51.100.2]}\n"),
+       8, 5, "cluster.nodes", "node 2 has no egress addresses"},
+      {"cluster_egress_family_missing_here",
+       base("egress: {sources: [10.0.0.0/8], addresses: [203.0.113.1]}\n"
+            "cluster:\n  node_id: 1\n  key: "
+            "\"abababababababababababababababababababababababababababababababab\"\n  nodes:\n"
+            "    - {id: 1, address: 10.9.0.1:7946, snat: [198.51.100.1], egress: [203.0.113.1]}\n"
+            "    - {id: 2, address: 10.9.0.2:7946, egress: [\"2001:db8::2\"]}\n"),
+       8, 5, "cluster.nodes", "of a family this node's egress.addresses lack"},
       {"cluster_pull_timeout",
        base("cluster:\n  node_id: 1\n  key: "
-            "\"abababababababababababababababababababababababababababababababab\"\n  pull_timeout: "
+            "\"abababababababababababababababababababababababababababababababab\"\n  "
+            "pull_timeout: "
             "2s\n  nodes: []\n"),
        6, 17, "cluster.pull_timeout", "a duration in 0s..1s"},
       {"cluster_join_timeout",
@@ -484,15 +499,17 @@ TEST(ConfigTest, ClusterNodesShareDerivedKeys) {
   EXPECT_TRUE(a.gateway.cluster.egress_addresses.empty());
   // Egress: every node's addresses reach the data plane, apart from the SNAT ones.
   std::string eg = node(1, "198.51.100.1");
-  eg.insert(eg.find("cluster:"), "egress: {sources: [10.0.0.0/8], addresses: [203.0.113.1]}\n");
-  eg.replace(eg.find("snat: [198.51.100.1]}"), 21, "snat: [198.51.100.1], egress: [203.0.113.1]}");
+  eg.insert(eg.find("cluster:"),
+            "egress: {sources: [10.0.0.0/8], addresses: [203.0.113.1, \"2001:db8::1\"]}\n");
+  eg.replace(eg.find("snat: [198.51.100.1]}"), 21,
+             "snat: [198.51.100.1], egress: [\"2001:db8::1\", 203.0.113.1]}");
   eg.replace(eg.find("snat: [198.51.100.2]}"), 21,
              "snat: [198.51.100.2], egress: [\"2001:db8::2\", 203.0.113.2]}");
   const TripodConfig e = load_config_string(eg);
-  ASSERT_EQ(e.gateway.cluster.egress_addresses.size(), 3u);
+  ASSERT_EQ(e.gateway.cluster.egress_addresses.size(), 4u);
   EXPECT_EQ(e.gateway.cluster.snat_addresses.size(), 2u);
-  EXPECT_EQ(IpAddress::from_bytes(e.gateway.cluster.egress_addresses[1].family,
-                                  e.gateway.cluster.egress_addresses[1].addr)
+  EXPECT_EQ(IpAddress::from_bytes(e.gateway.cluster.egress_addresses[2].family,
+                                  e.gateway.cluster.egress_addresses[2].addr)
                 .to_string(),
             "2001:db8::2");
   EXPECT_EQ(a.gateway.cluster.slot_key.k0, b.gateway.cluster.slot_key.k0);  // derived, shared

@@ -452,16 +452,46 @@ TEST_F(Cluster, EgressFlowContinuesOnTheHolder) {
   ASSERT_EQ(again.size(), 1u);
   Node a2(egress_config(1), &clock_);
   const SnatLease lease{0, port};
-  EXPECT_FALSE(a2.gw().egress_pool()->in_use(lease));
+  EXPECT_FALSE(a2.gw().egress_snat()->in_use(lease));
   a2.import_wire(again);
   EXPECT_EQ(a2.counter("sync_imported"), 1u);
-  EXPECT_TRUE(a2.gw().egress_pool()->in_use(lease));
+  EXPECT_TRUE(a2.gw().egress_snat()->in_use(lease));
   // The close travels as a delete: the copy goes, and the port is free again.
   EXPECT_FALSE(b.one(seg({kInside, kOutside, 40020, 443, kTcpAck | kTcpRst, 1003, 0})).empty());
   a2.import_wire(b.export_wire());
   EXPECT_EQ(a2.counter("sync_deleted"), 1u);
-  EXPECT_FALSE(a2.gw().egress_pool()->in_use(lease));
+  EXPECT_FALSE(a2.gw().egress_snat()->in_use(lease));
   EXPECT_EQ(a2.counter("egress_snat_bad_frees_ipv4"), 0u);
+}
+
+// This node's egress connection is over (TIME_WAIT) and the router sent the
+// same tuple, reopened, to another node: that node's copy replaces it.
+TEST_F(Cluster, AClosedEgressFlowGivesWayToItsTuplesNewCopy) {
+  Node a(egress_config(1), &clock_);
+  Node b(egress_config(2), &clock_);
+  const uint16_t port = open_egress(a, 1, 40030);
+  EXPECT_FALSE(a.one(seg({kInside, kOutside, 40030, 443, kTcpAck | kTcpFin, 1001, 7001})).empty());
+  EXPECT_FALSE(
+      a.one(seg({kOutside, kEgress[1], 443, port, kTcpAck | kTcpFin, 7001, 1002})).empty());
+  EXPECT_FALSE(a.one(seg({kInside, kOutside, 40030, 443, kTcpAck, 1002, 7002})).empty());
+  open_egress(b, 2, 40030);
+  a.import_wire(b.export_wire());
+  EXPECT_EQ(a.counter("sync_superseded"), 1u);
+  EXPECT_EQ(a.gw().standby_connections(), 1u);
+}
+
+// A copy imported where its VIP's replication is off (a reload on its way
+// through the cluster) is not exported again once promoted.
+TEST_F(Cluster, APromotedCopyFollowsTheLocalReplicationSetting) {
+  open_conn(a_, 1, 40031);
+  GatewayConfig cfg = node_config(2);
+  cfg.vips[0].replicated = false;
+  Node b(cfg, &clock_);
+  b.import_wire(a_.export_wire());
+  EXPECT_EQ(b.counter("sync_imported"), 1u);
+  EXPECT_FALSE(b.one(seg({kClient, kVip, 40031, 80, kTcpAck, 1001, 5001})).empty());
+  EXPECT_EQ(b.counter("sync_promoted"), 1u);
+  EXPECT_TRUE(b.export_wire().empty());
 }
 
 // A reply to another node's egress address that this node has no flow for
@@ -480,6 +510,12 @@ TEST_F(Cluster, EgressReplyToAPeersAddressGoesToItsSlotsHolder) {
   const Bytes out = c.one(reply);
   ASSERT_FALSE(out.empty());
   EXPECT_EQ(0, std::memcmp(out.data(), kMac[1], 6));
+  EXPECT_EQ(c.counter("sync_miss_redirected"), 1u);
+  // A SYN alone to a peer's egress (or SNAT) address is no reply (a scan):
+  // dropped, no one asked.
+  EXPECT_TRUE(c.one(seg({kOutside, kEgress[1], 443, port, kTcpSyn, 9000})).empty());
+  EXPECT_TRUE(c.one(seg({kDip, kSnat[1], kBport, 5005, kTcpSyn, 9000})).empty());
+  EXPECT_EQ(c.counter("drop_sync_no_state"), 2u);
   EXPECT_EQ(c.counter("sync_miss_redirected"), 1u);
   // A copy for an address no node has as its egress address: refused.
   Node a(egress_config(1), &clock_);

@@ -1296,7 +1296,11 @@ bool GatewayStage::miss_to_holder(Burst& b, uint32_t i, const FlowKey& key, bool
   const bool foreign_reply = a != UINT32_MAX;
   uint32_t slot;
   if (foreign_reply) {
-    if (pool == nullptr || !pool->in_range(m.dport)) {
+    // A SYN alone is no reply (scans of the public SNAT and egress
+    // addresses): no one is asked about it.
+    const bool syn_only =
+        m.proto == kProtoTcp && (m.tcp_flags & (kTcpSyn | kTcpAck | kTcpRst | kTcpFin)) == kTcpSyn;
+    if (pool == nullptr || !pool->in_range(m.dport) || syn_only) {
       *handled = true;
       return drop(GatewayCounter::kDropSyncNoState);
     }
@@ -1872,8 +1876,10 @@ GatewayCounter GatewayStage::import_copy(const FlowSync& s, uint64_t now_ns, uin
     if (!(r.flags & kRecStandby)) {
       // Our connection on this tuple is over and another node opened a new
       // one (the router sends the tuple there now): its copy replaces ours.
-      if (s.op != FlowSyncOp::kFull || !is_closed(r) || same_write_once(r, s) ||
-          sync_closed_state(s.fw))
+      // (is_closed() is about LB connections; an egress one by its TCP state.)
+      const bool closed =
+          (r.flags & kRecEgress) ? r.proto == kProtoTcp && sync_closed_state(r.fw) : is_closed(r);
+      if (s.op != FlowSyncOp::kFull || !closed || same_write_once(r, s) || sync_closed_state(s.fw))
         return count(GatewayCounter::kSyncIgnoredLive);
       end_connection(idx);
       counters_.inc(GatewayCounter::kSyncSuperseded);
@@ -1973,6 +1979,9 @@ GatewayCounter GatewayStage::import_copy(const FlowSync& s, uint64_t now_ns, uin
     // Without a local version the flow still translates (the DIP is in the
     // record); it only escapes the pool's connection count and kills.
     r.lb = LbConn{vip, sel.backend != nullptr ? sel.version : kNoVersion, sel.index, s.processor};
+    // Replication off here (a reload on the way through the cluster): once
+    // promoted, the flow is not exported again.
+    if (!vip_cfg_[vip].replicated) r.seen |= kSyncLocal;
     std::memcpy(r.dip_addr, s.dip_addr, alen);
     r.dip_port = s.dip_port;
     if (s.kind & kSyncNat) {

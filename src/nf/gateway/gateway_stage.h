@@ -304,9 +304,6 @@ class GatewayStage final : public Stage {
   const Firewall& firewall() const { return fw_; }
   // The allocator of a family's FullNAT / egress addresses (nullptr: none).
   const SnatPortAllocator* snat(Family f = Family::kIpv4) const { return snat_[fam(f)].get(); }
-  const SnatPortAllocator* egress_pool(Family f = Family::kIpv4) const {
-    return egress_[fam(f)].get();
-  }
   const SnatPortAllocator* egress_snat(Family f = Family::kIpv4) const {
     return egress_[fam(f)].get();
   }
