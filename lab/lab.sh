@@ -41,6 +41,9 @@ VIP4_NET=10.77.100.0/24
 # Cluster labs only: the web VIP again with replication off, the baseline
 # that replication's cost is measured against on the same nodes.
 VIP4_LOCAL=10.77.100.2
+# ... and with a checkpoint interval of 50 ms (async): flows shorter than
+# that never travel.
+VIP4_LAZY=10.77.100.3
 VIP6_NET=fd77:100::/64
 SEG4_PREFIX=10.77.0       # the L2 segment: 10.77.0.0/24, fd77::/64
 SEG6_PREFIX=fd77:         # fd77::<host>
@@ -743,7 +746,10 @@ tripod_start() {  # gateway index
     for extra in ${TRIPOD_DENY:-}; do echo "    - deny in from $extra"; done
     echo "    - allow in tcp to $VIP4 port $HTTP_PORT,$IPERF_PORT"
     echo "    - allow in tcp to $VIP6 port $HTTP_PORT"
-    [ -z "${TRIPOD_CLUSTER:-}" ] || echo "    - allow in tcp to $VIP4_LOCAL port $HTTP_PORT"
+    if [ -n "${TRIPOD_CLUSTER:-}" ]; then
+      echo "    - allow in tcp to $VIP4_LOCAL port $HTTP_PORT"
+      echo "    - allow in tcp to $VIP4_LAZY port $HTTP_PORT"
+    fi
     if [ -n "${TRIPOD_EGRESS:-}" ]; then  # internal hosts may go out
       echo "    - allow out from $CL4_NET1"
       echo "    - allow out from $CL6_NET1"
@@ -753,7 +759,7 @@ tripod_start() {  # gateway index
     echo "vips:"
     local vip port name check specs
     specs=("web $VIP4 $HTTP_PORT $check_web" "iperf $VIP4 $IPERF_PORT tcp" "web6 $VIP6 $HTTP_PORT $check_web")
-    [ -z "${TRIPOD_CLUSTER:-}" ] || specs+=("web-local $VIP4_LOCAL $HTTP_PORT $check_web")
+    [ -z "${TRIPOD_CLUSTER:-}" ] || specs+=("web-local $VIP4_LOCAL $HTTP_PORT $check_web" "web-lazy $VIP4_LAZY $HTTP_PORT $check_web")
     for spec in "${specs[@]}"; do
       read -r name vip port check <<<"$spec"
       echo "  - name: $name"
@@ -762,8 +768,9 @@ tripod_start() {  # gateway index
       echo "    mode: $fwd"
       # iperf3's control and data connections must meet on one backend.
       [ "$name" = iperf ] && echo "    scheduler: source"
-      [ "$fwd" = fullnat ] && [ "${name%-local}" = web ] && [ -n "${TRIPOD_SYNPROXY:-}" ] && echo "    synproxy: true"
+      [ "$fwd" = fullnat ] && [[ $name =~ ^web(-local|-lazy)?$ ]] && [ -n "${TRIPOD_SYNPROXY:-}" ] && echo "    synproxy: true"
       [ "$name" = web-local ] && echo "    replication: off"
+      [ "$name" = web-lazy ] && echo "    replication: async" && echo "    checkpoint_interval: 50ms"
       # iperf3's server fails a test when a connection (a health check)
       # comes while its streams connect: iperf's checks are rarer.
       local every=500ms rise=2

@@ -1107,24 +1107,35 @@ median() {
 # _LOCAL (web-local), and OVH_SHARE (replication bytes against the
 # new-connection load's).
 cluster_overhead() {  # async|sync|off
-  local r load tag url first second rb=0 wb=0 b0 e0 w out lx=0 lreqs=0
+  local r load tag url label rb=0 wb=0 zb=0 zw=0 b0 e0 w out lx=0 lreqs=0 k tags order
   local -A rps p99
+  tags=(repl local)
+  [ "$1" = async ] && tags+=(lazy)  # web-lazy: async every 50 ms, new connections only
+  [ "$1" = off ] && tags=(repl)
   for r in $(seq "${CLUSTER_OVH_ROUNDS:-3}"); do
-    first=repl second=local
-    [ $((r % 2)) -eq 0 ] && first=local second=repl
-    [ "$1" = off ] && first=repl second=""
+    k=$(((r - 1) % ${#tags[@]}))
+    order=("${tags[@]:k}" "${tags[@]:0:k}")  # each round starts with the next VIP
     for load in close keepalive; do
-      for tag in $first $second; do
-        url="http://$VIP4/"
-        [ "$tag" = local ] && url="http://$VIP4_LOCAL/"
+      for tag in "${order[@]}"; do
+        case $tag in
+          local) url="http://$VIP4_LOCAL/" label="web-local, replication off" ;;
+          lazy) url="http://$VIP4_LAZY/" label="web-lazy, replication async every 50 ms" ;;
+          *) url="http://$VIP4/" label="web, replication $1" ;;
+        esac
+        [ "$tag" = lazy ] && [ "$load" != close ] && continue
         out="$LAB_RUN/$NAME/wrk-$1-overhead-$tag-$load-$r.out"
         b0=$(agents_bytes 1 2 3) e0=$(counter gateway.sync_exported)
-        overhead_wrk "$url" "$load" "$out" "no kill, $load, round $r, $([ "$tag" = local ] && echo "web-local, replication off" || echo "web, replication $1")"
+        overhead_wrk "$url" "$load" "$out" "no kill, $load, round $r, $label"
         rps[$tag.$load]+=" $W_RPS" p99[$tag.$load]+=" $W_P99"
         if [ "$1" != off ] && [ "$tag" = repl ] && [ "$load" = close ]; then
           rb=$((rb + $(agents_bytes 1 2 3) - b0))
           w=$(wrk_read_bytes "$out")
           wb=$((wb + ${w:-0}))
+        fi
+        if [ "$tag" = lazy ]; then
+          zb=$((zb + $(agents_bytes 1 2 3) - b0))
+          w=$(wrk_read_bytes "$out")
+          zw=$((zw + ${w:-0}))
         fi
         if [ "$tag" = local ] && [ "$load" = close ]; then
           lx=$((lx + $(counter gateway.sync_exported) - e0)) lreqs=$((lreqs + WRK_REQS))
@@ -1138,12 +1149,17 @@ cluster_overhead() {  # async|sync|off
     OVH_KA_RPS=$(median ${rps[repl.keepalive]}) OVH_KA_P99=$(median ${p99[repl.keepalive]})
     OVH_RPS_LOCAL=$(median ${rps[local.close]:-}) OVH_P99_LOCAL=$(median ${p99[local.close]:-})
     OVH_KA_RPS_LOCAL=$(median ${rps[local.keepalive]:-}) OVH_KA_P99_LOCAL=$(median ${p99[local.keepalive]:-})
+    OVH_RPS_LAZY=$(median ${rps[lazy.close]:-}) OVH_P99_LAZY=$(median ${p99[lazy.close]:-})
   }
   echo "     medians (replication $1): new connection per request $OVH_RPS req/s, p99 $OVH_P99 ms; keep-alive $OVH_KA_RPS req/s, p99 $OVH_KA_P99 ms"
   if [ "$1" != off ]; then
     echo "     medians (web-local, replication off): new connection per request $OVH_RPS_LOCAL req/s, p99 $OVH_P99_LOCAL ms; keep-alive $OVH_KA_RPS_LOCAL req/s, p99 $OVH_KA_P99_LOCAL ms"
     OVH_SHARE=$(percent "$rb" "$wb")
     echo "     replication bytes $rb (all nodes, during the replicated new-connection runs) vs workload bytes $wb (HTTP read by wrk): $OVH_SHARE %"
+    if [ "$1" = async ]; then
+      OVH_SHARE_LAZY=$(percent "$zb" "$zw")
+      echo "     medians (web-lazy, every 50 ms): new connection per request $OVH_RPS_LAZY req/s, p99 $OVH_P99_LAZY ms; replication bytes $zb vs workload bytes $zw: $OVH_SHARE_LAZY %"
+    fi
     # Each replicated connection exports at least its record; the few
     # exports during web-local's runs are the web VIP's closes coming due.
     check "web-local (replication off): $lx records exported during its $lreqs connections" \
@@ -1426,6 +1442,7 @@ scenario_tripod_cluster() {
   cluster_run on "$victim"
   lost_on=$LOST resume_on=$RESUME_MS resume_rto_on=$RESUME_RTO_MS SHARE_ON=${SHARE:--1} share_nc=${OVH_SHARE:--1}
   on=("$OVH_RPS" "$OVH_P99" "$OVH_KA_RPS" "$OVH_KA_P99" "$OVH_RPS_LOCAL" "$OVH_P99_LOCAL" "$OVH_KA_RPS_LOCAL" "$OVH_KA_P99_LOCAL")
+  local lazy=("${OVH_RPS_LAZY:--1}" "${OVH_P99_LAZY:--1}" "${OVH_SHARE_LAZY:--1}")
   # The same kill and loads with output commit (mode: sync).
   LOST=-1 RESUME_MS=-1 RESUME_RTO_MS=-1 OVH_RPS=0 OVH_P99=-1 OVH_KA_RPS=0 OVH_KA_P99=-1
   OVH_RPS_LOCAL=0 OVH_P99_LOCAL=-1 OVH_KA_RPS_LOCAL=0 OVH_KA_P99_LOCAL=-1
@@ -1457,6 +1474,9 @@ scenario_tripod_cluster() {
   echo "figure replication.p99.new_conn ${on[1]} ms vs replication_off ${on[5]} ms vs no_cluster ${nc[1]} ms"
   echo "figure replication.rps.keepalive ${on[2]} req/s vs replication_off ${on[6]} req/s vs no_cluster ${nc[2]} req/s"
   echo "figure replication.p99.keepalive ${on[3]} ms vs replication_off ${on[7]} ms vs no_cluster ${nc[3]} ms"
+  echo "figure replication.rps.new_conn.checkpoint_50ms ${lazy[0]} req/s vs replication_off ${on[4]} req/s"
+  echo "figure replication.p99.new_conn.checkpoint_50ms ${lazy[1]} ms vs replication_off ${on[5]} ms"
+  echo "figure replication.bytes_share.new_conn.checkpoint_50ms ${lazy[2]} %"
   echo "figure failover.lost.sync $lost_sync conns vs no_replication $lost_off conns"
   echo "figure failover.resume.sync $resume_sync ms"
   echo "figure failover.resume.sync.rto_min_10ms $resume_rto_sync ms"
@@ -1474,10 +1494,11 @@ figs("", *v[0:4])
 figs(".keepalive", *v[4:8])
 figs(".sync", *v[8:12])
 figs(".sync.keepalive", *v[12:16])
-figs(".no_cluster", *v[16:20])' \
+figs(".no_cluster", *v[16:20])
+figs(".checkpoint_50ms", *v[20:24])' \
     "${on[0]}" "${on[4]}" "${on[1]}" "${on[5]}" "${on[2]}" "${on[6]}" "${on[3]}" "${on[7]}" \
     "${sync[0]}" "${sync[4]}" "${sync[1]}" "${sync[5]}" "${sync[2]}" "${sync[6]}" "${sync[3]}" "${sync[7]}" \
-    "${on[0]}" "${nc[0]}" "${on[1]}" "${nc[1]}"
+    "${on[0]}" "${nc[0]}" "${on[1]}" "${nc[1]}" "${lazy[0]}" "${on[4]}" "${lazy[1]}" "${on[5]}"
   check "without replication the kill breaks connections ($lost_off), so the test can tell" test "$lost_off" -gt 0
 }
 

@@ -766,6 +766,8 @@ void read_vip(const V& v, TripodConfig& cfg, const std::vector<V>& all) {
   if (auto hc = f.get("health_check")) read_health_check(*hc, dv.health_check);
   if (auto r = f.get("replication"))
     dv.replication = static_cast<ReplicationMode>(r->choice({"async", "sync", "off"}));
+  if (auto ci = f.get("checkpoint_interval"))
+    dv.checkpoint_ns = ci->duration_ms(1, 60'000) * 1'000'000;
 
   const V backends = f.need("backends");
   const auto items = backends.items();
@@ -1024,6 +1026,27 @@ TripodConfig parse_document(const YAML::Node& root, const std::string& file) {
     const ReplicationMode mode = own.value_or(cfg.cluster.mode);
     g.vips[i].output_commit = cfg.cluster.enabled && mode == ReplicationMode::kSync;
     g.vips[i].replicated = mode != ReplicationMode::kOff;
+    if (const auto ci = cfg.vips[i].checkpoint_ns) {
+      const V at = Fields(vip_nodes[i]).need("checkpoint_interval");
+      if (!cfg.cluster.enabled) at.fail("needs a cluster section (it replicates flow state)");
+      if (mode != ReplicationMode::kAsync)
+        at.fail("is for async replication (sync waits for every change; off sends none)");
+      // No shorter than the cluster's: records leave the worker once per that.
+      if (*ci > cfg.cluster.checkpoint_interval_ns) g.vips[i].checkpoint_ns = *ci;
+    }
+  }
+  {
+    std::vector<uint64_t> intervals;
+    for (size_t i = 0; i < g.vips.size(); ++i) {
+      const uint64_t ci = g.vips[i].checkpoint_ns;
+      if (ci == 0 || std::find(intervals.begin(), intervals.end(), ci) != intervals.end()) continue;
+      if (intervals.size() == kMaxCheckpointClasses)
+        Fields(vip_nodes[i])
+            .need("checkpoint_interval")
+            .fail("at most " + std::to_string(kMaxCheckpointClasses) +
+                  " distinct VIP checkpoint intervals");
+      intervals.push_back(ci);
+    }
   }
 
   // FullNAT needs a source address of the backends' family.

@@ -91,6 +91,9 @@ struct VipDaemonConfig {
   // The VIP's own replication mode; unset: the cluster's `mode`. The result
   // is GatewayVipConfig::output_commit and ::replicated.
   std::optional<ReplicationMode> replication;
+  // Its flows' checkpoint interval (async replication); unset: the
+  // cluster's. The result is GatewayVipConfig::checkpoint_ns.
+  std::optional<uint64_t> checkpoint_ns;
   std::string where;  // "file:line:col" of the VIP, for reload messages
 };
 

@@ -383,6 +383,29 @@ std::vector<ErrorCase> error_cases() {
             "\"abababababababababababababababababababababababababababababababab\"\n  mode: both\n  "
             "nodes: []\n"),
        6, 9, "cluster.mode", "must be one of"},
+      {"checkpoint_without_cluster",
+       base("vips:\n  - address: 192.0.2.1\n    port: 80\n    checkpoint_interval: 10ms\n"
+            "    backends: [{address: 10.0.0.1}]\n"),
+       6, 26, "vips[0].checkpoint_interval", "needs a cluster section"},
+      {"checkpoint_with_sync",
+       base("vips:\n  - address: 192.0.2.1\n    port: 80\n    checkpoint_interval: 10ms\n"
+            "    replication: sync\n    backends: [{address: 10.0.0.1}]\n"
+            "cluster:\n  node_id: 1\n  key: "
+            "\"abababababababababababababababababababababababababababababababab\"\n  nodes:\n"
+            "    - {id: 1, address: 10.9.0.1:7946, snat: [198.51.100.1]}\n"),
+       6, 26, "vips[0].checkpoint_interval", "is for async replication"},
+      {"checkpoint_classes",
+       base("vips:\n"
+            "  - {address: 192.0.2.1, port: 80, checkpoint_interval: 2ms, backends: []}\n"
+            "  - {address: 192.0.2.1, port: 81, checkpoint_interval: 3ms, backends: []}\n"
+            "  - {address: 192.0.2.1, port: 82, checkpoint_interval: 4ms, backends: []}\n"
+            "  - {address: 192.0.2.1, port: 83, checkpoint_interval: 2ms, backends: []}\n"
+            "  - {address: 192.0.2.1, port: 84, checkpoint_interval: 5ms, backends: []}\n"
+            "  - {address: 192.0.2.1, port: 85, checkpoint_interval: 6ms, backends: []}\n"
+            "cluster:\n  node_id: 1\n  key: "
+            "\"abababababababababababababababababababababababababababababababab\"\n  nodes:\n"
+            "    - {id: 1, address: 10.9.0.1:7946, snat: [198.51.100.1]}\n"),
+       9, 57, "vips[5].checkpoint_interval", "at most 4 distinct"},
       {"replication_without_cluster",
        base("vips:\n  - address: 192.0.2.1\n    port: 80\n    replication: sync\n"
             "    backends: [{address: 10.0.0.1}]\n"),
@@ -469,6 +492,14 @@ TEST(ConfigTest, ReplicationModeSetsOutputCommitPerVip) {
   off.replace(off.find("mode: async"), 11, "mode: off");
   const TripodConfig f = load_config_string(off);
   EXPECT_FALSE(f.gateway.vips[0].replicated);
+  // A checkpoint interval of its own (async): longer than the cluster's.
+  std::string ci = async;
+  ci.replace(ci.find("replication: sync"), 17, "checkpoint_interval: 20ms");
+  const TripodConfig g = load_config_string(ci);
+  EXPECT_EQ(g.gateway.vips[1].checkpoint_ns, 20'000'000u);
+  EXPECT_EQ(g.gateway.vips[0].checkpoint_ns, 0u);
+  ci.replace(ci.find("checkpoint_interval: 20ms"), 25, "checkpoint_interval: 1ms");
+  EXPECT_EQ(load_config_string(ci).gateway.vips[1].checkpoint_ns, 0u);  // the cluster's anyway
 }
 
 TEST(ConfigTest, ClusterNodesShareDerivedKeys) {

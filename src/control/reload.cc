@@ -162,14 +162,18 @@ ReloadPlan plan_reload(const TripodConfig& running, const TripodConfig& next) {
                   " (or remove the VIP in one reload and add it back in the next)");
       continue;
     }
-    if (a.output_commit != b.output_commit || a.replicated != b.replicated) {
+    if (a.output_commit != b.output_commit || a.replicated != b.replicated ||
+        a.checkpoint_ns != b.checkpoint_ns) {
       // The agent's ack timing and the workers' hold queues are set at start;
       // live flows were created replicated or not.
       auto name = [](const GatewayVipConfig& v) {
-        return !v.replicated ? "off" : v.output_commit ? "sync" : "async";
+        std::string m = !v.replicated ? "off" : v.output_commit ? "sync" : "async";
+        if (v.checkpoint_ns != 0)
+          m += " every " + std::to_string(v.checkpoint_ns / 1'000'000) + " ms";
+        return m;
       };
       restart("vips[" + std::to_string(j) + "] " + vip_label(b.key) + " replication",
-              std::string(name(a)) + " -> " + name(b));
+              name(a) + " -> " + name(b));
       continue;
     }
     if (!same_pool(a.pool, b.pool)) p.pools_changed.push_back({i, j});

@@ -191,6 +191,14 @@ TEST(ReloadTest, ReplicationModeNeedsARestart) {
   ASSERT_EQ(p.errors.size(), 1u);
   EXPECT_EQ(p.errors[0].rfind("vips[1] 192.0.2.2:80/tcp replication: async -> off", 0), 0u)
       << p.errors[0];
+  changed = kRunning + cluster;
+  changed.replace(changed.find("port: 80, backends: [{address: 10.0.0.3}]"), 41,
+                  "port: 80, checkpoint_interval: 20ms, backends: [{address: 10.0.0.3}]");
+  p = plan_reload(running, load_config_string(changed, "n.yaml"));
+  ASSERT_EQ(p.errors.size(), 1u);
+  EXPECT_EQ(
+      p.errors[0].rfind("vips[1] 192.0.2.2:80/tcp replication: async -> async every 20 ms", 0), 0u)
+      << p.errors[0];
   std::string added = kRunning + cluster;
   added.replace(added.find("cluster:"), 0,
                 "  - {address: 192.0.2.3, port: 80, replication: sync, backends: []}\n");

@@ -530,6 +530,39 @@ TEST_F(Cluster, EgressReplyToAPeersAddressGoesToItsSlotsHolder) {
   EXPECT_EQ(d.gw().standby_connections(), 0u);
 }
 
+// A VIP with a checkpoint interval of its own (50 ms): a flow's changes
+// travel that long after they happen, coalesced; a flow over before its
+// first checkpoint never travels. Another VIP's flows go at once.
+TEST_F(Cluster, AVipsCheckpointIntervalDelaysAndCoalescesItsFlows) {
+  constexpr uint64_t kMs = 1'000'000;
+  GatewayConfig cfg = node_config(1);
+  cfg.vips[0].checkpoint_ns = 50 * kMs;
+  Node a(cfg, &clock_);
+  open_conn(a, 1, 40040);
+  EXPECT_TRUE(a.export_wire().empty());
+  clock_.advance_ns(30 * kMs);
+  EXPECT_TRUE(a.one(seg({kClient, kVip, 40040, 80, kTcpAck | kTcpPsh, 1001, 5001, "x"})).size());
+  EXPECT_TRUE(a.export_wire().empty());
+  clock_.advance_ns(21 * kMs);  // 51 ms after the SYN: one full record
+  auto recs = a.export_wire();
+  ASSERT_EQ(recs.size(), 1u);
+  EXPECT_EQ(recs[0].first, kRecordFlowFull);
+  Node b(2, &clock_);
+  b.import_wire(recs);
+  EXPECT_EQ(b.gw().standby_connections(), 1u);
+  // A short connection: open and closed within the interval, never sent.
+  open_conn(a, 1, 40041);
+  EXPECT_TRUE(a.one(seg({kClient, kVip, 40041, 80, kTcpAck | kTcpRst, 1001, 0})).size());
+  clock_.advance_ns(100 * kMs);
+  EXPECT_TRUE(a.export_wire().empty());
+  EXPECT_GE(a.counter("sync_delayed"), 2u);
+  // The SYN-proxied VIP has no interval of its own: its flow goes at once.
+  const uint32_t cookie = cookie_from(a, 40042);
+  EXPECT_FALSE(a.one(seg({kClient, kProxyVip, 40042, 443, kTcpAck, 1001, cookie + 1})).empty());
+  recs = a.export_wire();
+  ASSERT_EQ(recs.size(), 1u);
+}
+
 // A standby copy that hears nothing expires on its own, grace included.
 TEST_F(Cluster, StandbyExpiresWithoutItsProcessor) {
   open_conn(a_, 1, 40005);

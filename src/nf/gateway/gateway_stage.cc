@@ -176,6 +176,7 @@ GatewayStage::GatewayStage(const GatewayConfig& cfg, uint64_t now_ns)
       pulls_(cfg.cluster.node_id != 0 ? kPulls : 0),
       outbox_(cfg.cluster.node_id != 0 ? kOutbox : 1) {
   static_assert(kPulls * 256 <= 65536, "a pull's tag (index, generation) is 16 bits");
+  huge_pages_ = cfg.huge_pages;
   if (cluster_.node_id > kMaxClusterNodes)
     throw std::invalid_argument("gateway: cluster node id must be in [1, " +
                                 std::to_string(kMaxClusterNodes) + "]");
@@ -224,7 +225,39 @@ VipId GatewayStage::add_vip(const GatewayVipConfig& v) {
   vip_cfg_[id].pool.backends.clear();  // the LB owns the pool
   vip_removed_[id] = 0;
   any_output_commit_ |= v.output_commit;
+  set_vip_delay(id, v);
   return id;
+}
+
+void GatewayStage::set_vip_delay(VipId id, const GatewayVipConfig& v) {
+  if (vip_delay_.size() <= id) vip_delay_.resize(size_t{id} + 1, kNoDelay);
+  vip_delay_[id] = kNoDelay;
+  if (!clustered() || v.checkpoint_ns == 0 || !v.replicated || v.output_commit) return;
+  for (size_t c = 0; c < delays_.size(); ++c) {
+    if (delays_[c]->interval_ns == v.checkpoint_ns) {
+      vip_delay_[id] = static_cast<uint8_t>(c);
+      return;
+    }
+  }
+  if (delays_.size() == kMaxCheckpointClasses)
+    throw std::invalid_argument("gateway: more than " + std::to_string(kMaxCheckpointClasses) +
+                                " distinct VIP checkpoint intervals");
+  delays_.push_back(std::make_unique<DelayRing>(v.checkpoint_ns, capacity_, huge_pages_));
+  vip_delay_[id] = static_cast<uint8_t>(delays_.size() - 1);
+}
+
+bool GatewayStage::delay(uint32_t idx) {
+  ConnRecord& r = records_[idx];
+  if (r.seen & kSyncLazy) return true;  // waits already: its export carries the latest state
+  DelayRing& d = *delays_[vip_delay_[r.lb.vip]];
+  if (d.tail - d.head == d.ring.size()) {
+    counters_.inc(GatewayCounter::kSyncDelayFull);
+    return false;
+  }
+  r.seen |= kSyncLazy;
+  d.ring[d.tail++ % d.ring.size()] = DelayEntry{idx, clock_ns_ + d.interval_ns};
+  counters_.inc(GatewayCounter::kSyncDelayed);
+  return true;
 }
 
 VipId GatewayStage::remove_vip(const VipKey& key) {
@@ -269,6 +302,7 @@ void GatewayStage::update_vip_options(const GatewayVipConfig& v) {
     throw std::invalid_argument("gateway: the SYN proxy needs both directions (not with DSR)");
   vip_cfg_[id] = c;
   any_output_commit_ |= c.output_commit;
+  set_vip_delay(id, c);
 }
 
 void GatewayStage::set_firewall(const FirewallConfig& cfg, TrafficDir non_vip_dir) {
@@ -1080,6 +1114,7 @@ bool GatewayStage::on_icmp_error(Burst& b, uint32_t i) {
 }
 
 void GatewayStage::process(Burst& b) {
+  clock_ns_ = std::max(clock_ns_, b.now_ns);
   advance_to(b.now_ns);
   proxy_.advance(b.now_ns + cookie_offset_);
   const Tick now = to_ticks(b.now_ns);
@@ -1759,6 +1794,19 @@ uint32_t GatewayStage::export_sync(FlowSync* out, uint32_t max, uint64_t now_ns)
     fill_sync(r, &out[n++], (r.seen & kSyncSent) ? FlowSyncOp::kUpdate : FlowSyncOp::kFull, now);
     r.seen |= kSyncSent;
   };
+  // Changes that waited out their VIP's interval: to the export queue.
+  clock_ns_ = std::max(clock_ns_, now_ns);
+  for (const auto& d : delays_) {
+    while (d->head != d->tail) {
+      const DelayEntry e = d->ring[d->head % d->ring.size()];
+      if (e.due_ns > now_ns) break;
+      ++d->head;
+      ConnRecord& r = records_[e.idx];
+      if (!(r.seen & kSyncLazy)) continue;  // exported or freed since
+      r.seen &= static_cast<uint8_t>(~kSyncLazy);
+      if (r.flags & kRecLive) enqueue_dirty(e.idx);
+    }
+  }
   // Closes under way that lasted: to the export queue.
   while (lazy_head_ != lazy_tail_) {
     const LazyEntry e = lazy_[lazy_head_ % lazy_.size()];

@@ -142,15 +142,17 @@ static_assert(sizeof(ConnLink) == 8);
   X(kDropSynProxy, "drop_synproxy")              /* reason in synproxy_* */                        \
   /* cluster (flow_sync.h) */                                                                      \
   X(kSyncExported, "sync_exported")                                                                \
-  X(kSyncLazyDue, "sync_lazy_due")           /* a close under way lasted 1 s: its state travels */ \
-  X(kSyncLazyFull, "sync_lazy_full")         /* close queue full: the change travels at once */    \
-  X(kSyncImported, "sync_imported")          /* standby records created */                         \
-  X(kSyncUpdated, "sync_updated")            /* standby records updated */                         \
-  X(kSyncDeleted, "sync_deleted")            /* standby records the processor closed */            \
-  X(kSyncPromoted, "sync_promoted")          /* standby taken over: processor gone */              \
-  X(kSyncTakeoverWait, "sync_takeover_wait") /* dropped: its processor died only just now */       \
-  X(kSyncOrphanTaken, "sync_orphan_taken")   /* no processor, a new first holder: resync */        \
-  X(kSyncRedirected, "sync_redirected")      /* handed to the live processor */                    \
+  X(kSyncLazyDue, "sync_lazy_due")     /* a close under way lasted 1 s: its state travels */       \
+  X(kSyncLazyFull, "sync_lazy_full")   /* close queue full: the change travels at once */          \
+  X(kSyncDelayed, "sync_delayed")      /* a change waits for its VIP's checkpoint interval */      \
+  X(kSyncDelayFull, "sync_delay_full") /* delay queue full: the change travels at once */          \
+  X(kSyncImported, "sync_imported")    /* standby records created */                               \
+  X(kSyncUpdated, "sync_updated")      /* standby records updated */                               \
+  X(kSyncDeleted, "sync_deleted")      /* standby records the processor closed */                  \
+  X(kSyncPromoted, "sync_promoted")    /* standby taken over: processor gone */                    \
+  X(kSyncTakeoverWait, "sync_takeover_wait")      /* dropped: its processor died only just now */  \
+  X(kSyncOrphanTaken, "sync_orphan_taken")        /* no processor, a new first holder: resync */   \
+  X(kSyncRedirected, "sync_redirected")           /* handed to the live processor */               \
   X(kSyncMissRedirected, "sync_miss_redirected")  /* no record: handed to a holder */              \
   X(kSyncHandedToHolder, "sync_handed_to_holder") /* an older copy: to the slot's holder */        \
   X(kSyncUpdateUnknown, "sync_update_unknown")    /* update or delete of no standby record */      \
@@ -207,6 +209,10 @@ struct GatewayVipConfig {
   // Cluster: its flows are checkpointed to their holders (replication `off`:
   // they stay on their node and break with it).
   bool replicated = true;
+  // Cluster, async: a flow's changes travel at most this often, coalesced,
+  // the first one this long after the flow opened (a shorter flow never
+  // travels, nor survives its node). 0: every checkpoint.
+  uint64_t checkpoint_ns = 0;
 };
 
 // Egress SNAT: connections that internal hosts open to the outside (not to a
@@ -219,6 +225,9 @@ struct EgressConfig {
 };
 
 // Cluster replication (src/cluster/README.md). Off while node_id is 0.
+// Distinct VIP checkpoint intervals a node supports (config.cc checks).
+inline constexpr size_t kMaxCheckpointClasses = 4;
+
 struct GatewayClusterConfig {
   uint16_t node_id = 0;   // this node, 1..kMaxClusterNodes
   SipKey slot_key{7, 8};  // cluster-wide: a flow's slot (the same on every node)
@@ -467,6 +476,15 @@ class GatewayStage final : public Stage {
   void mark_dirty(uint32_t idx) {
     ConnRecord& r = records_[idx];
     if (!clustered() || (r.seen & (kSyncQueued | kSyncLocal)) || (r.flags & kRecStandby)) return;
+    if ((r.flags & (kRecNat | kRecDsr)) && !(r.flags & kRecEgress) &&
+        r.lb.vip < vip_delay_.size() && vip_delay_[r.lb.vip] != kNoDelay && delay(idx))
+      return;
+    enqueue_dirty(idx);
+  }
+  // Into the export queue (the next checkpoint).
+  void enqueue_dirty(uint32_t idx) {
+    ConnRecord& r = records_[idx];
+    if (r.seen & kSyncQueued) return;
     if (r.seen & kSyncInQueue) {  // its entry is still ahead
       r.seen |= kSyncQueued;
       return;
@@ -600,6 +618,30 @@ class GatewayStage final : public Stage {
   internal::HugeArray<LazyEntry> lazy_;
   uint64_t lazy_head_ = 0;
   uint64_t lazy_tail_ = 0;
+  // VIPs' checkpoint intervals (GatewayVipConfig::checkpoint_ns): one ring
+  // per distinct interval, so each is in due order. A waiting record has
+  // kSyncLazy (as in the close queue); its entry can outlive it too.
+  struct DelayEntry {
+    uint32_t idx;
+    uint64_t due_ns;
+  };
+  struct DelayRing {
+    DelayRing(uint64_t interval, size_t n, bool huge)
+        : interval_ns(interval), ring(n, huge, false) {}
+    uint64_t interval_ns;
+    internal::HugeArray<DelayEntry> ring;
+    uint64_t head = 0;
+    uint64_t tail = 0;
+  };
+  static constexpr uint8_t kNoDelay = 0xff;
+  std::vector<std::unique_ptr<DelayRing>> delays_;  // at most kMaxCheckpointClasses
+  std::vector<uint8_t> vip_delay_;                  // by VipId: index into delays_, or kNoDelay
+  bool huge_pages_ = true;
+  uint64_t clock_ns_ = 0;  // the latest time seen (bursts, exports): delays count from it
+  // Waits for its VIP's interval (false: the change travels at the next
+  // checkpoint, the ring being full).
+  bool delay(uint32_t idx);
+  void set_vip_delay(VipId id, const GatewayVipConfig& v);
   CommitPoint commit_;
   bool export_due_ = false;
   bool any_output_commit_ = false;  // some VIP has it
