@@ -25,6 +25,7 @@ SCENARIO=${1:-}
 VIP4=10.77.100.1
 VIP4_NET=10.77.100.0/24
 VIP4_LOCAL=10.77.100.2  # cluster labs: the web VIP with replication off (lab.sh)
+VIP4_LAZY=10.77.100.3   # ... and with a 50 ms checkpoint interval
 VIP6=fd77:100::1
 NBE=3
 NGW=2

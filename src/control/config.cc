@@ -766,8 +766,10 @@ void read_vip(const V& v, TripodConfig& cfg, const std::vector<V>& all) {
   if (auto hc = f.get("health_check")) read_health_check(*hc, dv.health_check);
   if (auto r = f.get("replication"))
     dv.replication = static_cast<ReplicationMode>(r->choice({"async", "sync", "off"}));
+  // At most 5 s: a holder's copy outlives its processor's deadline by 10 s
+  // (standby_grace_s), and a rearmed deadline travels after the interval.
   if (auto ci = f.get("checkpoint_interval"))
-    dv.checkpoint_ns = ci->duration_ms(1, 60'000) * 1'000'000;
+    dv.checkpoint_ns = ci->duration_ms(1, 5'000) * 1'000'000;
 
   const V backends = f.need("backends");
   const auto items = backends.items();

@@ -150,6 +150,14 @@ ReloadPlan plan_reload(const TripodConfig& running, const TripodConfig& next) {
                        [](const GatewayVipConfig& v) { return v.output_commit; }))
         restart("vips[" + std::to_string(j) + "] " + vip_label(n.vips[j].key) + " replication",
                 "sync, and no running VIP has it (hold queues are set up at start)");
+      const uint64_t ci = n.vips[j].checkpoint_ns;
+      if (ci != 0 && std::none_of(r.vips.begin(), r.vips.end(), [ci](const GatewayVipConfig& v) {
+            return v.checkpoint_ns == ci;
+          }))
+        restart(
+            "vips[" + std::to_string(j) + "] " + vip_label(n.vips[j].key) + " checkpoint_interval",
+            std::to_string(ci / 1'000'000) +
+                " ms, and no running VIP has it (its queue is set up at start)");
       p.vips_added.push_back(j);
       continue;
     }

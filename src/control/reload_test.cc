@@ -201,6 +201,12 @@ TEST(ReloadTest, ReplicationModeNeedsARestart) {
       << p.errors[0];
   std::string added = kRunning + cluster;
   added.replace(added.find("cluster:"), 0,
+                "  - {address: 192.0.2.3, port: 80, checkpoint_interval: 30ms, backends: []}\n");
+  p = plan_reload(running, load_config_string(added, "n.yaml"));
+  ASSERT_EQ(p.errors.size(), 1u);
+  EXPECT_NE(p.errors[0].find("30 ms, and no running VIP has it"), std::string::npos) << p.errors[0];
+  added = kRunning + cluster;
+  added.replace(added.find("cluster:"), 0,
                 "  - {address: 192.0.2.3, port: 80, replication: sync, backends: []}\n");
   p = plan_reload(running, load_config_string(added, "n.yaml"));
   ASSERT_EQ(p.errors.size(), 1u);

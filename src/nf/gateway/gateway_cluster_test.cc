@@ -550,6 +550,10 @@ TEST_F(Cluster, AVipsCheckpointIntervalDelaysAndCoalescesItsFlows) {
   Node b(2, &clock_);
   b.import_wire(recs);
   EXPECT_EQ(b.gw().standby_connections(), 1u);
+  // A resync (new holders) sends it at once, interval or not.
+  open_conn(a, 1, 40043);
+  a.gw().resync();
+  EXPECT_EQ(a.export_wire().size(), 2u);
   // A short connection: open and closed within the interval, never sent.
   open_conn(a, 1, 40041);
   EXPECT_TRUE(a.one(seg({kClient, kVip, 40041, 80, kTcpAck | kTcpRst, 1001, 0})).size());

@@ -1651,7 +1651,7 @@ void GatewayStage::promote(uint32_t idx) {
   r.seen &= static_cast<uint8_t>(~kSyncSent);  // to this node's holders, in full
   --standby_;
   ++live_;
-  mark_dirty(idx);
+  mark_dirty(idx, true);  // its holders may have no copy: not after an interval
   counters_.inc(GatewayCounter::kSyncPromoted);
 }
 
@@ -1714,10 +1714,10 @@ void GatewayStage::resync() {
       // A closed flow's copy still out there gets its delete; an open one
       // goes in full (the holders may have changed).
       if (sync_closed(r)) {
-        if (r.seen & kSyncSent) mark_dirty(i);
+        if (r.seen & kSyncSent) mark_dirty(i, true);
       } else {
         r.seen &= static_cast<uint8_t>(~kSyncSent);
-        mark_dirty(i);
+        mark_dirty(i, true);  // (resync_exported() waits for it)
       }
     }
   }

@@ -473,13 +473,17 @@ class GatewayStage final : public Stage {
     return (r.flags & kRecForeign) ? cluster_.snat_addresses[r.lease.address].addr
                                    : pool_of(r).address(r.lease.address).addr;
   }
-  void mark_dirty(uint32_t idx) {
+  // `now`: not held for the VIP's checkpoint interval (a resync, a
+  // promotion: the holders must get the flow at once).
+  void mark_dirty(uint32_t idx, bool now = false) {
     ConnRecord& r = records_[idx];
     if (!clustered() || (r.seen & (kSyncQueued | kSyncLocal)) || (r.flags & kRecStandby)) return;
-    if ((r.flags & (kRecNat | kRecDsr)) && !(r.flags & kRecEgress) &&
-        r.lb.vip < vip_delay_.size() && vip_delay_[r.lb.vip] != kNoDelay && delay(idx))
-      return;
+    if (!now && has_delay(r) && delay(idx)) return;
     enqueue_dirty(idx);
+  }
+  bool has_delay(const ConnRecord& r) const {
+    return (r.flags & (kRecNat | kRecDsr)) && !(r.flags & kRecEgress) &&
+           r.lb.vip < vip_delay_.size() && vip_delay_[r.lb.vip] != kNoDelay;
   }
   // Into the export queue (the next checkpoint).
   void enqueue_dirty(uint32_t idx) {
@@ -516,8 +520,10 @@ class GatewayStage final : public Stage {
     if (!clustered() || (r.seen & (kSyncQueued | kSyncLazy | kSyncLocal)) ||
         (r.flags & kRecStandby))
       return;
-    if (!(r.seen & kSyncSent)) {
-      mark_dirty(idx);  // nothing sent to skip: as any change
+    // Nothing sent to skip, or its VIP's interval coalesces changes anyway
+    // (kSyncLazy would not tell the two queues apart): as any change.
+    if (!(r.seen & kSyncSent) || has_delay(r)) {
+      mark_dirty(idx);
       return;
     }
     if (lazy_tail_ - lazy_head_ == lazy_.size()) {
