@@ -258,9 +258,13 @@ TEST(Handoff, AFullRingDropsAndCounts) {
   Packet p;
   p.data = f.data();
   p.len = static_cast<uint32_t>(f.size());
-  EXPECT_TRUE(mesh.ring(0, 1).push(p));
-  EXPECT_TRUE(mesh.ring(0, 1).push(p));
-  EXPECT_FALSE(mesh.ring(0, 1).push(p));
+  PacketMeta meta;
+  ASSERT_EQ(parse_packet(p.data, p.len, &meta), ParseError::kOk);
+  bool rev = false;
+  const FlowKey key = flow_key_of(p.data, meta, true, &rev);
+  EXPECT_TRUE(mesh.ring(0, 1).push(p, meta, key, rev));
+  EXPECT_TRUE(mesh.ring(0, 1).push(p, meta, key, rev));
+  EXPECT_FALSE(mesh.ring(0, 1).push(p, meta, key, rev));
   EXPECT_TRUE(mesh.pending(1));
   EXPECT_FALSE(mesh.pending(0));
   EXPECT_FALSE(mesh.may_sleep(1));  // packets wait: no sleep
@@ -270,8 +274,18 @@ TEST(Handoff, AFullRingDropsAndCounts) {
     bool alloc_frame(Packet* q) { return pool->alloc(q); }
   } frames{&pool};
   Packet in[4];
-  ASSERT_EQ(mesh.receive(1, in, 4, frames), 2u);
+  PacketMeta in_meta[4];
+  FlowKey in_key[4];
+  bool in_rev[4] = {};
+  ASSERT_EQ(mesh.receive(1, in, in_meta, in_key, in_rev, 4, frames), 2u);
   EXPECT_EQ(Bytes(in[0].data, in[0].data + in[0].len), f);
+  // Its parse came along (the receiver does not parse it again).
+  EXPECT_EQ(in_meta[1].l4_off, meta.l4_off);
+  EXPECT_EQ(in_meta[1].flags, meta.flags);
+  EXPECT_EQ(in_meta[1].dport, 80);
+  EXPECT_EQ(in_meta[1].tcp_flags, meta.tcp_flags);
+  EXPECT_TRUE(in_key[1] == key);
+  EXPECT_EQ(in_rev[1], rev);
   EXPECT_FALSE(mesh.pending(1));
 }
 

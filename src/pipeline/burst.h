@@ -40,6 +40,10 @@ struct Burst {
   // Packets before this one were steered already: parked ones run again,
   // and packets other workers handed over (a stage that steers skips them).
   uint32_t first_rx = 0;
+  // Packets in [parsed_from, parsed_to) come parsed (meta, key, reversed):
+  // handed over, with the sender's parse of the same bytes.
+  uint32_t parsed_from = 0;
+  uint32_t parsed_to = 0;
   uint64_t now_ns = 0;            // read once per burst from the injected clock
   FrameSource* frames = nullptr;  // for append(); set by the pipeline
   Packet pkts[kCapacity];

@@ -28,6 +28,8 @@
 #include "common/compiler.h"
 #include "common/spsc_ring.h"
 #include "io/packet.h"
+#include "packet/flow_key.h"
+#include "packet/packet_meta.h"
 
 namespace tripod {
 
@@ -40,9 +42,10 @@ class PacketRing {
     slots_ = std::make_unique_for_overwrite<Slot[]>(cap_);  // pages committed as used
   }
 
-  // Producer: copies the packet in; false when the ring is full (or the
-  // packet longer than a frame holds: never from an RX frame).
-  bool push(const Packet& p) {
+  // Producer: copies the packet in, with its parse (the receiver does not
+  // parse it again); false when the ring is full (or the packet longer than
+  // a frame holds: never from an RX frame).
+  bool push(const Packet& p, const PacketMeta& meta, const FlowKey& key, bool reversed) {
     if (p.len > kMaxFrameLen) return false;
     const uint32_t tail = prod_.tail.load(std::memory_order_relaxed);
     if (tail - prod_.cached_head == cap_) {
@@ -52,15 +55,20 @@ class PacketRing {
     Slot& s = slots_[tail & mask_];
     s.len = p.len;
     s.ts_ns = p.ts_ns;
+    s.meta = meta;
+    s.key = key;
+    s.reversed = reversed;
     std::memcpy(s.data, p.data, s.len);
     prod_.tail.store(tail + 1, std::memory_order_release);
     return true;
   }
 
   // Consumer: takes up to `max` packets into frames from `frames` (a
-  // packet stays in the ring while no frame is free). Returns how many.
+  // packet stays in the ring while no frame is free), with their parse.
+  // Returns how many.
   template <typename Frames>
-  uint32_t pop(Packet* out, uint32_t max, Frames& frames) {
+  uint32_t pop(Packet* out, PacketMeta* meta, FlowKey* key, bool* reversed, uint32_t max,
+               Frames& frames) {
     const uint32_t head = cons_.head.load(std::memory_order_relaxed);
     if (cons_.cached_tail - head < max)
       cons_.cached_tail = prod_.tail.load(std::memory_order_acquire);
@@ -73,6 +81,9 @@ class PacketRing {
       std::memcpy(p.data, s.data, s.len);
       p.len = s.len;
       p.ts_ns = s.ts_ns;
+      meta[n] = s.meta;
+      key[n] = s.key;
+      reversed[n] = s.reversed;
       ++n;
     }
     cons_.head.store(head + n, std::memory_order_release);
@@ -88,7 +99,10 @@ class PacketRing {
  private:
   struct Slot {
     uint32_t len;
+    bool reversed;
     uint64_t ts_ns;
+    PacketMeta meta;
+    FlowKey key;
     uint8_t data[kMaxFrameLen];
   };
   SpscProducer prod_;
@@ -115,11 +129,13 @@ class HandoffMesh {
   // Worker `self`: takes up to `max` handed packets (each sender's ring in
   // turn, so none starves the others).
   template <typename Frames>
-  uint32_t receive(uint32_t self, Packet* out, uint32_t max, Frames& frames) {
+  uint32_t receive(uint32_t self, Packet* out, PacketMeta* meta, FlowKey* key, bool* reversed,
+                   uint32_t max, Frames& frames) {
     uint32_t n = 0;
     for (uint32_t k = 0; k < n_ && n < max; ++k) {
       const uint32_t from = (peers_[self].next_from + k) % n_;
-      if (from != self) n += ring(from, self).pop(out + n, max - n, frames);
+      if (from != self)
+        n += ring(from, self).pop(out + n, meta + n, key + n, reversed + n, max - n, frames);
     }
     peers_[self].next_from = (peers_[self].next_from + 1) % n_;
     return n;

@@ -6,6 +6,7 @@ namespace tripod {
 
 void ParseStage::process(Burst& b) {
   for (uint32_t i = 0; i < b.n; ++i) {
+    if (i >= b.parsed_from && i < b.parsed_to) continue;  // the sender's parse came with it
     counters_.inc(ParseStageCounter::kPackets);
     const ParseError e = parse_packet(b.pkts[i].data, b.pkts[i].len, &b.meta[i]);
     if (e != ParseError::kOk) {

@@ -11,9 +11,12 @@ uint32_t Pipeline::run_once(Port& port, const Clock* clock, RunStats* stats) {
   // at most half a burst: under overload the port's own RX keeps its share
   // (its ring would drop where no counter of ours sees it).
   const uint32_t handed_in =
-      mesh_ != nullptr ? mesh_->receive(self_, b.pkts + replayed,
+      mesh_ != nullptr ? mesh_->receive(self_, b.pkts + replayed, b.meta + replayed,
+                                        b.key + replayed, b.reversed + replayed,
                                         std::min(kBurstSize / 2, kBurstSize - replayed), port)
                        : 0;
+  b.parsed_from = replayed;
+  b.parsed_to = replayed + handed_in;
   b.first_rx = replayed + handed_in;
   b.n = b.first_rx + port.rx_burst(b.pkts + b.first_rx, kBurstSize - b.first_rx);
   if (b.n == 0) return 0;
@@ -39,7 +42,7 @@ uint32_t Pipeline::run_once(Port& port, const Clock* clock, RunStats* stats) {
     if (b.verdict[i] == Verdict::kHandOff) {
       const uint32_t to = b.hold_tag[i];
       if (mesh_ != nullptr && to < mesh_->workers() && to != self_ &&
-          mesh_->ring(self_, to).push(b.pkts[i])) {
+          mesh_->ring(self_, to).push(b.pkts[i], b.meta[i], b.key[i], b.reversed[i])) {
         stats->handed_off++;
         ++n_handed;
         handed_to |= uint64_t{1} << (to % 64);
