@@ -224,10 +224,10 @@ struct EgressConfig {
   SnatPoolConfig snat;  // the public addresses (either family or both)
 };
 
-// Cluster replication (src/cluster/README.md). Off while node_id is 0.
 // Distinct VIP checkpoint intervals a node supports (config.cc checks).
 inline constexpr size_t kMaxCheckpointClasses = 4;
 
+// Cluster replication (src/cluster/README.md). Off while node_id is 0.
 struct GatewayClusterConfig {
   uint16_t node_id = 0;   // this node, 1..kMaxClusterNodes
   SipKey slot_key{7, 8};  // cluster-wide: a flow's slot (the same on every node)
