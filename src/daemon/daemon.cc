@@ -198,7 +198,8 @@ Daemon::Daemon(TripodConfig cfg, std::string config_path)
       s->add_address(a);
   // Egress: internal hosts' packets to the outside (config.cc checked the
   // prefixes). Never those to the node's own addresses, wherever they are.
-  sync_local_addresses();
+  if (!sync_local_addresses())
+    throw std::runtime_error("egress: cannot put the node's own addresses in the XDP map");
   for (const std::string& src : cfg_.gateway.egress.sources) {
     Family fam = Family::kNone;
     uint8_t addr[16] = {};
@@ -246,12 +247,17 @@ Daemon::~Daemon() {
   if (signal_fd_ >= 0) ::close(signal_fd_);
 }
 
-void Daemon::sync_local_addresses() {
-  if (cfg_.gateway.egress.sources.empty()) return;
+bool Daemon::sync_local_addresses() {
+  if (cfg_.gateway.egress.sources.empty()) return true;
+  // One key per XDP map entry: an IPv4-mapped IPv6 address is its IPv4 one.
+  // Link-local and multicast ones never count as egress: not in the map.
   using Key = std::pair<Family, std::array<uint8_t, 16>>;
   std::set<Key> now;
   ifaddrs* ifs = nullptr;
-  if (getifaddrs(&ifs) != 0) throw std::runtime_error(errno_text("getifaddrs"));
+  if (getifaddrs(&ifs) != 0) {
+    spdlog::error("egress: getifaddrs: {}", std::strerror(errno));
+    return false;
+  }
   for (const ifaddrs* i = ifs; i != nullptr; i = i->ifa_next) {
     if (i->ifa_addr == nullptr) continue;
     Key k{Family::kNone, {}};
@@ -259,29 +265,59 @@ void Daemon::sync_local_addresses() {
       k.first = Family::kIpv4;
       std::memcpy(k.second.data(), &reinterpret_cast<const sockaddr_in*>(i->ifa_addr)->sin_addr, 4);
     } else if (i->ifa_addr->sa_family == AF_INET6) {
-      k.first = Family::kIpv6;
-      std::memcpy(k.second.data(), &reinterpret_cast<const sockaddr_in6*>(i->ifa_addr)->sin6_addr,
-                  16);
+      const auto* a6 = &reinterpret_cast<const sockaddr_in6*>(i->ifa_addr)->sin6_addr;
+      if (IN6_IS_ADDR_V4MAPPED(a6)) {
+        k.first = Family::kIpv4;
+        std::memcpy(k.second.data(), a6->s6_addr + 12, 4);
+      } else {
+        k.first = Family::kIpv6;
+        std::memcpy(k.second.data(), a6->s6_addr, 16);
+      }
     } else {
       continue;
     }
-    now.insert(k);
+    const uint8_t* b = k.second.data();
+    const bool skip = k.first == Family::kIpv4
+                          ? (b[0] == 169 && b[1] == 254) || (b[0] & 0xf0) == 224
+                          : (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) || b[0] == 0xff;
+    if (!skip) now.insert(k);
   }
   freeifaddrs(ifs);
+  // Removals first (they make room in the map); a key whose update failed
+  // stays as it was in local_addresses_, and the next sync tries again.
+  bool ok = true;
+  auto each = [&](const Key& k, bool add) {
+    try {
+      for (auto& s : steering_) {
+        if (add) {
+          s->add_local_address(k.first, k.second.data());
+        } else {
+          s->remove_local_address(k.first, k.second.data());
+        }
+      }
+      return true;
+    } catch (const std::exception& e) {
+      spdlog::error("egress: {} {}: {}", add ? "adding" : "removing",
+                    addr_text(k.first, k.second.data()), e.what());
+      ok = false;
+      return false;
+    }
+  };
   const bool first = local_addresses_.empty();  // at start: no log line per address
+  for (auto it = local_addresses_.begin(); it != local_addresses_.end();) {
+    if (now.count(*it) != 0 || !each(*it, false)) {
+      ++it;
+      continue;
+    }
+    spdlog::info("egress: {} is no longer the node's", addr_text(it->first, it->second.data()));
+    it = local_addresses_.erase(it);
+  }
   for (const Key& k : now) {
-    if (local_addresses_.count(k) != 0) continue;
-    for (auto& s : steering_)
-      s->add_local_address(k.first, k.second.data());
+    if (local_addresses_.count(k) != 0 || !each(k, true)) continue;
+    local_addresses_.insert(k);
     if (!first) spdlog::info("egress: {} is the node's now", addr_text(k.first, k.second.data()));
   }
-  for (const Key& k : local_addresses_) {
-    if (now.count(k) != 0) continue;
-    for (auto& s : steering_)
-      s->remove_local_address(k.first, k.second.data());
-    spdlog::info("egress: {} is no longer the node's", addr_text(k.first, k.second.data()));
-  }
-  local_addresses_ = std::move(now);
+  return ok;
 }
 
 std::vector<std::string> Daemon::steered_addresses() const {
@@ -804,14 +840,19 @@ int Daemon::run() {
     }
     if (fds[1].revents & POLLIN) {
       guarded("netlink", [&] { monitor_->process_events(); });
+      // (A message that did not decode may have been an address one.)
       const auto& c = monitor_->counters();
-      const uint64_t seen =
-          c.get(route::MonitorCounter::kAddressEvents) + c.get(route::MonitorCounter::kOverruns);
+      const uint64_t seen = c.get(route::MonitorCounter::kAddressEvents) +
+                            c.get(route::MonitorCounter::kOverruns) +
+                            c.get(route::MonitorCounter::kDecodeErrors);
       if (seen != address_events_seen_) {
         address_events_seen_ = seen;
-        guarded("local addresses", [&] { sync_local_addresses(); });
+        local_sync_pending_ = true;
       }
     }
+    // Until a sync succeeds, again every round (at least once a second).
+    if (local_sync_pending_)
+      guarded("local addresses", [&] { local_sync_pending_ = !sync_local_addresses(); });
     if (fds[2].revents & POLLIN) guarded("health events", [&] { on_health_events(); });
     if (fds[3].revents & POLLIN) guarded("status", [&] { serve_status(); });
     guarded("drain", [&] { drain_removed(); });

@@ -79,8 +79,9 @@ class Daemon {
   void drain_removed();
   std::vector<std::string> steered_addresses() const;
   // Egress: the XDP programs' map of the node's own addresses follows the
-  // kernel's (at start, and on every address event or netlink overrun).
-  void sync_local_addresses();
+  // kernel's (at start, and on every address event or netlink overrun);
+  // false if an update failed (logged; the next call tries again).
+  bool sync_local_addresses();
   void start_cluster();
   void on_view(const cluster::ViewChange& change);
 
@@ -91,7 +92,8 @@ class Daemon {
   std::vector<std::unique_ptr<route::KernelSlowPath>> slow_paths_;
   std::vector<std::unique_ptr<XdpSteering>> steering_;
   std::set<std::pair<Family, std::array<uint8_t, 16>>> local_addresses_;  // in the XDP maps
-  uint64_t address_events_seen_ = 0;  // the monitor's address events and overruns
+  uint64_t address_events_seen_ = 0;  // the monitor's address events, overruns, decode errors
+  bool local_sync_pending_ = false;
   // The rings between the workers (several queues), before them: they
   // hold its pointer.
   std::unique_ptr<HandoffMesh> handoff_;

@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <type_traits>
 #include <vector>
 
 #include "common/compiler.h"
@@ -55,8 +56,8 @@ class PacketRing {
     Slot& s = slots_[tail & mask_];
     s.len = p.len;
     s.ts_ns = p.ts_ns;
-    s.meta = meta;
-    s.key = key;
+    std::memcpy(s.meta, &meta, sizeof meta);
+    std::memcpy(s.key, &key, sizeof key);
     s.reversed = reversed;
     std::memcpy(s.data, p.data, s.len);
     prod_.tail.store(tail + 1, std::memory_order_release);
@@ -81,8 +82,8 @@ class PacketRing {
       std::memcpy(p.data, s.data, s.len);
       p.len = s.len;
       p.ts_ns = s.ts_ns;
-      meta[n] = s.meta;
-      key[n] = s.key;
+      std::memcpy(&meta[n], s.meta, sizeof(PacketMeta));
+      std::memcpy(&key[n], s.key, sizeof(FlowKey));
       reversed[n] = s.reversed;
       ++n;
     }
@@ -97,14 +98,18 @@ class PacketRing {
   uint32_t capacity() const { return cap_; }
 
  private:
+  // Plain bytes (the parse as raw copies): no constructor writes the slots,
+  // so a ring's pages are committed only as it fills.
   struct Slot {
+    uint8_t data[kMaxFrameLen];
     uint32_t len;
     bool reversed;
     uint64_t ts_ns;
-    PacketMeta meta;
-    FlowKey key;
-    uint8_t data[kMaxFrameLen];
+    alignas(8) unsigned char meta[sizeof(PacketMeta)];
+    alignas(8) unsigned char key[sizeof(FlowKey)];
   };
+  static_assert(std::is_trivially_default_constructible_v<Slot>);
+  static_assert(std::is_trivially_copyable_v<PacketMeta> && std::is_trivially_copyable_v<FlowKey>);
   SpscProducer prod_;
   SpscConsumer cons_;
   uint32_t cap_;
