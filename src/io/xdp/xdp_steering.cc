@@ -238,13 +238,17 @@ bool XdpSteering::add_address(Family family, const uint8_t* addr) {
   return true;
 }
 
-bool XdpSteering::remove_address(Family family, const uint8_t* addr) {
+bool XdpSteering::remove_key(int fd, Family family, const uint8_t* addr, const char* what) {
   uint8_t key[TRIPOD_XDP_KEY_LEN];
   make_key(family, addr, key);
-  const int err = bpf_map_delete_elem(steer_fd_, key);
+  const int err = bpf_map_delete_elem(fd, key);
   if (err == -ENOENT) return false;
-  if (err != 0) fail("cannot remove steered address " + format_addr(family, addr), -err);
+  if (err != 0) fail(std::string("cannot remove ") + what + " " + format_addr(family, addr), -err);
   return true;
+}
+
+bool XdpSteering::remove_address(Family family, const uint8_t* addr) {
+  return remove_key(steer_fd_, family, addr, "steered address");
 }
 
 bool XdpSteering::add_address(std::string_view text) {
@@ -281,12 +285,7 @@ void XdpSteering::add_local_address(Family family, const uint8_t* addr) {
 }
 
 bool XdpSteering::remove_local_address(Family family, const uint8_t* addr) {
-  uint8_t key[TRIPOD_XDP_KEY_LEN];
-  make_key(family, addr, key);
-  const int err = bpf_map_delete_elem(local_fd_, key);
-  if (err == -ENOENT) return false;
-  if (err != 0) fail("cannot remove local address " + format_addr(family, addr), -err);
-  return true;
+  return remove_key(local_fd_, family, addr, "local address");
 }
 
 void XdpSteering::set_pass_without_socket(bool pass) {

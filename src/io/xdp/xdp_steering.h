@@ -104,6 +104,8 @@ class XdpSteering {
 
  private:
   [[noreturn]] void fail(std::string_view what, int err) const;
+  // Deletes an address's key from a map (false if absent); `what` names it in errors.
+  bool remove_key(int fd, Family family, const uint8_t* addr, const char* what);
   void detach();
   uint32_t xdp_flags() const;  // XDP_FLAGS_*_MODE of attached_mode_
 
