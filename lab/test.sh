@@ -1108,8 +1108,8 @@ median() {
 # _LOCAL (web-local), and OVH_SHARE (replication bytes against the
 # new-connection load's).
 cluster_overhead() {  # async|sync|off
-  local r load tag url label rb=0 wb=0 zb=0 zw=0 b0 e0 w out lx=0 lreqs=0 k tags order
-  local -A rps p99
+  local r load tag url label b0 e0 w out lx=0 lreqs=0 k tags order
+  local -A rps p99 rb wb
   tags=(repl local)
   [ "$1" = async ] && tags+=(lazy)  # web-lazy: async every 50 ms, new connections only
   [ "$1" = off ] && tags=(repl)
@@ -1128,15 +1128,10 @@ cluster_overhead() {  # async|sync|off
         b0=$(agents_bytes 1 2 3) e0=$(counter gateway.sync_exported)
         overhead_wrk "$url" "$load" "$out" "no kill, $load, round $r, $label"
         rps[$tag.$load]+=" $W_RPS" p99[$tag.$load]+=" $W_P99"
-        if [ "$1" != off ] && [ "$tag" = repl ] && [ "$load" = close ]; then
-          rb=$((rb + $(agents_bytes 1 2 3) - b0))
+        # Replication bytes against the workload's, per replicated VIP.
+        if [ "$1" != off ] && [ "$tag" != local ] && [ "$load" = close ]; then
           w=$(wrk_read_bytes "$out")
-          wb=$((wb + ${w:-0}))
-        fi
-        if [ "$tag" = lazy ]; then
-          zb=$((zb + $(agents_bytes 1 2 3) - b0))
-          w=$(wrk_read_bytes "$out")
-          zw=$((zw + ${w:-0}))
+          rb[$tag]=$((${rb[$tag]:-0} + $(agents_bytes 1 2 3) - b0)) wb[$tag]=$((${wb[$tag]:-0} + ${w:-0}))
         fi
         if [ "$tag" = local ] && [ "$load" = close ]; then
           lx=$((lx + $(counter gateway.sync_exported) - e0)) lreqs=$((lreqs + WRK_REQS))
@@ -1155,11 +1150,11 @@ cluster_overhead() {  # async|sync|off
   echo "     medians (replication $1): new connection per request $OVH_RPS req/s, p99 $OVH_P99 ms; keep-alive $OVH_KA_RPS req/s, p99 $OVH_KA_P99 ms"
   if [ "$1" != off ]; then
     echo "     medians (web-local, replication off): new connection per request $OVH_RPS_LOCAL req/s, p99 $OVH_P99_LOCAL ms; keep-alive $OVH_KA_RPS_LOCAL req/s, p99 $OVH_KA_P99_LOCAL ms"
-    OVH_SHARE=$(percent "$rb" "$wb")
-    echo "     replication bytes $rb (all nodes, during the replicated new-connection runs) vs workload bytes $wb (HTTP read by wrk): $OVH_SHARE %"
+    OVH_SHARE=$(percent "${rb[repl]:-0}" "${wb[repl]:-0}")
+    echo "     replication bytes ${rb[repl]:-0} (all nodes, during the replicated new-connection runs) vs workload bytes ${wb[repl]:-0} (HTTP read by wrk): $OVH_SHARE %"
     if [ "$1" = async ]; then
-      OVH_SHARE_LAZY=$(percent "$zb" "$zw")
-      echo "     medians (web-lazy, every 50 ms): new connection per request $OVH_RPS_LAZY req/s, p99 $OVH_P99_LAZY ms; replication bytes $zb vs workload bytes $zw: $OVH_SHARE_LAZY %"
+      OVH_SHARE_LAZY=$(percent "${rb[lazy]:-0}" "${wb[lazy]:-0}")
+      echo "     medians (web-lazy, every 50 ms): new connection per request $OVH_RPS_LAZY req/s, p99 $OVH_P99_LAZY ms; replication bytes ${rb[lazy]:-0} vs workload bytes ${wb[lazy]:-0}: $OVH_SHARE_LAZY %"
     fi
     # Each replicated connection exports at least its record; the few
     # exports during web-local's runs are the web VIP's closes coming due.
